@@ -1,0 +1,1 @@
+"""The local rehearsal world behind `deploywatch demo` and the tests."""

@@ -1,0 +1,248 @@
+"""moto's server on 127.0.0.1, extended in-process with what moto 5.2.5 lacks.
+
+moto dispatches an ``X-Amz-Target`` action to the snake_case method of the same name on
+its response class, and serializes the returned ``ActionResult`` from botocore's own
+service model. Adding methods to :class:`moto.ecs.responses.EC2ContainerServiceResponse`
+therefore adds API operations with the exact wire shapes of real ECS:
+
+- ``ListServiceDeployments``, ``DescribeServiceDeployments``, ``StopServiceDeployment``,
+  ``DescribeServiceRevisions`` (answered by the :class:`~sandbox.ecs_sim.Scheduler`);
+- ``CreateService`` / ``UpdateService`` are wrapped so the scheduler sees them (it then
+  owns ``deploymentConfiguration``, ``deployments``, counts, events, task definition);
+- every ECS request runs under the scheduler's lock, so no response is serialized from a
+  half-applied scheduler tick.
+
+moto's backends are process-global, so one process serves one scheduler at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from moto.core.responses import ActionResult, BaseResponse
+from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
+from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.moto_api import state_manager
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+
+from sandbox.ecs_sim import ServiceDeploymentNotFound
+
+if TYPE_CHECKING:
+    from sandbox.ecs_sim import Scheduler
+
+DESCRIBE_LIMIT = 20
+"""``DescribeServiceDeployments`` accepts at most 20 ARNs."""
+
+_scheduler: Scheduler | None = None
+_originals: dict[str, Any] = {}
+
+
+def quiet_logs() -> None:
+    """Silence moto's and werkzeug's per-request logging."""
+    for name in ("werkzeug", "moto", "botocore", "urllib3"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+class MotoServer:
+    """moto's threaded server bound to 127.0.0.1 on a free port.
+
+    Args:
+        host: Address to bind; loopback only by design.
+    """
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+        self._url: str | None = None
+
+    def start(self) -> str:
+        """Start serving and return the endpoint URL (``http://127.0.0.1:PORT``)."""
+        quiet_logs()
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self._url = f"http://{host}:{port}"
+        return self._url
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL.
+
+        Raises:
+            RuntimeError: The server was not started.
+        """
+        if self._url is None:
+            raise RuntimeError("MotoServer.start() was not called")
+        return self._url
+
+    def stop(self) -> None:
+        """Stop serving and join the server thread."""
+        if self._url is not None:
+            self._server.stop()
+            self._url = None
+
+
+def _active(response: Any) -> Scheduler | None:
+    scheduler = _scheduler
+    if scheduler is None or not scheduler.handles(response.current_account, response.region):
+        return None
+    return scheduler
+
+
+def _call_action(self: Any) -> Any:
+    scheduler = _scheduler
+    if scheduler is None:
+        return _originals["call_action"](self)
+    with scheduler.lock:
+        return _originals["call_action"](self)
+
+
+def _create_service(self: Any) -> Any:
+    scheduler = _active(self)
+    if scheduler is not None:
+        scheduler.check_request(dict(self._get_params()), creating=True)
+    result = _originals["create_service"](self)
+    if scheduler is not None:
+        scheduler.on_create_service(
+            result.result["service"], self._get_param("deploymentConfiguration")
+        )
+    return result
+
+
+def _update_service(self: Any) -> Any:
+    params = dict(self._get_params())
+    scheduler = _active(self)
+    if scheduler is not None:
+        scheduler.check_request(params, creating=False)
+    result = _originals["update_service"](self)
+    if scheduler is not None:
+        scheduler.on_update_service(result.result["service"], params)
+    return result
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    parsed = datetime.fromisoformat(str(value))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _list_service_deployments(self: Any) -> ActionResult:
+    scheduler = _active(self)
+    if scheduler is None:
+        raise ServiceNotFoundException
+    created = self._get_param("createdAt") or {}
+    max_results = self._get_param("maxResults")
+    if max_results is None:
+        max_results = 20
+    if not 1 <= int(max_results) <= 100:
+        raise InvalidParameterException("maxResults must be between 1 and 100.")
+    token = self._get_param("nextToken")
+    try:
+        offset = int(token) if token else 0
+    except ValueError:
+        raise InvalidParameterException("The nextToken is not valid.") from None
+    briefs = scheduler.list_service_deployments(
+        cluster=self._get_param("cluster") or "default",
+        service=self._get_param("service"),
+        statuses=self._get_param("status"),
+        created_after=_timestamp(created.get("after")),
+        created_before=_timestamp(created.get("before")),
+    )
+    page = briefs[offset : offset + int(max_results)]
+    result: dict[str, Any] = {"serviceDeployments": page}
+    if offset + len(page) < len(briefs):
+        result["nextToken"] = str(offset + len(page))
+    return ActionResult(result)
+
+
+def _describe_service_deployments(self: Any) -> ActionResult:
+    arns = list(self._get_param("serviceDeploymentArns") or [])
+    if not arns or len(arns) > DESCRIBE_LIMIT:
+        raise InvalidParameterException(
+            f"serviceDeploymentArns must hold between 1 and {DESCRIBE_LIMIT} ARNs."
+        )
+    scheduler = _active(self)
+    if scheduler is None:
+        return ActionResult(
+            {"serviceDeployments": [], "failures": [{"arn": a, "reason": "MISSING"} for a in arns]}
+        )
+    found, failures = scheduler.describe_service_deployments(arns)
+    return ActionResult({"serviceDeployments": found, "failures": failures})
+
+
+def _stop_service_deployment(self: Any) -> ActionResult:
+    arn = self._get_param("serviceDeploymentArn")
+    scheduler = _active(self)
+    if scheduler is None:
+        raise ServiceDeploymentNotFound(f"Service deployment {arn} not found.")
+    stop_type = self._get_param("stopType") or "ROLLBACK"
+    return ActionResult({"serviceDeploymentArn": scheduler.stop_service_deployment(arn, stop_type)})
+
+
+def _describe_service_revisions(self: Any) -> ActionResult:
+    arns = list(self._get_param("serviceRevisionArns") or [])
+    if not arns or len(arns) > DESCRIBE_LIMIT:
+        raise InvalidParameterException(
+            f"serviceRevisionArns must hold between 1 and {DESCRIBE_LIMIT} ARNs."
+        )
+    scheduler = _active(self)
+    if scheduler is None:
+        return ActionResult(
+            {"serviceRevisions": [], "failures": [{"arn": a, "reason": "MISSING"} for a in arns]}
+        )
+    found, failures = scheduler.describe_service_revisions(arns)
+    return ActionResult({"serviceRevisions": found, "failures": failures})
+
+
+def _patch_once() -> None:
+    if _originals:
+        return
+    cls: Any = EC2ContainerServiceResponse
+    _originals["call_action"] = BaseResponse.call_action
+    _originals["create_service"] = cls.create_service
+    _originals["update_service"] = cls.update_service
+    cls.call_action = _call_action
+    cls.create_service = _create_service
+    cls.update_service = _update_service
+    cls.list_service_deployments = _list_service_deployments
+    cls.describe_service_deployments = _describe_service_deployments
+    cls.stop_service_deployment = _stop_service_deployment
+    cls.describe_service_revisions = _describe_service_revisions
+    # moto advances a task one lifecycle state per describe_tasks; the scheduler owns
+    # task states, so freeze moto's own progression.
+    state_manager.set_transition("ecs::task", {"progression": "manual", "times": 2**62})
+
+
+def install_ecs_extensions(scheduler: Scheduler) -> None:
+    """Route moto's ECS API through ``scheduler`` (one scheduler per process).
+
+    Args:
+        scheduler: The scheduler that owns the simulated services.
+
+    Raises:
+        RuntimeError: Another scheduler is installed.
+    """
+    global _scheduler
+    if _scheduler is not None and _scheduler is not scheduler:
+        raise RuntimeError("another sandbox scheduler is already installed in this process")
+    _patch_once()
+    _scheduler = scheduler
+
+
+def uninstall_ecs_extensions(scheduler: Scheduler) -> None:
+    """Detach ``scheduler``; the patched methods fall back to plain moto behaviour."""
+    global _scheduler
+    if _scheduler is scheduler:
+        _scheduler = None
+
+
+def reset_ecs_backend(account_id: str, region: str) -> None:
+    """Forget every ECS resource of one account and region (moto's state is global)."""
+    from moto.ecs.models import ecs_backends
+
+    ecs_backends[account_id][region].reset()

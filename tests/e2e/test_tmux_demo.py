@@ -1,0 +1,128 @@
+"""The real CLI in a real terminal: ``deploywatch demo`` in a 200x50 tmux.
+
+Types keys with ``send-keys`` and reads the screen with ``capture-pane``, as a person
+would. Skipped only where tmux is missing and ``DEPLOYWATCH_REQUIRE_TMUX`` is unset (CI
+sets it, so there it fails instead).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
+
+TMUX = shutil.which("tmux")
+if TMUX is None and not os.environ.get("DEPLOYWATCH_REQUIRE_TMUX"):
+    pytest.skip("tmux is not installed (make test installs it)", allow_module_level=True)
+
+DEPLOYWATCH = Path(sys.executable).parent / "deploywatch"
+
+
+class Tmux:
+    """One private tmux server (its own socket), one 200x50 session."""
+
+    def __init__(self, name: str) -> None:
+        assert TMUX is not None, "tmux is required here"
+        self.base = [TMUX, "-L", name]
+        self.target = f"{name}:0"
+
+    def run(self, *args: str) -> str:
+        return subprocess.run(
+            [*self.base, *args], capture_output=True, text=True, timeout=10, check=True
+        ).stdout
+
+    def start(self, command: str) -> None:
+        self.run(
+            "new-session", "-d", "-s", self.target.split(":")[0], "-x", "200", "-y", "50", command
+        )
+        self.run("set-option", "-t", self.target.split(":")[0], "remain-on-exit", "on")
+
+    def screen(self) -> str:
+        return self.run("capture-pane", "-p", "-t", self.target)
+
+    def keys(self, *keys: str) -> None:
+        self.run("send-keys", "-t", self.target, *keys)
+
+    def pane_dead(self) -> bool:
+        return self.run("display-message", "-p", "-t", self.target, "#{pane_dead}").strip() == "1"
+
+    def wait_for(self, predicate: re.Pattern[str], timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate.search(screen):
+                return screen
+            time.sleep(0.5)
+        raise AssertionError(f"not on screen within {timeout:g}s: {predicate.pattern}\n{screen}")
+
+    def kill(self) -> None:
+        subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=10, check=False)
+
+
+def sandbox_pids() -> set[int]:
+    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True)
+    return {
+        int(line.split(None, 1)[0])
+        for line in out.stdout.splitlines()
+        if "-m sandbox --json" in line
+    }
+
+
+def card_line(screen: str, service: str) -> str:
+    for line in screen.splitlines():
+        if re.search(rf"\b{service}\s+demo/{service}\b", line):
+            return line
+    return ""
+
+
+def test_demo_shows_both_deployments_progress_and_quits_cleanly(tmp_path: Path) -> None:
+    before = sandbox_pids()
+    tmux = Tmux(f"dw-e2e-{os.getpid()}")
+    # stderr goes to the terminal: Textual draws there. Speed 2 keeps CI quick; the
+    # README's `make demo` runs at speed 1.
+    tmux.start(f"{DEPLOYWATCH} demo --speed 2; echo EXITED=$?; sleep 30")
+    try:
+        tmux.wait_for(re.compile(r"Deployments · ECS"), 30)
+        # Both services show up with live data from the sandbox through boto3.
+        screen = tmux.wait_for(re.compile(r"web\s+demo/web.*running", re.S), 30)
+        assert "sandbox-demo" in screen
+        # web's rollout moves: a second deployment appears, then completes.
+        tmux.wait_for(re.compile(r"web:2"), 30)
+        seen_progress = False
+        deadline = time.monotonic() + 60
+        web = api = ""
+        while time.monotonic() < deadline:
+            screen = tmux.screen()
+            web, api = card_line(screen, "web"), card_line(screen, "api")
+            seen_progress |= "IN_PROGRESS" in web
+            if "COMPLETED" in web and re.search(r"ROLLBACK_(IN_PROGRESS|SUCCESSFUL)|FAILED", api):
+                break
+            time.sleep(0.5)
+        assert seen_progress, "web's deployment was never seen in progress"
+        assert "COMPLETED" in web, screen
+        assert re.search(r"ROLLBACK_(IN_PROGRESS|SUCCESSFUL)|FAILED", api), screen
+        assert "failed to start" in screen  # the breaker's reason, in full
+        assert re.search(r"\d+ failed", screen)
+        # Help opens and closes with the keyboard.
+        tmux.keys("?")
+        tmux.wait_for(re.compile(r"what STALE means|STALE means"), 10)
+        tmux.keys("Escape")
+        tmux.wait_for(re.compile(r"Deployments · ECS"), 10)
+        # q quits with status 0 and the sandbox goes with it.
+        tmux.keys("q")
+        tmux.wait_for(re.compile(r"EXITED=0"), 20)
+        deadline = time.monotonic() + 10
+        while sandbox_pids() - before and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not (sandbox_pids() - before), "a sandbox process was left behind"
+    finally:
+        tmux.kill()

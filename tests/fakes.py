@@ -1,0 +1,232 @@
+"""A scripted in-memory source and sample builders, for widget tests and snapshots."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sources.model import (
+    CircuitBreaker,
+    EcsDeployment,
+    EcsEvent,
+    EcsServiceSample,
+    Item,
+    ServiceDeployment,
+    SourceFailure,
+)
+from tui.config import Settings, parse_config
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
+"""The frozen "now" of UI tests: 2 a.m., naturally."""
+
+
+class FrozenClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@dataclass
+class FakeSource:
+    """Yields a script of items, then stays open (like a real poller between polls).
+
+    Items may be added while running with :meth:`push`.
+    """
+
+    script: Sequence[Item] = ()
+    name: str = "ecs"
+    queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+
+    def push(self, item: Item) -> None:
+        self.queue.put_nowait(item)
+
+    async def stream(self) -> AsyncIterator[Item]:
+        for item in self.script:
+            yield item
+        while True:
+            yield await self.queue.get()
+
+
+def settings(
+    services: Sequence[tuple[str, str]] = (("demo", "web"), ("demo", "api")),
+    *,
+    name: str = "sandbox-demo",
+    production: bool = False,
+    config_path: Path | None = None,
+) -> Settings:
+    """Settings for the given ``(cluster, service)`` pairs."""
+    data = {
+        "environment": {"name": name, "production": production},
+        "aws": {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:9"},
+        "service": [{"cluster": c, "service": s} for c, s in services],
+    }
+    return parse_config(data, config_path or Path("test.toml"))
+
+
+def deployment(
+    revision: str,
+    *,
+    status: str = "PRIMARY",
+    desired: int = 4,
+    running: int = 4,
+    pending: int = 0,
+    failed: int = 0,
+    rollout: str = "COMPLETED",
+    reason: str | None = None,
+    created: datetime = T0 - timedelta(minutes=3),
+    updated: datetime = T0 - timedelta(minutes=1),
+) -> EcsDeployment:
+    family, _, rev = revision.partition(":")
+    return EcsDeployment(
+        id=f"ecs-svc/{abs(hash(revision)) % 10**18}",
+        status=status,
+        task_definition=f"arn:aws:ecs:us-east-1:123456789012:task-definition/{revision}",
+        revision=revision,
+        desired=desired,
+        running=running,
+        pending=pending,
+        failed=failed,
+        rollout_state=rollout,
+        rollout_reason=reason,
+        created_at=created,
+        updated_at=updated,
+        images=(f"registry.local/{family}:v{rev}",),
+    )
+
+
+def service_deployment(
+    status: str,
+    *,
+    source: str,
+    target: str,
+    started: datetime = T0 - timedelta(minutes=3),
+    finished: datetime | None = None,
+    reason: str | None = None,
+    breaker: CircuitBreaker | None = None,
+) -> ServiceDeployment:
+    arn = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
+    return ServiceDeployment(
+        arn=f"arn:aws:ecs:us-east-1:123456789012:service-deployment/demo/x/{status.lower()}",
+        status=status,
+        status_reason=reason,
+        target_revision_arn=None,
+        target_task_definition=arn + target,
+        source_task_definitions=(arn + source,),
+        created_at=started,
+        started_at=started,
+        finished_at=finished,
+        stopped_at=None,
+        circuit_breaker=breaker,
+    )
+
+
+def sample(
+    key: str,
+    deployments: Sequence[EcsDeployment],
+    *,
+    service_deployments: Sequence[ServiceDeployment] = (),
+    events: Sequence[tuple[str, str]] = (),
+    at: datetime = T0,
+) -> EcsServiceSample:
+    """A sample for ``key``; ``events`` are ``(id, message)`` pairs, oldest first."""
+    primary = next((d for d in deployments if d.status == "PRIMARY"), None)
+    return EcsServiceSample(
+        key=key,
+        at=at,
+        status="ACTIVE",
+        desired=primary.desired if primary else None,
+        running=sum(d.running or 0 for d in deployments),
+        pending=sum(d.pending or 0 for d in deployments),
+        task_definition=primary.task_definition if primary else None,
+        deployments=tuple(deployments),
+        service_deployments=tuple(service_deployments),
+        new_events=tuple(
+            EcsEvent(id=i, at=at - timedelta(seconds=len(events) - n), message=m)
+            for n, (i, m) in enumerate(events)
+        ),
+        circuit_breaker=CircuitBreaker(enabled=True, rollback=True),
+    )
+
+
+def failure(
+    key: str | None, error: str, *, reason: str = "timeout", at: datetime = T0
+) -> SourceFailure:
+    return SourceFailure(source="ecs", key=key, error=error, reason=reason, at=at)
+
+
+def mid_deploy_script() -> list[Item]:
+    """web halfway through v1 → v2; api tripped its breaker and is rolling back."""
+    web = sample(
+        "demo/web",
+        [
+            deployment(
+                "web:2",
+                running=2,
+                pending=1,
+                rollout="IN_PROGRESS",
+                created=T0 - timedelta(seconds=23),
+                updated=T0,
+            ),
+            deployment("web:1", status="ACTIVE", running=2),
+        ],
+        service_deployments=[
+            service_deployment(
+                "IN_PROGRESS", source="web:1", target="web:2", started=T0 - timedelta(seconds=23)
+            )
+        ],
+        events=[
+            ("e1", "(service web) has started 2 tasks: (task 0a1b2c3d) (task 4e5f6a7b)."),
+            ("e2", "(service web) has stopped 1 running tasks: (task 9c8d7e6f)."),
+        ],
+    )
+    api = sample(
+        "demo/api",
+        [
+            deployment(
+                "api:7",
+                running=2,
+                pending=2,
+                rollout="IN_PROGRESS",
+                created=T0 - timedelta(seconds=8),
+                updated=T0,
+            ),
+            deployment(
+                "api:8",
+                status="ACTIVE",
+                running=0,
+                failed=3,
+                rollout="FAILED",
+                reason="ECS deployment circuit breaker: tasks failed to start.",
+            ),
+        ],
+        service_deployments=[
+            service_deployment(
+                "ROLLBACK_IN_PROGRESS",
+                source="api:7",
+                target="api:8",
+                reason="ECS deployment circuit breaker: rolling back to the last completed deployment.",
+                breaker=CircuitBreaker(True, True, "TRIGGERED", 3, 3),
+            )
+        ],
+        events=[
+            (
+                "e3",
+                "(service api) (deployment ecs-svc/8841) deployment failed: tasks failed to start.",
+            ),
+            ("e4", "(service api) rolling back to deployment ecs-svc/1207."),
+        ],
+    )
+    return [web, api]

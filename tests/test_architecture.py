@@ -1,0 +1,46 @@
+"""The import direction of DESIGN.md, checked for real."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).parents[1]
+
+
+def modules_after(code: str) -> set[str]:
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport sys, json; print(json.dumps(sorted(sys.modules)))"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("package", ["sources", "sources.ecs", "sources.poll", "tui.engine.store"])
+def test_plain_layers_do_not_import_textual(package: str) -> None:
+    loaded = modules_after(f"import {package}")
+    assert not any(m == "textual" or m.startswith("textual.") for m in loaded)
+
+
+def test_app_import_loads_no_heavy_sdk_before_first_paint() -> None:
+    loaded = modules_after("import tui.app, tui.wiring, tui.__main__")
+    heavy = {"boto3", "botocore", "datadog_api_client", "sentry_sdk", "moto"}
+    assert not heavy & {m.split(".")[0] for m in loaded}
+
+
+def test_import_linter_contracts_hold() -> None:
+    lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
+    assert lint, "import-linter is part of the test extra"
+    result = subprocess.run(
+        [lint], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,273 @@
+"""ECS sample mapping and error classification, at unit level."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from sources.ecs import EcsSource, EcsTarget, classify, map_service, map_service_deployment
+from sources.model import (
+    EcsServiceSample,
+    SourceAuthError,
+    SourceBadResponse,
+    SourceFailure,
+    SourceRateLimited,
+    SourceTimeout,
+    SourceUnavailable,
+)
+
+AT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
+TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
+
+
+def raw_service(**overrides: Any) -> dict[str, Any]:
+    service: dict[str, Any] = {
+        "serviceName": "web",
+        "serviceArn": "arn:aws:ecs:us-east-1:123456789012:service/demo/web",
+        "status": "ACTIVE",
+        "desiredCount": 4,
+        "runningCount": 3,
+        "pendingCount": 1,
+        "taskDefinition": TD + "web:2",
+        "deploymentConfiguration": {
+            "deploymentCircuitBreaker": {"enable": True, "rollback": False},
+            "maximumPercent": 200,
+            "minimumHealthyPercent": 100,
+        },
+        "deployments": [
+            {
+                "id": "ecs-svc/1",
+                "status": "PRIMARY",
+                "taskDefinition": TD + "web:2",
+                "desiredCount": 4,
+                "runningCount": 2,
+                "pendingCount": 1,
+                "failedTasks": 0,
+                "rolloutState": "IN_PROGRESS",
+                "rolloutStateReason": "ECS deployment ecs-svc/1 in progress.",
+                "createdAt": AT,
+                "updatedAt": AT,
+            },
+            # An entry missing its counts: they must stay unknown, never zero.
+            {"id": "ecs-svc/0", "status": "ACTIVE", "taskDefinition": TD + "web:1"},
+        ],
+        "events": [],
+    }
+    service.update(overrides)
+    return service
+
+
+def test_map_service_keeps_unknown_counts_unknown() -> None:
+    sample = map_service(
+        raw_service(),
+        key="demo/web",
+        at=AT,
+        new_events=(),
+        service_deployments=(),
+        images={TD + "web:2": ("registry.local/web:v2",)},
+    )
+    primary, active = sample.deployments
+    assert (primary.revision, primary.running, primary.desired, primary.pending) == (
+        "web:2",
+        2,
+        4,
+        1,
+    )
+    assert primary.images == ("registry.local/web:v2",)
+    assert primary.rollout_state == "IN_PROGRESS"
+    assert (active.revision, active.running, active.desired, active.failed) == (
+        "web:1",
+        None,
+        None,
+        None,
+    )
+    assert active.rollout_state is None
+    assert sample.circuit_breaker is not None and sample.circuit_breaker.enabled
+    assert not sample.circuit_breaker.rollback
+
+
+def test_map_service_deployment_resolves_revisions_and_breaker() -> None:
+    raw = {
+        "serviceDeploymentArn": "arn:aws:ecs:us-east-1:1:service-deployment/demo/api/abc",
+        "status": "ROLLBACK_IN_PROGRESS",
+        "statusReason": "circuit breaker",
+        "targetServiceRevision": {"arn": "rev-new", "requestedTaskCount": 4},
+        "sourceServiceRevisions": [{"arn": "rev-old"}],
+        "deploymentCircuitBreaker": {"status": "TRIGGERED", "failureCount": 3, "threshold": 3},
+        "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": True, "rollback": True}},
+        "rollback": {"reason": "breaker tripped", "startedAt": AT},
+        "createdAt": AT,
+        "startedAt": AT,
+    }
+    sd = map_service_deployment(raw, {"rev-new": TD + "api:8", "rev-old": TD + "api:7"})
+    assert sd.target_task_definition == TD + "api:8"
+    assert sd.source_task_definitions == (TD + "api:7",)
+    assert sd.circuit_breaker is not None
+    assert (
+        sd.circuit_breaker.status,
+        sd.circuit_breaker.failure_count,
+        sd.circuit_breaker.threshold,
+    ) == ("TRIGGERED", 3, 3)
+    assert sd.circuit_breaker.rollback
+    assert sd.rollback_reason == "breaker tripped"
+    assert sd.finished_at is None
+
+
+class ClientError(Exception):
+    """Shaped like botocore's ClientError (only ``.response`` matters)."""
+
+    def __init__(self, code: str, status: int, headers: dict[str, str] | None = None) -> None:
+        super().__init__(code)
+        self.response = {
+            "Error": {"Code": code, "Message": f"{code} happened"},
+            "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}},
+        }
+
+
+class ReadTimeoutError(Exception):
+    pass
+
+
+class EndpointConnectionError(Exception):
+    pass
+
+
+class NoCredentialsError(Exception):
+    pass
+
+
+class ResponseParserError(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind", "reason"),
+    [
+        (
+            ClientError("ThrottlingException", 400, {"retry-after": "3"}),
+            SourceRateLimited,
+            "rate limited",
+        ),
+        (ClientError("ExpiredTokenException", 400), SourceAuthError, "auth"),
+        (ClientError("AccessDeniedException", 400), SourceAuthError, "auth"),
+        (ClientError("InternalFailure", 503), SourceUnavailable, "http 503"),
+        (ReadTimeoutError("read timeout"), SourceTimeout, "timeout"),
+        (EndpointConnectionError("refused"), SourceUnavailable, "unavailable"),
+        (NoCredentialsError("none"), SourceAuthError, "auth"),
+        (ResponseParserError("garbage"), SourceBadResponse, "bad response"),
+    ],
+)
+def test_classify(exc: Exception, kind: type, reason: str) -> None:
+    error = classify(exc)
+    assert isinstance(error, kind)
+    assert error.reason == reason
+
+
+def test_classify_keeps_retry_after() -> None:
+    error = classify(ClientError("ThrottlingException", 400, {"retry-after": "3"}))
+    assert isinstance(error, SourceRateLimited)
+    assert error.retry_after == 3.0
+
+
+class FakeEcsClient:
+    """Answers like boto3's ECS client, from canned dicts; can be told to fail."""
+
+    def __init__(self) -> None:
+        self.services = {"web": raw_service()}
+        self.fail: Exception | None = None
+        self.calls: list[str] = []
+        self.events: list[dict[str, Any]] = []
+
+    def describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        self.calls.append("describe_services")
+        if self.fail:
+            raise self.fail
+        found = []
+        failures = []
+        for name in services:
+            if name in self.services:
+                found.append({**self.services[name], "events": list(self.events)})
+            else:
+                failures.append(
+                    {
+                        "arn": f"arn:aws:ecs:us-east-1:1:service/{cluster}/{name}",
+                        "reason": "MISSING",
+                    }
+                )
+        return {"services": found, "failures": failures}
+
+    def describe_task_definition(self, taskDefinition: str) -> dict[str, Any]:
+        self.calls.append("describe_task_definition")
+        family = taskDefinition.rsplit("/", 1)[-1].replace(":", ":v")
+        return {"taskDefinition": {"containerDefinitions": [{"image": f"registry.local/{family}"}]}}
+
+    def list_service_deployments(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append("list_service_deployments")
+        raise ClientError("UnknownOperationException", 400)
+
+
+async def test_source_maps_missing_service_and_dedupes_events() -> None:
+    client = FakeEcsClient()
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web"), EcsTarget("demo/gone", "demo", "gone")],
+        region="us-east-1",
+        client_factory=lambda: client,
+    )
+    client.events = [
+        {"id": "b", "createdAt": datetime(2026, 1, 1, 0, 0, 2, tzinfo=UTC), "message": "second"},
+        {"id": "a", "createdAt": datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC), "message": "first"},
+    ]
+    items = await source.poll_once()
+    web = next(i for i in items if isinstance(i, EcsServiceSample))
+    gone = next(i for i in items if isinstance(i, SourceFailure))
+    assert [e.message for e in web.new_events] == ["first", "second"]
+    assert gone.key == "demo/gone" and "MISSING" in gone.error and gone.reason == "not found"
+    # The unsupported service-deployments API is noticed once, then not called again.
+    assert not web.service_deployments_supported
+    client.events.insert(
+        0, {"id": "c", "createdAt": datetime(2026, 1, 1, 0, 0, 3, tzinfo=UTC), "message": "third"}
+    )
+    items = await source.poll_once()
+    web = next(i for i in items if isinstance(i, EcsServiceSample))
+    assert [e.message for e in web.new_events] == ["third"]
+    assert client.calls.count("list_service_deployments") == 1
+    # Task definitions are immutable: described once.
+    assert client.calls.count("describe_task_definition") == 2
+
+
+async def test_source_failure_is_per_batch_and_never_raises() -> None:
+    client = FakeEcsClient()
+    client.fail = ClientError("ThrottlingException", 400, {"retry-after": "2"})
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    (item,) = await source.poll_once()
+    assert isinstance(item, SourceFailure)
+    assert item.reason == "rate limited" and item.retry_in == 2.0
+
+
+async def test_stream_backs_off_after_failure_and_recovers() -> None:
+    client = FakeEcsClient()
+    client.fail = EndpointConnectionError("refused")
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")],
+        region="us-east-1",
+        poll_interval=0.2,
+        client_factory=lambda: client,
+    )
+    source.backoff.base = 0.2
+    source.backoff.cap = 0.4
+    seen: list[str] = []
+    stream = source.stream()
+    async for item in stream:
+        seen.append(type(item).__name__)
+        if len(seen) == 2:
+            client.fail = None
+        if seen.count("EcsServiceSample") == 2:
+            break
+    await stream.aclose()
+    assert seen == ["SourceFailure", "SourceFailure", "EcsServiceSample", "EcsServiceSample"]
+    # The successful round reset the back-off before the next poll.
+    assert source.backoff.failures == 0

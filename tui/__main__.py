@@ -1,0 +1,138 @@
+"""Command line: ``deploywatch [run]``, ``check-config``, ``demo``, ``sandbox``.
+
+Kept light: Textual and the sources are imported only by the commands that need
+them, so ``check-config`` and ``--help`` answer at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from tui.config import DEFAULT_CONFIG, ConfigError, Settings, load_config
+
+COMMANDS = ("run", "check-config", "demo", "sandbox")
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deploywatch",
+        description="Watch an ECS deployment with its metrics, errors and probes; act on it.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="open the dashboard (the default command)")
+    run.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)"
+    )
+    run.add_argument("--read-only", action="store_true", help="refuse every action")
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
+
+    demo = sub.add_parser("demo", help="run the dashboard against the local rehearsal sandbox")
+    demo.add_argument("--scenario", default="demo", help="scenario name (see --list)")
+    demo.add_argument("--list", action="store_true", help="list the scenarios and exit")
+    demo.add_argument("--speed", type=float, default=1.0, help="sandbox clock speed")
+    demo.add_argument("--read-only", action="store_true", help="refuse every action")
+
+    box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
+    box.add_argument("--scenario", default="demo")
+    box.add_argument("--list", action="store_true")
+    box.add_argument("--speed", type=float, default=1.0)
+    return parser
+
+
+def _fail(message: str, code: int = EXIT_CONFIG) -> int:
+    print(f"deploywatch: {message}", file=sys.stderr)
+    return code
+
+
+def _run_app(settings: Settings, *, read_only: bool) -> int:
+    from tui.app import DeployWatchApp
+    from tui.wiring import build_sources
+
+    app = DeployWatchApp(settings, build_sources(settings), read_only=read_only)
+    app.run()
+    return app.return_code or 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    try:
+        from sandbox.process import SandboxProcess, SandboxStartError, list_scenarios
+    except ImportError as exc:
+        return _fail(
+            f"the sandbox needs the 'sandbox' extra ({exc.name} is missing): "
+            "pip install 'deploywatch[sandbox]'",
+            1,
+        )
+    scenarios = list_scenarios()
+    if args.list:
+        width = max((len(name) for name, _ in scenarios), default=0)
+        for name, description in scenarios:
+            print(f"{name:<{width}}  {description}")
+        return 0
+    if args.scenario not in {name for name, _ in scenarios}:
+        names = ", ".join(name for name, _ in scenarios)
+        return _fail(f"no scenario {args.scenario!r}; expected one of: {names}")
+    # The sandbox takes any credentials; never let a real profile or IMDS be used.
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.update(
+        AWS_ACCESS_KEY_ID="sandbox",
+        AWS_SECRET_ACCESS_KEY="sandbox",
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    print(f"deploywatch: starting the sandbox (scenario {args.scenario})…", file=sys.stderr)
+    try:
+        sandbox = SandboxProcess(args.scenario, speed=args.speed).start()
+    except SandboxStartError as exc:
+        # The message is a headline plus the child's stderr; its last line says why.
+        lines = str(exc).strip().splitlines() or ["no reason given"]
+        why = f" {lines[-1].strip()}" if len(lines) > 1 else ""
+        return _fail(f"the sandbox did not start: {lines[0]}{why}", 1)
+    try:
+        settings = load_config(Path(sandbox.config_path))
+        return _run_app(settings, read_only=args.read_only)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    finally:
+        sandbox.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``deploywatch`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0] not in COMMANDS and argv[0] not in ("-h", "--help")):
+        argv.insert(0, "run")
+    args = _parser().parse_args(argv)
+
+    if args.command == "check-config":
+        try:
+            settings = load_config(args.file)
+        except ConfigError as exc:
+            return _fail(str(exc))
+        print(
+            f"{args.file}: ok ({len(settings.services)} services, "
+            f"environment {settings.environment.name})"
+        )
+        return 0
+    if args.command == "demo":
+        return _demo(args)
+    if args.command == "sandbox":
+        extra = (
+            ["--list"] if args.list else ["--scenario", args.scenario, "--speed", str(args.speed)]
+        )
+        os.execv(sys.executable, [sys.executable, "-m", "sandbox", *extra])
+    try:
+        settings = load_config(args.config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    return _run_app(settings, read_only=args.read_only)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,233 @@
+"""The state store: the latest known truth per service, and what changed since the
+screen last looked. Plain Python, no Textual: the headless gate uses it too.
+
+A failed fetch never replaces data: the last good sample is kept and marked STALE
+with its age and the error.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from sources.model import EcsEvent, EcsServiceSample, SourceFailure
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sources.model import Item
+
+EVENTS_PER_SERVICE = 200
+"""Bound on the events kept per service."""
+PENDING_EVENTS_MAX = 2000
+"""Bound on events waiting for the screen; beyond it the oldest are dropped (counted)."""
+
+
+class EcsStatus(Enum):
+    """Where a service's deployment stands, in the words a deployer uses."""
+
+    NO_DATA = "NO DATA"
+    STEADY = "STEADY"
+    IN_PROGRESS = "IN_PROGRESS"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    STOPPED = "STOPPED"
+    ROLLBACK_REQUESTED = "ROLLBACK_REQUESTED"
+    ROLLBACK_IN_PROGRESS = "ROLLBACK_IN_PROGRESS"
+    ROLLBACK_SUCCESSFUL = "ROLLBACK_SUCCESSFUL"
+    ROLLBACK_FAILED = "ROLLBACK_FAILED"
+
+    @property
+    def tone(self) -> str:
+        """One of ``ok``, ``busy``, ``warn``, ``bad``, ``none``, for colouring."""
+        return _TONES[self]
+
+    @property
+    def is_healthy(self) -> bool:
+        """Only a deployment that finished the way it was meant to is healthy."""
+        return self in (EcsStatus.STEADY, EcsStatus.COMPLETED)
+
+
+_TONES = {
+    EcsStatus.NO_DATA: "none",
+    EcsStatus.STEADY: "ok",
+    EcsStatus.COMPLETED: "ok",
+    EcsStatus.IN_PROGRESS: "busy",
+    EcsStatus.FAILED: "bad",
+    EcsStatus.STOPPED: "warn",
+    EcsStatus.ROLLBACK_REQUESTED: "warn",
+    EcsStatus.ROLLBACK_IN_PROGRESS: "warn",
+    EcsStatus.ROLLBACK_SUCCESSFUL: "warn",
+    EcsStatus.ROLLBACK_FAILED: "bad",
+}
+
+
+def ecs_status(sample: EcsServiceSample | None) -> EcsStatus:
+    """Judge where a service's deployment stands from ECS's own words.
+
+    The newest service deployment wins when it speaks of a rollback or a stop: a
+    deployment that ECS rolled back is never reported as a success.
+
+    Args:
+        sample: The latest sample, or ``None``.
+
+    Returns:
+        The status.
+    """
+    if sample is None:
+        return EcsStatus.NO_DATA
+    newest = sample.service_deployments[0] if sample.service_deployments else None
+    if newest is not None:
+        by_name = {s.value: s for s in EcsStatus}
+        if newest.status.startswith("ROLLBACK_") and newest.status in by_name:
+            return by_name[newest.status]
+        if newest.status in ("STOP_REQUESTED", "STOPPED"):
+            failed = any(d.rollout_state == "FAILED" for d in sample.deployments)
+            return EcsStatus.FAILED if failed else EcsStatus.STOPPED
+    if any(d.rollout_state == "FAILED" for d in sample.deployments):
+        return EcsStatus.FAILED
+    primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+    if primary is None:
+        return EcsStatus.NO_DATA
+    if primary.rollout_state == "IN_PROGRESS" or len(sample.deployments) > 1:
+        return EcsStatus.IN_PROGRESS
+    if newest is not None and newest.status == "SUCCESSFUL":
+        return EcsStatus.COMPLETED
+    if primary.rollout_state == "COMPLETED":
+        return EcsStatus.COMPLETED if newest is not None else EcsStatus.STEADY
+    return EcsStatus.STEADY
+
+
+@dataclass(slots=True)
+class ServiceState:
+    """What the store knows about one service."""
+
+    key: str
+    label: str
+    sample: EcsServiceSample | None = None
+    last_ok: datetime | None = None
+    failure: SourceFailure | None = None
+    """The current failure; ``None`` once a fetch succeeds again."""
+    failing_since: datetime | None = None
+    """When the current run of failures began."""
+    events: deque[EcsEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_PER_SERVICE))
+    event_ids: set[str] = field(default_factory=set)
+    """Ids of ``events``, so a re-delivered event is not shown twice."""
+
+    def add_event(self, event: EcsEvent) -> bool:
+        """Keep an event unless already kept; returns whether it was new."""
+        if event.id in self.event_ids:
+            return False
+        if len(self.events) == self.events.maxlen:
+            self.event_ids.discard(self.events[0].id)
+        self.events.append(event)
+        self.event_ids.add(event.id)
+        return True
+
+    @property
+    def stale(self) -> bool:
+        """True while the latest fetch failed."""
+        return self.failure is not None
+
+    @property
+    def status(self) -> EcsStatus:
+        """The deployment status from the last good sample."""
+        return ecs_status(self.sample)
+
+    def stale_age(self, now: datetime) -> float | None:
+        """Seconds since the last good data, when stale."""
+        if self.failure is None:
+            return None
+        since = self.last_ok or self.failing_since or self.failure.at
+        return max(0.0, (now - since).total_seconds())
+
+
+class Store:
+    """Latest state per service, in config order, with a dirty set for the screen.
+
+    Args:
+        services: ``(key, label)`` pairs in display order.
+    """
+
+    def __init__(self, services: Iterable[tuple[str, str]]) -> None:
+        self.services: dict[str, ServiceState] = {
+            key: ServiceState(key=key, label=label) for key, label in services
+        }
+        self._dirty: set[str] = set()
+        self._pending_events: deque[tuple[str, EcsEvent]] = deque(maxlen=PENDING_EVENTS_MAX)
+        self.dropped_events = 0
+        self.ingested = 0
+        self.source_errors: dict[str, SourceFailure] = {}
+        """Failures that concern a whole source rather than one service."""
+
+    def ingest(self, item: Item) -> bool:
+        """Take one sample or failure.
+
+        Args:
+            item: What a source yielded.
+
+        Returns:
+            True when something visible changed.
+        """
+        self.ingested += 1
+        if isinstance(item, SourceFailure):
+            return self._fail(item)
+        state = self.services.get(item.key)
+        if state is None:
+            return False
+        changed = state.sample != item or state.failure is not None
+        state.sample = item
+        state.last_ok = item.at
+        state.failure = None
+        state.failing_since = None
+        self.source_errors.pop("ecs", None)
+        for event in item.new_events:
+            if not state.add_event(event):
+                continue
+            if len(self._pending_events) == self._pending_events.maxlen:
+                self.dropped_events += 1
+            self._pending_events.append((item.key, event))
+            changed = True
+        if changed:
+            self._dirty.add(item.key)
+        return changed
+
+    def _fail(self, failure: SourceFailure) -> bool:
+        if failure.key is None:
+            self.source_errors[failure.source] = failure
+            self._dirty.update(self.services)
+            return True
+        state = self.services.get(failure.key)
+        if state is None:
+            return False
+        changed = state.failure is None or state.failure.error != failure.error
+        if state.failure is None:
+            state.failing_since = failure.at
+        state.failure = failure
+        if changed:
+            self._dirty.add(failure.key)
+        return changed
+
+    def take_dirty(self) -> list[str]:
+        """Keys changed since the last call, in display order."""
+        if not self._dirty:
+            return []
+        dirty = [key for key in self.services if key in self._dirty]
+        self._dirty.clear()
+        return dirty
+
+    def take_events(self) -> list[tuple[str, EcsEvent]]:
+        """Events not yet shown, oldest first."""
+        events = list(self._pending_events)
+        self._pending_events.clear()
+        return events
+
+    def counts(self) -> dict[EcsStatus, int]:
+        """How many services are in each status."""
+        result: dict[EcsStatus, int] = {}
+        for state in self.services.values():
+            result[state.status] = result.get(state.status, 0) + 1
+        return result

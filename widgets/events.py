@@ -1,0 +1,71 @@
+"""ECS service events, newest at the bottom, bounded."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, ClassVar
+
+from rich.text import Text
+from textual.widgets import RichLog
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sources.model import EcsEvent
+
+EVENT_LOG_LINES = 1000
+"""Bound on the lines kept in the events log."""
+
+_PREFIX = re.compile(r"^\(service [^)]*\)\s*")
+_TONES = (
+    (re.compile(r"fail|unhealthy|rolling back|unable|error", re.I), "bad"),
+    (re.compile(r"steady state|completed", re.I), "ok"),
+    (re.compile(r"has stopped|draining|deregistered", re.I), "warn"),
+)
+
+
+def event_tone(message: str) -> str:
+    """``bad``, ``ok``, ``warn`` or ``plain`` for an event message, from ECS's wording."""
+    for pattern, tone in _TONES:
+        if pattern.search(message):
+            return tone
+    return "plain"
+
+
+class EventsLog(RichLog):
+    """Service events of every watched service, one line each (wrapped, never cut)."""
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "events-log--time",
+        "events-log--label",
+        "events-log--ok",
+        "events-log--warn",
+        "events-log--bad",
+        "events-log--plain",
+    }
+    DEFAULT_CSS = """
+    EventsLog { background: $surface; scrollbar-size-vertical: 1; }
+    EventsLog > .events-log--time { color: $text-muted; }
+    EventsLog > .events-log--label { text-style: bold; }
+    EventsLog > .events-log--ok { color: $success; }
+    EventsLog > .events-log--warn { color: $warning; }
+    EventsLog > .events-log--bad { color: $error; text-style: bold; }
+    EventsLog > .events-log--plain { }
+    """
+
+    def __init__(self, *, id: str | None = None) -> None:
+        super().__init__(max_lines=EVENT_LOG_LINES, wrap=True, markup=False, id=id)
+        self.can_focus = False
+
+    def add_events(self, events: Iterable[tuple[str, EcsEvent]]) -> None:
+        """Append events, each prefixed by its time (UTC) and service label."""
+        for label, event in events:
+            stamp = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
+            message = _PREFIX.sub("", event.message)
+            line = Text(f"{stamp} ", style=self._style("time"))
+            line.append(f"{label:<12} ", style=self._style("label"))
+            line.append(message, style=self._style(event_tone(message)))
+            self.write(line)
+
+    def _style(self, name: str) -> str:
+        return str(self.get_component_rich_style(f"events-log--{name}", partial=True))

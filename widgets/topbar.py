@@ -1,0 +1,55 @@
+"""The top bar: environment (production in a warning colour), badges, summary, clock."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.reactive import reactive
+from textual.widgets import Static
+
+
+class TopBar(Horizontal):
+    """One line at the top of every screen."""
+
+    DEFAULT_CSS = """
+    TopBar { dock: top; height: 1; background: $panel; }
+    TopBar > Static { width: auto; padding: 0 1; }
+    TopBar > #brand { text-style: bold; color: $accent; }
+    TopBar > #env { background: $primary-darken-2; text-style: bold; }
+    TopBar > #env.-production { background: $error; color: $text; }
+    TopBar > #readonly { background: $secondary-darken-1; text-style: bold; display: none; }
+    TopBar > #readonly.-on { display: block; }
+    TopBar > #summary { width: 1fr; color: $text-muted; }
+    TopBar > #clock { color: $text; }
+    """
+
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), init=False)
+    """The time shown on the clock (UTC; the app's clock drives it)."""
+    summary: reactive[str] = reactive("", init=False)
+    """One-line fleet summary, e.g. ``2 services · 1 in progress · 1 failed``."""
+
+    def __init__(self, *, environment: str, production: bool, read_only: bool) -> None:
+        super().__init__(id="topbar")
+        self.environment = environment
+        self.production = production
+        self.read_only = read_only
+
+    def compose(self) -> ComposeResult:
+        yield Static("deploywatch", id="brand")
+        label = f"{self.environment}{' · PRODUCTION' if self.production else ''}"
+        env = Static(label, id="env")
+        env.set_class(self.production, "-production")
+        yield env
+        readonly = Static("READ-ONLY", id="readonly")
+        readonly.set_class(self.read_only, "-on")
+        yield readonly
+        yield Static("", id="summary")
+        yield Static("", id="clock")
+
+    def watch_now(self, now: datetime) -> None:
+        self.query_one("#clock", Static).update(now.strftime("%H:%M:%S UTC"))
+
+    def watch_summary(self, summary: str) -> None:
+        self.query_one("#summary", Static).update(summary)
