@@ -45,8 +45,16 @@ async def capture(config: Path) -> None:
         def status(key: str) -> EcsStatus:
             return app.store.services[key].status
 
-        await until("web in progress", lambda: status("demo/web") is EcsStatus.IN_PROGRESS)
-        await pilot.pause(2.0)
+        def web_halfway() -> bool:
+            sample = app.store.services["demo/web"].sample
+            primary = sample.deployments[0] if sample and sample.deployments else None
+            return (
+                status("demo/web") is EcsStatus.IN_PROGRESS
+                and primary is not None
+                and (primary.running or 0) >= 2
+            )
+
+        await until("web halfway through its rollout", web_halfway)
         app.save_screenshot("dashboard-mid-deploy.svg", path=str(OUT))
         await until(
             "web completed, api rolled back",

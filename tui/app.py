@@ -80,11 +80,13 @@ class DeployWatchApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        keys = []
+        rows: dict[tuple[str, str], list[str]] = {}
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
-            if not binding.description:
-                continue
-            display = binding.key_display or self.get_key_display(binding)
-            keys.append((display or key, binding.description, binding.tooltip or ""))
+            if not binding.description or not binding.tooltip:
+                continue  # ours all carry a tooltip; Textual's scroll keys are noise here
+            display = binding.key_display or self.get_key_display(binding) or key
+            rows.setdefault((binding.description, binding.tooltip), []).append(display)
+        # One row per action, its keys together: "j / ↓  Next service".
+        keys = [(" / ".join(k), d, t) for (d, t), k in rows.items()]
         self.push_screen(HelpScreen(keys))

@@ -229,8 +229,10 @@ class ServiceCard(Widget, can_focus=True):
         text.append("  deployment ", self._style("muted"))
         text.append(sd.status, self._style(_STATE_TONE.get(sd.status, "none")))
         target = _revision(sd.target_task_definition)
-        sources = ", ".join(_revision(s) for s in sd.source_task_definitions) or "?"
-        if sd.status.startswith("ROLLBACK"):
+        sources = ", ".join(_revision(s) for s in sd.source_task_definitions)
+        if not sources:
+            text.append(f"  {target} (initial deployment)", self._style("muted"))
+        elif sd.status.startswith("ROLLBACK"):
             # Read as the operator thinks of it: the new revision, going back to the old.
             text.append(f"  {target} → back to {sources}", self._style("muted"))
         else:

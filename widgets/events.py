@@ -59,13 +59,15 @@ class EventsLog(RichLog):
 
     def add_events(self, events: Iterable[tuple[str, EcsEvent]]) -> None:
         """Append events, each prefixed by its time (UTC) and service label."""
+        # Wrap at the pane's width, not the console's (80 columns when headless).
+        width = self.scrollable_content_region.width or None
         for label, event in events:
             stamp = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
             message = _PREFIX.sub("", event.message)
             line = Text(f"{stamp} ", style=self._style("time"))
             line.append(f"{label:<12} ", style=self._style("label"))
             line.append(message, style=self._style(event_tone(message)))
-            self.write(line)
+            self.write(line, width=width)
 
     def _style(self, name: str) -> str:
         return str(self.get_component_rich_style(f"events-log--{name}", partial=True))

@@ -35,8 +35,11 @@ class Tmux:
         self.target = f"{name}:0"
 
     def run(self, *args: str) -> str:
+        # The test session exports COLUMNS=80/LINES=24 (a pytest plugin does); a tmux
+        # server inheriting them would make Textual draw 80x24 inside a 200x50 pane.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         return subprocess.run(
-            [*self.base, *args], capture_output=True, text=True, timeout=10, check=True
+            [*self.base, *args], capture_output=True, text=True, timeout=10, check=True, env=env
         ).stdout
 
     def start(self, command: str) -> None:
@@ -63,6 +66,14 @@ class Tmux:
                 return screen
             time.sleep(0.5)
         raise AssertionError(f"not on screen within {timeout:g}s: {predicate.pattern}\n{screen}")
+
+    def wait_gone(self, pattern: re.Pattern[str], timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not pattern.search(self.screen()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"still on screen after {timeout:g}s: {pattern.pattern}")
 
     def kill(self) -> None:
         subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=10, check=False)
@@ -92,6 +103,9 @@ def test_demo_shows_both_deployments_progress_and_quits_cleanly(tmp_path: Path) 
     tmux.start(f"{DEPLOYWATCH} demo --speed 2; echo EXITED=$?; sleep 30")
     try:
         tmux.wait_for(re.compile(r"Deployments · ECS"), 30)
+        width = tmux.run("display-message", "-p", "-t", tmux.target, "#{pane_width}x#{pane_height}")
+        assert width.strip() == "200x50"
+        assert len(max(tmux.screen().splitlines(), key=len)) > 150  # drawn at full width
         # Both services show up with live data from the sandbox through boto3.
         screen = tmux.wait_for(re.compile(r"web\s+demo/web.*running", re.S), 30)
         assert "sandbox-demo" in screen
@@ -116,7 +130,8 @@ def test_demo_shows_both_deployments_progress_and_quits_cleanly(tmp_path: Path) 
         tmux.keys("?")
         tmux.wait_for(re.compile(r"what STALE means|STALE means"), 10)
         tmux.keys("Escape")
-        tmux.wait_for(re.compile(r"Deployments · ECS"), 10)
+        # Wait for the modal to close: a key sent right after ESC reads as alt+key.
+        tmux.wait_gone(re.compile(r"STALE means"), 10)
         # q quits with status 0 and the sandbox goes with it.
         tmux.keys("q")
         tmux.wait_for(re.compile(r"EXITED=0"), 20)

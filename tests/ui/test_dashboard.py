@@ -182,8 +182,10 @@ async def test_help_lists_keys_and_closes() -> None:
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        keys = {key for key, _, _ in app.screen.keys}
-        assert "q" in keys and "?" in keys
+        rows = {(description, key) for key, description, _ in app.screen.keys}
+        assert ("Quit", "q") in rows
+        assert ("Help", "?") in rows
+        assert ("Next service", "j / ↓") in rows or ("Next service", "↓ / j") in rows
         await pilot.press("escape")
         await pilot.pause()
         assert not isinstance(app.screen, HelpScreen)
