@@ -1,0 +1,129 @@
+"""Rule semantics: the window, resets, gaps, policies and the evidence they carry."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from tests.fakes import T0
+from tui.engine.rules import NoDataPolicy, Rule, RuleBook, RuleState, Series, Severity
+
+MIN = timedelta(minutes=1)
+
+
+def rule(**kw: object) -> Rule:
+    base: dict[str, object] = dict(
+        name="error rate",
+        subject="metric:error_rate",
+        op=">",
+        threshold=5.0,
+        window=5 * MIN,
+        severity=Severity.CRITICAL,
+        unit="%",
+    )
+    base.update(kw)
+    return Rule(**base)  # type: ignore[arg-type]
+
+
+def feed(book: RuleBook, subject: str, values: list[float], step: float = 10.0) -> None:
+    for i, value in enumerate(values):
+        book.record(subject, T0 + timedelta(seconds=i * step), value)
+
+
+def at(index: int, step: float = 10.0) -> timedelta:
+    return timedelta(seconds=index * step)
+
+
+def test_breach_fires_only_after_the_whole_window() -> None:
+    book = RuleBook((rule(),))
+    feed(book, "metric:error_rate", [14.0] * 30)  # 0 s .. 290 s
+    (ev,) = book.evaluate(T0 + at(29))
+    assert ev.state is RuleState.OK
+    assert ev.reason == "pending 4m50s of 5m"
+    book.record("metric:error_rate", T0 + at(30), 15.0)  # 300 s: held for 5 m
+    (ev,) = book.evaluate(T0 + at(30))
+    assert ev.state is RuleState.CRITICAL
+    assert ev.value == 15.0 and ev.since == T0 and ev.breached_for == 5 * MIN
+    assert ev.samples == 31
+    assert ev.summary().startswith("error rate 15% > 5% for 5m · 31 samples · since 02:00:00")
+
+
+def test_one_good_point_resets_the_streak() -> None:
+    book = RuleBook((rule(),))
+    feed(book, "metric:error_rate", [14.0] * 20 + [1.0] + [14.0] * 20)
+    (ev,) = book.evaluate(T0 + at(40))
+    assert ev.state is RuleState.OK
+    assert ev.since == T0 + at(21)
+
+
+def test_a_gap_is_never_data() -> None:
+    book = RuleBook((rule(fresh_for=MIN),))
+    feed(book, "metric:error_rate", [14.0] * 40)  # breached at 300 s
+    assert book.evaluate(T0 + at(39))[0].state is RuleState.CRITICAL
+    (ev,) = book.evaluate(T0 + at(39) + 2 * MIN)  # source went quiet
+    assert ev.state is RuleState.NO_DATA and ev.value is None
+    assert "last point 2m ago" in ev.reason
+    (ev,) = book.evaluate(T0 + at(39) + 2 * MIN, lambda _s: "timeout: no answer within 5s")
+    assert ev.state is RuleState.STALE and "timeout" in ev.reason
+    # Data comes back: the streak starts again from scratch, no instant CRITICAL.
+    book.record("metric:error_rate", T0 + at(39) + 3 * MIN, 14.0)
+    (ev,) = book.evaluate(T0 + at(39) + 3 * MIN)
+    assert ev.state is RuleState.OK and ev.reason.startswith("pending 0s")
+
+
+def test_never_seen_subject_is_no_data() -> None:
+    (ev,) = RuleBook((rule(),)).evaluate(T0)
+    assert ev.state is RuleState.NO_DATA and ev.samples == 0 and "never seen" in ev.reason
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (NoDataPolicy.NO_DATA, RuleState.NO_DATA),
+        (NoDataPolicy.OK, RuleState.OK),
+        (NoDataPolicy.BREACH, RuleState.CRITICAL),
+    ],
+)
+def test_no_data_policy_is_explicit(policy: NoDataPolicy, expected: RuleState) -> None:
+    (ev,) = RuleBook((rule(no_data=policy),)).evaluate(T0)
+    assert ev.state is expected
+
+
+@pytest.mark.parametrize(
+    ("op", "threshold", "values", "state"),
+    [
+        ("<", 99.5, [99.0] * 13, RuleState.WARN),  # availability < 99.5 % for 2 m
+        ("<", 99.5, [99.9] * 13, RuleState.OK),
+        (">=", 80.0, [80.0] * 13, RuleState.WARN),
+        ("<=", 0.0, [0.0] * 13, RuleState.WARN),
+        (">", 2000.0, [2000.0] * 13, RuleState.OK),  # equal is not above
+    ],
+)
+def test_operators(op: str, threshold: float, values: list[float], state: RuleState) -> None:
+    book = RuleBook((rule(op=op, threshold=threshold, window=2 * MIN, severity=Severity.WARN),))
+    feed(book, "metric:error_rate", values)
+    assert book.evaluate(T0 + at(12))[0].state is state
+
+
+def test_series_is_bounded_in_time_and_count() -> None:
+    series = Series(keep=MIN, max_points=50)
+    for i in range(1000):
+        series.add(T0 + timedelta(seconds=i), float(i))
+    assert len(series.points) == 50
+    series = Series(keep=MIN)
+    for i in range(1000):
+        series.add(T0 + timedelta(seconds=i), float(i))
+    assert len(series.points) == 61  # the last minute, inclusive
+    series.add(T0, -1.0)  # late point: ignored, never reorders
+    assert series.latest is not None and series.latest.value == 999.0
+
+
+def test_worst_first_and_unknown_subjects_ignored() -> None:
+    book = RuleBook(
+        (rule(), rule(name="cpu", subject="metric:cpu", severity=Severity.WARN, threshold=80))
+    )
+    feed(book, "metric:cpu", [90.0] * 40)
+    assert not book.record("metric:nobody-reads-this", T0, 1.0)
+    states = [e.state for e in book.evaluate(T0 + at(39))]
+    assert states == [RuleState.WARN, RuleState.NO_DATA]

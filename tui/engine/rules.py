@@ -1,0 +1,335 @@
+"""Threshold rules with a ``for`` window, judged from bounded series, with evidence.
+
+Semantics (the same as Prometheus' ``for``): a rule *breaches* once its condition
+has held on every sample for the whole window. A gap is never data: when the newest
+sample is older than the rule's freshness bound, the rule is NO DATA (or STALE when
+its source is failing), never OK and never CRITICAL — unless its ``no_data`` policy
+explicitly says otherwise.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+SERIES_MAX_POINTS = 2048
+"""Bound on the points kept per series (beyond the time window, oldest dropped)."""
+
+
+class RuleState(Enum):
+    """What a rule says now."""
+
+    OK = "OK"
+    WARN = "WARN"
+    CRITICAL = "CRITICAL"
+    NO_DATA = "NO DATA"
+    STALE = "STALE"
+
+    @property
+    def rank(self) -> int:
+        """Severity order for sorting: CRITICAL first."""
+        return _RANK[self]
+
+
+_RANK = {
+    RuleState.CRITICAL: 0,
+    RuleState.WARN: 1,
+    RuleState.STALE: 2,
+    RuleState.NO_DATA: 3,
+    RuleState.OK: 4,
+}
+
+
+class Severity(Enum):
+    """How bad a breach is."""
+
+    WARN = "warn"
+    CRITICAL = "critical"
+
+
+class NoDataPolicy(Enum):
+    """What a rule says when its subject has no fresh data."""
+
+    NO_DATA = "no_data"
+    """Say NO DATA (the default: a gap is not evidence either way)."""
+    OK = "ok"
+    """Treat silence as fine (e.g. "new Sentry issues": none reported is good)."""
+    BREACH = "breach"
+    """Treat silence as a breach (e.g. a heartbeat that must keep coming)."""
+
+
+OPERATORS: dict[str, Callable[[float, float], bool]] = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One measured value of a series."""
+
+    at: datetime
+    value: float
+
+
+class Series:
+    """A bounded, time-ordered run of points for one subject.
+
+    Args:
+        keep: How much history to keep (the longest window that reads it).
+        max_points: Hard bound on points, whatever the time span.
+    """
+
+    def __init__(self, keep: timedelta, max_points: int = SERIES_MAX_POINTS) -> None:
+        self.keep = keep
+        self.points: deque[Point] = deque(maxlen=max_points)
+
+    def add(self, at: datetime, value: float) -> None:
+        """Append a point (an out-of-order point older than the newest is ignored)."""
+        if self.points and at < self.points[-1].at:
+            return
+        if self.points and at == self.points[-1].at:
+            self.points[-1] = Point(at, value)  # a re-read of the same bucket wins
+        else:
+            self.points.append(Point(at, value))
+        horizon = at - self.keep
+        while self.points and self.points[0].at < horizon:
+            self.points.popleft()
+
+    @property
+    def latest(self) -> Point | None:
+        """The newest point."""
+        return self.points[-1] if self.points else None
+
+    def since(self, start: datetime) -> list[Point]:
+        """Points at or after ``start``, oldest first."""
+        return [p for p in self.points if p.at >= start]
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One ``[[rule]]``: subject, comparison, window, severity, action, no-data policy."""
+
+    name: str
+    subject: str
+    """Series key, e.g. ``metric:error_rate@demo/web#new``, ``probe:web-health``."""
+    op: str
+    threshold: float
+    window: timedelta
+    severity: Severity
+    action: str = "none"
+    """``none``, ``pause`` or ``rollback`` (executed by the actions layer)."""
+    no_data: NoDataPolicy = NoDataPolicy.NO_DATA
+    fresh_for: timedelta = timedelta(minutes=2)
+    """A newest point older than this is no data."""
+    unit: str = ""
+
+    def breaches(self, value: float) -> bool:
+        """Does one value violate the threshold?"""
+        return OPERATORS[self.op](value, self.threshold)
+
+    def describe(self) -> str:
+        """``error_rate > 5% for 5m``."""
+        return f"{self.subject} {self.op} {_fmt(self.threshold)}{self.unit} for {_dur(self.window)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Why a rule says what it says — shown next to every verdict."""
+
+    rule: str
+    state: RuleState
+    value: float | None
+    """The newest measured value, or ``None`` with no data."""
+    threshold: float
+    op: str
+    window: timedelta
+    samples: int
+    """Points inside the window."""
+    since: datetime | None
+    """When the current breach (or pending breach) began; when no data began."""
+    breached_for: timedelta | None
+    """How long the condition has held (pending or firing)."""
+    unit: str = ""
+    reason: str = ""
+    """Extra words: "pending 1m12s of 5m", the source's error when STALE."""
+
+    def summary(self) -> str:
+        """``error_rate 14.8% > 5% for 5m · 31 samples · since 02:03:10``."""
+        value = "—" if self.value is None else f"{_fmt(self.value)}{self.unit}"
+        parts = [
+            f"{self.rule} {value} {self.op} {_fmt(self.threshold)}{self.unit} for {_dur(self.window)}"
+        ]
+        parts.append(f"{self.samples} sample{'s' if self.samples != 1 else ''}")
+        if self.since is not None:
+            parts.append(f"since {self.since.strftime('%H:%M:%S')}")
+        if self.reason:
+            parts.append(self.reason)
+        return " · ".join(parts)
+
+
+@dataclass
+class RuleTracker:
+    """Follows one rule over time: its current breach streak."""
+
+    rule: Rule
+    streak_start: datetime | None = None
+    """First point of the current run of violating points."""
+    last_seen: datetime | None = None
+    """Newest point already folded into the streak."""
+    evidence: Evidence | None = None
+
+    def evaluate(
+        self, series: Series | None, now: datetime, source_error: str | None = None
+    ) -> Evidence:
+        """Judge the rule at ``now``.
+
+        Args:
+            series: The subject's points (``None`` if never seen).
+            now: Current time.
+            source_error: Set when the subject's source is failing right now.
+
+        Returns:
+            The evidence, also kept on ``self.evidence``.
+        """
+        rule = self.rule
+        latest = series.latest if series is not None else None
+        fresh = latest is not None and now - latest.at <= rule.fresh_for
+        if series is not None and latest is not None:
+            self._fold(series)
+        if not fresh:
+            self.streak_start = None
+            evidence = self._no_data(series, latest, now, source_error)
+        else:
+            assert latest is not None and series is not None
+            in_window = series.since(now - rule.window)
+            held = now - self.streak_start if self.streak_start is not None else None
+            if held is not None and held >= rule.window:
+                state = RuleState.CRITICAL if rule.severity is Severity.CRITICAL else RuleState.WARN
+                reason = ""
+            else:
+                state = RuleState.OK
+                reason = f"pending {_dur(held)} of {_dur(rule.window)}" if held is not None else ""
+            evidence = Evidence(
+                rule=rule.name,
+                state=state,
+                value=latest.value,
+                threshold=rule.threshold,
+                op=rule.op,
+                window=rule.window,
+                samples=len(in_window),
+                since=self.streak_start,
+                breached_for=held,
+                unit=rule.unit,
+                reason=reason,
+            )
+        self.evidence = evidence
+        return evidence
+
+    def _fold(self, series: Series) -> None:
+        """Advance the streak over points not yet seen."""
+        for point in series.points:
+            if self.last_seen is not None and point.at <= self.last_seen:
+                continue
+            if self.rule.breaches(point.value):
+                if self.streak_start is None:
+                    self.streak_start = point.at
+            else:
+                self.streak_start = None
+            self.last_seen = point.at
+
+    def _no_data(
+        self, series: Series | None, latest: Point | None, now: datetime, source_error: str | None
+    ) -> Evidence:
+        rule = self.rule
+        policy = rule.no_data
+        if source_error is not None:
+            state, reason = RuleState.STALE, source_error
+        elif policy is NoDataPolicy.OK:
+            state, reason = RuleState.OK, "no data (policy: ok)"
+        elif policy is NoDataPolicy.BREACH:
+            severe = rule.severity is Severity.CRITICAL
+            state = RuleState.CRITICAL if severe else RuleState.WARN
+            reason = "no data (policy: breach)"
+        else:
+            state, reason = RuleState.NO_DATA, "no fresh data"
+        age = f"last point {_dur(now - latest.at)} ago" if latest is not None else "never seen"
+        return Evidence(
+            rule=rule.name,
+            state=state,
+            value=None,
+            threshold=rule.threshold,
+            op=rule.op,
+            window=rule.window,
+            samples=0 if series is None else len(series.since(now - rule.window)),
+            since=latest.at if latest is not None else None,
+            breached_for=None,
+            unit=rule.unit,
+            reason=f"{reason}; {age}",
+        )
+
+
+@dataclass
+class RuleBook:
+    """All rules, their series and their trackers."""
+
+    rules: tuple[Rule, ...]
+    series: dict[str, Series] = field(default_factory=dict)
+    trackers: dict[str, RuleTracker] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.trackers = {r.name: RuleTracker(r) for r in self.rules}
+        keep: dict[str, timedelta] = {}
+        for rule in self.rules:
+            keep[rule.subject] = max(
+                keep.get(rule.subject, timedelta()), rule.window + rule.fresh_for
+            )
+        self.series = {subject: Series(span) for subject, span in keep.items()}
+
+    def record(self, subject: str, at: datetime, value: float) -> bool:
+        """Add a point to a subject that some rule reads; returns whether one does."""
+        series = self.series.get(subject)
+        if series is None:
+            return False
+        series.add(at, value)
+        return True
+
+    def evaluate(
+        self, now: datetime, source_errors: Callable[[str], str | None] = lambda _s: None
+    ) -> list[Evidence]:
+        """Judge every rule; worst first."""
+        results = [
+            t.evaluate(self.series.get(t.rule.subject), now, source_errors(t.rule.subject))
+            for t in self.trackers.values()
+        ]
+        return sorted(results, key=lambda e: e.state.rank)
+
+    def subjects(self) -> Iterable[str]:
+        """Every subject some rule reads."""
+        return self.series.keys()
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _dur(span: timedelta | None) -> str:
+    if span is None:
+        return "?"
+    seconds = int(span.total_seconds())
+    if seconds % 3600 == 0 and seconds >= 3600:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0 and seconds >= 60:
+        return f"{seconds // 60}m"
+    if seconds < 60:
+        return f"{seconds}s"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
