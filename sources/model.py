@@ -162,8 +162,88 @@ class SourceFailure:
     retry_in: float | None = None
 
 
-Sample = EcsServiceSample
-"""Union of all sample types; grows as sources are added."""
+@dataclass(frozen=True, slots=True)
+class MetricPoint:
+    """One point of a metric series; ``value`` is ``None`` for a gap Datadog reported."""
+
+    at: datetime
+    value: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetricSample:
+    """One configured Datadog query's answer for one group, after one poll."""
+
+    metric: str
+    """The configured metric name, e.g. ``error_rate``."""
+    service: str | None
+    """The service key the metric is bound to in config, if any."""
+    group: str | None
+    """The group's tag set, e.g. ``version:v2``; ``None`` for an ungrouped query."""
+    points: tuple[MetricPoint, ...]
+    """Points of the queried window, oldest first (gaps kept as ``None``)."""
+    unit: str | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SentryIssue:
+    """A Sentry issue, as the organization issues API describes it."""
+
+    id: str
+    short_id: str | None
+    title: str
+    culprit: str | None
+    level: str | None
+    count: int | None
+    user_count: int | None
+    first_seen: datetime | None
+    last_seen: datetime | None
+    first_release: str | None = None
+    permalink: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SentrySample:
+    """What Sentry says since the deployment started, after one poll."""
+
+    service: str | None
+    """The service key the Sentry project is bound to in config, if any."""
+    at: datetime
+    since: datetime
+    """The ``firstSeen`` lower bound used (the deployment's start)."""
+    new_issues: tuple[SentryIssue, ...]
+    """Issues first seen after ``since``, most frequent first."""
+    release: str | None
+    release_issues: tuple[SentryIssue, ...]
+    """Unresolved issues of ``release`` (empty when no release is known)."""
+    error_counts: tuple[MetricPoint, ...]
+    """Error events per bucket (events-stats), oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeSample:
+    """One HTTP probe round trip. A failing probe is data, not a source failure."""
+
+    probe: str
+    service: str | None
+    url: str
+    at: datetime
+    ok: bool
+    status: int | None
+    latency_ms: float | None
+    """Time to the full, checked answer; ``None`` when it never completed."""
+    error: str | None
+    """Why it failed: ``expected 200, got 503``, ``timeout after 2s``, ``body lacks 'ok'``."""
+    success_ratio: float
+    """Share of successes over the last ``window`` rounds (this one included)."""
+    window: int
+    last_failure: datetime | None = None
+    last_failure_reason: str | None = None
+
+
+Sample = EcsServiceSample | MetricSample | SentrySample | ProbeSample
+"""Union of all sample types."""
 
 Item = Sample | SourceFailure
 """What ``Source.stream()`` yields."""

@@ -115,10 +115,14 @@ def main(argv: list[str] | None = None) -> int:
             settings = load_config(args.file)
         except ConfigError as exc:
             return _fail(str(exc))
-        print(
-            f"{args.file}: ok ({len(settings.services)} services, "
-            f"environment {settings.environment.name})"
-        )
+        counts = [
+            f"{len(settings.services)} services",
+            f"{len(settings.metrics)} metrics",
+            f"{len(settings.probes)} probes",
+            f"{len(settings.rules)} rules",
+            f"sentry {'on' if settings.sentry else 'off'}",
+        ]
+        print(f"{args.file}: ok ({', '.join(counts)}; environment {settings.environment.name})")
         return 0
     if args.command == "demo":
         return _demo(args)

@@ -7,11 +7,21 @@ was expected, and the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
+import re
 import tomllib
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_CONFIG = Path("deploywatch.toml")
 
@@ -67,6 +77,132 @@ class EcsSettings(_Frozen):
     """How many ``describe_services`` batches may be in flight at once."""
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"5m"``, ``"30s"``, ``"1.5h"``, ``"250ms"`` or a number of seconds → timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (match := _DURATION.match(value)):
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError('a duration such as "30s", "5m" or "1h"')
+    if seconds < 0:
+        raise ValueError("a duration that is not negative")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class DatadogSettings(_Frozen):
+    """Where Datadog is. Keys come from ``DD_API_KEY`` / ``DD_APP_KEY``, never from here."""
+
+    site: str | None = None
+    """``datadoghq.com``, ``datadoghq.eu`` ...; ``DD_SITE`` wins when set."""
+    host: str | None = None
+    """Full URL override, e.g. the sandbox's endpoint."""
+    poll_interval: Annotated[float, Field(ge=1, le=600)] = 15.0
+    """Seconds between two queries."""
+    window: Duration = timedelta(minutes=15)
+    """How much history each query asks for (what the sparklines show)."""
+
+
+class MetricSettings(_Frozen):
+    """A named Datadog query, e.g. ``avg:trace.http.request.errors{service:web} by {version}``."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    """Short name, used by rules as ``metric:<name>``."""
+    query: Annotated[str, Field(min_length=1)]
+    unit: str = ""
+    """Shown after values: ``%``, ``ms``, ``req/s``."""
+    service: str | None = None
+    """The service (``cluster/service`` or its label) this metric belongs to."""
+
+
+class SentrySettings(_Frozen):
+    """Sentry's web API. The token comes from ``SENTRY_AUTH_TOKEN``, never from here."""
+
+    base_url: str = "https://sentry.io"
+    org: Annotated[str, Field(min_length=1)]
+    projects: tuple[str, ...] = ()
+    """Project slugs or ids; empty means all of the organization's."""
+    environment: str | None = None
+    release: str | None = None
+    """The release being deployed; when unset, the new revision's image tag is used."""
+    service: str | None = None
+    poll_interval: Annotated[float, Field(ge=1, le=600)] = 30.0
+
+
+class ProbeSettings(_Frozen):
+    """An HTTP health probe."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
+    url: str
+    method: Literal["GET", "HEAD", "POST"] = "GET"
+    headers: dict[str, str] = {}
+    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    body_contains: str | None = None
+    json_path: str | None = None
+    """Dotted path into a JSON body, e.g. ``status`` or ``checks.db``."""
+    json_value: str | None = None
+    timeout: Duration = timedelta(seconds=2)
+    interval: Duration = timedelta(seconds=5)
+    window: Annotated[int, Field(ge=1, le=1000)] = 20
+    """Rounds in the rolling success ratio."""
+    service: str | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL")
+        return value
+
+
+RULE_SUBJECT = re.compile(
+    r"^(metric:[A-Za-z0-9_.-]+|probe:[A-Za-z0-9_-]+(\.(availability|latency))?"
+    r"|sentry:(new_issues|errors)|ecs:failed_tasks)$"
+)
+
+
+class RuleSettings(_Frozen):
+    """One ``[[rule]]``: subject, comparison, window, severity, action, no-data policy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    subject: str
+    """``metric:<name>``, ``probe:<name>[.availability|.latency]``, ``sentry:new_issues``,
+    ``sentry:errors`` or ``ecs:failed_tasks``."""
+    op: Literal[">", ">=", "<", "<="]
+    threshold: float
+    window: Annotated[Duration, Field(alias="for")]
+    """How long the condition must hold, e.g. ``"5m"``."""
+    severity: Literal["warn", "critical"] = "critical"
+    action: Literal["none", "pause", "rollback"] = "none"
+    no_data: Literal["no_data", "ok", "breach"] = "no_data"
+    """What silence means: NO DATA (default), OK, or a breach."""
+    service: str | None = None
+    """For ``ecs:failed_tasks`` (and to scope a rule to one service)."""
+    group: str | None = None
+    """For a grouped metric, only this group, e.g. ``version:v2``; default: any group."""
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if not RULE_SUBJECT.match(value):
+            raise ValueError(
+                "metric:<name>, probe:<name>[.availability|.latency], sentry:new_issues, "
+                "sentry:errors or ecs:failed_tasks"
+            )
+        return value
+
+
 class ServiceRef(_Frozen):
     """One ECS service to watch."""
 
@@ -96,6 +232,66 @@ class Settings(_Frozen):
     ecs: EcsSettings = EcsSettings()
     services: Annotated[tuple[ServiceRef, ...], Field(alias="service", min_length=1)]
     """The ``[[service]]`` tables."""
+    datadog: DatadogSettings | None = None
+    metrics: Annotated[tuple[MetricSettings, ...], Field(alias="metric")] = ()
+    sentry: SentrySettings | None = None
+    probes: Annotated[tuple[ProbeSettings, ...], Field(alias="probe")] = ()
+    rules: Annotated[tuple[RuleSettings, ...], Field(alias="rule")] = ()
+
+    def service_key(self, name: str | None) -> str | None:
+        """Resolve a service reference (key, service name or label) to its key."""
+        if name is None:
+            return None
+        for ref in self.services:
+            if name in (ref.key, ref.service, ref.label):
+                return ref.key
+        return None
+
+    @model_validator(mode="after")
+    def _references(self) -> Settings:
+        def unique(kind: str, names: list[str]) -> None:
+            seen: set[str] = set()
+            for name in names:
+                if name in seen:
+                    raise ValueError(f"unique {kind} names, but {name!r} appears twice")
+                seen.add(name)
+
+        unique("metric", [m.name for m in self.metrics])
+        unique("probe", [p.name for p in self.probes])
+        unique("rule", [r.name for r in self.rules])
+        if self.metrics and self.datadog is None:
+            raise ValueError("a [datadog] table, since [[metric]] queries are configured")
+        for kind, items in (("metric", self.metrics), ("probe", self.probes)):
+            for item in items:
+                if item.service is not None and self.service_key(item.service) is None:
+                    raise ValueError(
+                        f"{kind} {item.name!r}: service {item.service!r} to be a configured [[service]]"
+                    )
+        sentry_service = self.sentry.service if self.sentry is not None else None
+        if sentry_service is not None and self.service_key(sentry_service) is None:
+            raise ValueError(f"sentry.service {sentry_service!r} to be a configured [[service]]")
+        metrics = {m.name for m in self.metrics}
+        probes = {p.name for p in self.probes}
+        for rule in self.rules:
+            kind, _, target = rule.subject.partition(":")
+            target = target.split(".", 1)[0]
+            if kind == "metric" and target not in metrics:
+                raise ValueError(
+                    f"rule {rule.name!r}: subject {rule.subject!r} to name a [[metric]] (have: {', '.join(sorted(metrics)) or 'none'})"
+                )
+            if kind == "probe" and target not in probes:
+                raise ValueError(
+                    f"rule {rule.name!r}: subject {rule.subject!r} to name a [[probe]] (have: {', '.join(sorted(probes)) or 'none'})"
+                )
+            if kind == "sentry" and self.sentry is None:
+                raise ValueError(
+                    f"rule {rule.name!r}: a [sentry] table for subject {rule.subject!r}"
+                )
+            if kind == "ecs" and self.service_key(rule.service) is None:
+                raise ValueError(
+                    f"rule {rule.name!r}: service = one of the [[service]] keys for ecs:failed_tasks"
+                )
+        return self
 
     @field_validator("services")
     @classmethod
@@ -135,6 +331,8 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     key = _key_path(tuple(first["loc"]))
+    if not first["loc"]:  # a cross-reference check: its message names the key itself
+        return f"{path}: expected {_expected(first)}"
     if first["type"] == "extra_forbidden":
         return f"{path}: {key}: unknown key (check the spelling against deploywatch.example.toml)"
     got = first.get("input")

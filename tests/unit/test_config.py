@@ -121,3 +121,58 @@ def test_check_config_cli_accepts_the_example() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "ok" in result.stdout
+
+
+def example() -> str:
+    return (Path(__file__).parents[2] / "deploywatch.example.toml").read_text()
+
+
+def test_seed_rules_are_expressible_as_written(tmp_path: Path) -> None:
+    settings = load_config(write(tmp_path, example()))
+    rules = {r.name: r for r in settings.rules}
+    error = rules["error rate"]
+    assert (error.op, error.threshold, error.window.total_seconds()) == (">", 5, 300)
+    assert rules["p95 latency"].window.total_seconds() == 600
+    assert (rules["availability"].op, rules["availability"].threshold) == ("<", 99.5)
+    assert rules["cpu"].severity == "warn" and rules["cpu"].window.total_seconds() == 900
+    assert rules["error rate: roll back"].action == "rollback"
+    assert rules["new tasks failing"].no_data == "ok"
+    assert settings.service_key("web") == "prod/web"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'subject = "metric:p95_ms"',
+            'subject = "metric:p95"',
+            "rule 'p95 latency': subject 'metric:p95' to name a [[metric]] (have: cpu, error_rate, p95_ms)",
+        ),
+        (
+            'for = "10m"',
+            'for = "10 minutes"',
+            'rule #2.for: expected a duration such as "30s", "5m" or "1h", got \'10 minutes\'',
+        ),
+        ('op = "<"', 'op = "=<"', "rule #3.op: expected input should be '>', '>=', '<' or '<='"),
+        ('subject = "metric:cpu"', 'subject = "cpu"', "rule #4.subject: expected metric:<name>"),
+        (
+            'url = "https://web.example.com/health"',
+            'url = "web.example.com/health"',
+            "probe #1.url: expected an http:// or https:// URL",
+        ),
+        (
+            'service = "web"\nop = ">="',
+            'service = "webb"\nop = ">="',
+            "rule 'new tasks failing': service = one of the [[service]] keys",
+        ),
+        ("[datadog]", "[datadogg]", "datadogg: unknown key"),
+    ],
+)
+def test_broken_signal_config(tmp_path: Path, old: str, new: str, expected: str) -> None:
+    text = example()
+    assert old in text
+    path = write(tmp_path, text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert expected in str(info.value)
+    assert "\n" not in str(info.value)

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from sources.model import EcsEvent, EcsServiceSample, SourceFailure
+from sources.model import EcsEvent, EcsServiceSample, Sample, SourceFailure
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -175,6 +175,8 @@ class Store:
         self.ingested += 1
         if isinstance(item, SourceFailure):
             return self._fail(item)
+        if not isinstance(item, EcsServiceSample):
+            return self._ingest_signal(item)
         state = self.services.get(item.key)
         if state is None:
             return False
@@ -194,6 +196,10 @@ class Store:
         if changed:
             self._dirty.add(item.key)
         return changed
+
+    def _ingest_signal(self, item: Sample) -> bool:
+        """Metrics, errors and probes (wired into panes and rules by issue 4)."""
+        return False
 
     def _fail(self, failure: SourceFailure) -> bool:
         if failure.key is None:
