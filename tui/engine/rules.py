@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import operator
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -182,6 +182,7 @@ class RuleTracker:
     """Follows one rule over time: its current breach streak."""
 
     rule: Rule
+    group: str | None = None
     streak_start: datetime | None = None
     """First point of the current run of violating points."""
     last_seen: datetime | None = None
@@ -278,44 +279,71 @@ class RuleTracker:
         )
 
 
-@dataclass
 class RuleBook:
-    """All rules, their series and their trackers."""
+    """All rules, their series (one per subject and group) and their trackers.
 
-    rules: tuple[Rule, ...]
-    series: dict[str, Series] = field(default_factory=dict)
-    trackers: dict[str, RuleTracker] = field(default_factory=dict)
+    A subject may arrive in groups (a Datadog query ``by {version}``): each group is a
+    series of its own, judged on its own; the rule says what its worst group says.
 
-    def __post_init__(self) -> None:
-        self.trackers = {r.name: RuleTracker(r) for r in self.rules}
-        keep: dict[str, timedelta] = {}
+    Args:
+        rules: The rules, in config order.
+        scope: Optional group filter per rule name (e.g. a service key, ``version:v2``).
+    """
+
+    def __init__(self, rules: Iterable[Rule], scope: dict[str, str] | None = None) -> None:
+        self.rules = tuple(rules)
+        self.scope = dict(scope or {})
+        self.series: dict[tuple[str, str | None], Series] = {}
+        self.trackers: dict[tuple[str, str | None], RuleTracker] = {}
+        self._keep: dict[str, timedelta] = {}
         for rule in self.rules:
-            keep[rule.subject] = max(
-                keep.get(rule.subject, timedelta()), rule.window + rule.fresh_for
-            )
-        self.series = {subject: Series(span) for subject, span in keep.items()}
+            span = rule.window + rule.fresh_for
+            self._keep[rule.subject] = max(self._keep.get(rule.subject, timedelta()), span)
 
-    def record(self, subject: str, at: datetime, value: float) -> bool:
+    def record(self, subject: str, at: datetime, value: float, group: str | None = None) -> bool:
         """Add a point to a subject that some rule reads; returns whether one does."""
-        series = self.series.get(subject)
-        if series is None:
+        keep = self._keep.get(subject)
+        if keep is None:
             return False
+        series = self.series.get((subject, group))
+        if series is None:
+            series = self.series[(subject, group)] = Series(keep)
         series.add(at, value)
         return True
+
+    def groups(self, rule: Rule) -> list[str | None]:
+        """The groups of ``rule``'s subject seen so far, within its scope."""
+        wanted = self.scope.get(rule.name)
+        found = [
+            g for (s, g) in self.series if s == rule.subject and (wanted is None or g == wanted)
+        ]
+        return found or [wanted]
 
     def evaluate(
         self, now: datetime, source_errors: Callable[[str], str | None] = lambda _s: None
     ) -> list[Evidence]:
-        """Judge every rule; worst first."""
-        results = [
-            t.evaluate(self.series.get(t.rule.subject), now, source_errors(t.rule.subject))
-            for t in self.trackers.values()
-        ]
+        """Judge every rule (its worst group); worst rule first."""
+        results = []
+        for rule in self.rules:
+            per_group = []
+            for group in self.groups(rule):
+                tracker = self.trackers.get((rule.name, group))
+                if tracker is None:
+                    tracker = self.trackers[(rule.name, group)] = RuleTracker(rule, group)
+                series = self.series.get((rule.subject, group))
+                per_group.append(tracker.evaluate(series, now, source_errors(rule.subject)))
+            results.append(min(per_group, key=_badness))
         return sorted(results, key=lambda e: e.state.rank)
 
     def subjects(self) -> Iterable[str]:
         """Every subject some rule reads."""
-        return self.series.keys()
+        return self._keep.keys()
+
+
+def _badness(evidence: Evidence) -> tuple[int, float]:
+    """Worst state first; among equals, the one breaching longest."""
+    held = evidence.breached_for.total_seconds() if evidence.breached_for else 0.0
+    return (evidence.state.rank, -held)
 
 
 def _fmt(value: float) -> str:
