@@ -36,7 +36,7 @@ def at(index: int, step: float = 10.0) -> timedelta:
 
 
 def test_breach_fires_only_after_the_whole_window() -> None:
-    book = RuleBook((rule(),))
+    book = RuleBook([rule()])
     feed(book, "metric:error_rate", [14.0] * 30)  # 0 s .. 290 s
     (ev,) = book.evaluate(T0 + at(29))
     assert ev.state is RuleState.OK
@@ -50,7 +50,7 @@ def test_breach_fires_only_after_the_whole_window() -> None:
 
 
 def test_one_good_point_resets_the_streak() -> None:
-    book = RuleBook((rule(),))
+    book = RuleBook([rule()])
     feed(book, "metric:error_rate", [14.0] * 20 + [1.0] + [14.0] * 20)
     (ev,) = book.evaluate(T0 + at(40))
     assert ev.state is RuleState.OK
@@ -64,7 +64,7 @@ def test_a_gap_is_never_data() -> None:
     (ev,) = book.evaluate(T0 + at(39) + 2 * MIN)  # source went quiet
     assert ev.state is RuleState.NO_DATA and ev.value is None
     assert "last point 2m ago" in ev.reason
-    (ev,) = book.evaluate(T0 + at(39) + 2 * MIN, lambda _s: "timeout: no answer within 5s")
+    (ev,) = book.evaluate(T0 + at(39) + 2 * MIN, lambda _s, _g: "timeout: no answer within 5s")
     assert ev.state is RuleState.STALE and "timeout" in ev.reason
     # Data comes back: the streak starts again from scratch, no instant CRITICAL.
     book.record("metric:error_rate", T0 + at(39) + 3 * MIN, 14.0)
@@ -127,3 +127,19 @@ def test_worst_first_and_unknown_subjects_ignored() -> None:
     assert not book.record("metric:nobody-reads-this", T0, 1.0)
     states = [e.state for e in book.evaluate(T0 + at(39))]
     assert states == [RuleState.WARN, RuleState.NO_DATA]
+
+
+def test_grouped_subject_is_judged_per_group_and_scoped() -> None:
+    book = RuleBook([rule()])
+    for i in range(40):
+        book.record("metric:error_rate", T0 + at(i), 0.2, group="version:v1")
+        book.record("metric:error_rate", T0 + at(i), 15.0, group="version:v2")
+    (ev,) = book.evaluate(T0 + at(39))
+    assert ev.state is RuleState.CRITICAL and ev.group == "version:v2"
+    assert ev.summary().startswith("error rate [version:v2] 15% > 5%")
+    scoped = RuleBook([rule()], scope={"error rate": "version:v1"})
+    for i in range(40):
+        scoped.record("metric:error_rate", T0 + at(i), 0.2, group="version:v1")
+        scoped.record("metric:error_rate", T0 + at(i), 15.0, group="version:v2")
+    (ev,) = scoped.evaluate(T0 + at(39))
+    assert ev.state is RuleState.OK and ev.group == "version:v1"

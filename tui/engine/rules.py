@@ -162,13 +162,18 @@ class Evidence:
     unit: str = ""
     reason: str = ""
     """Extra words: "pending 1m12s of 5m", the source's error when STALE."""
+    group: str | None = None
+    """The group judged, e.g. ``version:v2``, for a grouped subject."""
+    subject: str = ""
+    action: str = "none"
+    """The rule's action (``none``, ``pause``, ``rollback``)."""
 
     def summary(self) -> str:
-        """``error_rate 14.8% > 5% for 5m · 31 samples · since 02:03:10``."""
+        """``error rate [version:v2] 14.8% > 5% for 5m · 31 samples · since 02:03:10``."""
         value = "—" if self.value is None else f"{_fmt(self.value)}{self.unit}"
-        parts = [
-            f"{self.rule} {value} {self.op} {_fmt(self.threshold)}{self.unit} for {_dur(self.window)}"
-        ]
+        name = f"{self.rule} [{self.group}]" if self.group else self.rule
+        limit = f"{_fmt(self.threshold)}{self.unit}"
+        parts = [f"{name} {value} {self.op} {limit} for {_dur(self.window)}"]
         parts.append(f"{self.samples} sample{'s' if self.samples != 1 else ''}")
         if self.since is not None:
             parts.append(f"since {self.since.strftime('%H:%M:%S')}")
@@ -232,6 +237,9 @@ class RuleTracker:
                 breached_for=held,
                 unit=rule.unit,
                 reason=reason,
+                group=self.group,
+                subject=rule.subject,
+                action=rule.action,
             )
         self.evidence = evidence
         return evidence
@@ -276,6 +284,9 @@ class RuleTracker:
             breached_for=None,
             unit=rule.unit,
             reason=f"{reason}; {age}",
+            group=self.group,
+            subject=rule.subject,
+            action=rule.action,
         )
 
 
@@ -320,9 +331,17 @@ class RuleBook:
         return found or [wanted]
 
     def evaluate(
-        self, now: datetime, source_errors: Callable[[str], str | None] = lambda _s: None
+        self,
+        now: datetime,
+        source_errors: Callable[[str, str | None], str | None] = lambda _s, _g: None,
     ) -> list[Evidence]:
-        """Judge every rule (its worst group); worst rule first."""
+        """Judge every rule (its worst group); worst rule first.
+
+        Args:
+            now: Current time.
+            source_errors: The current error of the source behind ``(subject, group)``,
+                or ``None`` when it answers.
+        """
         results = []
         for rule in self.rules:
             per_group = []
@@ -331,7 +350,8 @@ class RuleBook:
                 if tracker is None:
                     tracker = self.trackers[(rule.name, group)] = RuleTracker(rule, group)
                 series = self.series.get((rule.subject, group))
-                per_group.append(tracker.evaluate(series, now, source_errors(rule.subject)))
+                error = source_errors(rule.subject, group)
+                per_group.append(tracker.evaluate(series, now, error))
             results.append(min(per_group, key=_badness))
         return sorted(results, key=lambda e: e.state.rank)
 

@@ -13,7 +13,16 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from sources.model import EcsEvent, EcsServiceSample, Sample, SourceFailure
+from sources.model import (
+    EcsEvent,
+    EcsServiceSample,
+    MetricSample,
+    ProbeSample,
+    Sample,
+    SentrySample,
+    SourceFailure,
+)
+from tui.engine.rules import RuleBook
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -145,17 +154,30 @@ class ServiceState:
         return max(0.0, (now - since).total_seconds())
 
 
+PANES = ("metrics", "errors", "probes")
+"""The signal panes the store tracks changes for."""
+
+
 class Store:
-    """Latest state per service, in config order, with a dirty set for the screen.
+    """Latest state per service and per signal, with dirty sets for the screen.
 
     Args:
         services: ``(key, label)`` pairs in display order.
+        rules: The rule book fed by every sample (an empty one by default).
     """
 
-    def __init__(self, services: Iterable[tuple[str, str]]) -> None:
+    def __init__(self, services: Iterable[tuple[str, str]], rules: RuleBook | None = None) -> None:
         self.services: dict[str, ServiceState] = {
             key: ServiceState(key=key, label=label) for key, label in services
         }
+        self.rules = rules or RuleBook(())
+        self.metrics: dict[str, dict[str | None, MetricSample]] = {}
+        """Latest answer per metric name, per group."""
+        self.sentry: SentrySample | None = None
+        self.probes: dict[str, ProbeSample] = {}
+        self.signal_failures: dict[tuple[str, str | None], SourceFailure] = {}
+        """Current failures of the signal sources, by ``(source, key)``."""
+        self.dirty_panes: set[str] = set()
         self._dirty: set[str] = set()
         self._pending_events: deque[tuple[str, EcsEvent]] = deque(maxlen=PENDING_EVENTS_MAX)
         self.dropped_events = 0
@@ -180,6 +202,9 @@ class Store:
         state = self.services.get(item.key)
         if state is None:
             return False
+        primary = next((d for d in item.deployments if d.status == "PRIMARY"), None)
+        if primary is not None and primary.failed is not None:
+            self.rules.record("ecs:failed_tasks", item.at, float(primary.failed), group=item.key)
         changed = state.sample != item or state.failure is not None
         state.sample = item
         state.last_ok = item.at
@@ -198,10 +223,60 @@ class Store:
         return changed
 
     def _ingest_signal(self, item: Sample) -> bool:
-        """Metrics, errors and probes (wired into panes and rules by issue 4)."""
-        return False
+        """Metrics, errors and probes: keep the latest for the panes, feed the rules."""
+        if isinstance(item, MetricSample):
+            self.metrics.setdefault(item.metric, {})[item.group] = item
+            self._recovered("datadog", item.metric)
+            for point in item.points:
+                if point.value is not None:
+                    self.rules.record(f"metric:{item.metric}", point.at, point.value, item.group)
+            self.dirty_panes.add("metrics")
+        elif isinstance(item, SentrySample):
+            self.sentry = item
+            self._recovered("sentry", None)
+            self.rules.record("sentry:new_issues", item.at, float(len(item.new_issues)))
+            for point in item.error_counts:
+                if point.value is not None:
+                    self.rules.record("sentry:errors", point.at, point.value)
+            self.dirty_panes.add("errors")
+        elif isinstance(item, ProbeSample):
+            self.probes[item.probe] = item
+            name = f"probe:{item.probe}"
+            self.rules.record(f"{name}.availability", item.at, item.success_ratio * 100)
+            if item.latency_ms is not None:
+                self.rules.record(f"{name}.latency", item.at, item.latency_ms)
+            self.dirty_panes.add("probes")
+        return True
+
+    def _recovered(self, source: str, key: str | None) -> None:
+        for failed in [k for k in self.signal_failures if k[0] == source and k[1] in (key, None)]:
+            del self.signal_failures[failed]
+
+    def signal_error(self, source: str, key: str | None = None) -> SourceFailure | None:
+        """The current failure of a signal source for ``key`` (or for all of it)."""
+        return self.signal_failures.get((source, key)) or self.signal_failures.get((source, None))
+
+    def source_error(self, subject: str, group: str | None) -> str | None:
+        """The error of the source behind a rule's subject, for STALE evidence."""
+        kind, _, name = subject.partition(":")
+        failure: SourceFailure | None = None
+        if kind == "metric":
+            failure = self.signal_error("datadog", name)
+        elif kind == "sentry":
+            failure = self.signal_error("sentry")
+        elif kind == "ecs" and group is not None and group in self.services:
+            failure = self.services[group].failure
+        if failure is None:
+            return None
+        return f"{failure.reason}: {failure.error}"
 
     def _fail(self, failure: SourceFailure) -> bool:
+        if failure.source != "ecs":
+            self.signal_failures[(failure.source, failure.key)] = failure
+            self.dirty_panes.add(
+                {"datadog": "metrics", "sentry": "errors"}.get(failure.source, "probes")
+            )
+            return True
         if failure.key is None:
             self.source_errors[failure.source] = failure
             self._dirty.update(self.services)
@@ -223,6 +298,11 @@ class Store:
             return []
         dirty = [key for key in self.services if key in self._dirty]
         self._dirty.clear()
+        return dirty
+
+    def take_dirty_panes(self) -> set[str]:
+        """Signal panes changed since the last call."""
+        dirty, self.dirty_panes = self.dirty_panes, set()
         return dirty
 
     def take_events(self) -> list[tuple[str, EcsEvent]]:

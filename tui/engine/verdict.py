@@ -1,0 +1,102 @@
+"""One verdict for the whole deployment, with the evidence that drives it.
+
+Order of precedence, most serious first: FAILING (a critical rule breached, or ECS
+itself says the deployment failed or was rolled back), DEGRADED (a warning rule
+breached), NO DATA (some rule cannot be judged, or ECS has not answered), HEALTHY
+(every rule has fresh data and is OK, and ECS is not failing).
+
+HEALTHY is never a default: it is earned by evidence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from tui.engine.rules import RuleState
+from tui.engine.store import EcsStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
+
+    from tui.engine.rules import Evidence
+
+
+class Verdict(Enum):
+    """The banner's word."""
+
+    HEALTHY = "HEALTHY"
+    DEGRADED = "DEGRADED"
+    FAILING = "FAILING"
+    NO_DATA = "NO DATA"
+
+
+_ECS_FAILING = frozenset(
+    {
+        EcsStatus.FAILED,
+        EcsStatus.ROLLBACK_REQUESTED,
+        EcsStatus.ROLLBACK_IN_PROGRESS,
+        EcsStatus.ROLLBACK_SUCCESSFUL,
+        EcsStatus.ROLLBACK_FAILED,
+    }
+)
+_ECS_WORDS = {
+    EcsStatus.FAILED: "the deployment FAILED",
+    EcsStatus.ROLLBACK_REQUESTED: "a rollback was requested",
+    EcsStatus.ROLLBACK_IN_PROGRESS: "ECS is rolling the deployment back",
+    EcsStatus.ROLLBACK_SUCCESSFUL: "ECS rolled the deployment back",
+    EcsStatus.ROLLBACK_FAILED: "the rollback FAILED",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """The verdict, the lines that explain it, and the rules behind it."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    """Human lines, most serious first: the evidence of each driving rule."""
+    driving: tuple[Evidence, ...]
+    """The rules that set the verdict (empty when ECS alone did, or all is well)."""
+
+    @property
+    def headline(self) -> str:
+        """The first reason, or a plain statement when there is none."""
+        if self.reasons:
+            return self.reasons[0]
+        return {
+            Verdict.HEALTHY: "every rule has fresh data and is OK",
+            Verdict.NO_DATA: "nothing to judge yet",
+        }.get(self.verdict, "")
+
+
+def judge(evidence: Iterable[Evidence], ecs: Mapping[str, EcsStatus]) -> Report:
+    """Combine rule evidence and ECS's own status into one verdict.
+
+    Args:
+        evidence: Every rule's current evidence.
+        ecs: Each service's deployment status, by service key.
+
+    Returns:
+        The report.
+    """
+    evidence = list(evidence)
+    ecs_bad = [(k, s) for k, s in ecs.items() if s in _ECS_FAILING]
+    critical = [e for e in evidence if e.state is RuleState.CRITICAL]
+    warn = [e for e in evidence if e.state is RuleState.WARN]
+    blind = [e for e in evidence if e.state in (RuleState.NO_DATA, RuleState.STALE)]
+    ecs_blind = [k for k, s in ecs.items() if s is EcsStatus.NO_DATA]
+
+    ecs_lines = tuple(f"ECS {key}: {_ECS_WORDS[status]}" for key, status in ecs_bad)
+    if critical or ecs_bad:
+        lines = tuple(e.summary() for e in critical) + ecs_lines
+        lines += tuple(e.summary() for e in warn)
+        return Report(Verdict.FAILING, lines, tuple(critical))
+    if warn:
+        return Report(Verdict.DEGRADED, tuple(e.summary() for e in warn), tuple(warn))
+    if blind or ecs_blind or not ecs:
+        lines = tuple(e.summary() for e in blind)
+        lines += tuple(f"ECS {key}: no answer yet" for key in ecs_blind)
+        return Report(Verdict.NO_DATA, lines, tuple(blind))
+    return Report(Verdict.HEALTHY, (), ())
