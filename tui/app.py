@@ -12,6 +12,7 @@ from tui.engine.store import Store
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
+from tui.wiring import build_rulebook
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -55,7 +56,9 @@ class DeployWatchApp(App[None]):
         self.sources = tuple(sources)
         self.clock = clock
         self.read_only = read_only or settings.environment.read_only
-        self.store = Store((ref.key, ref.display) for ref in settings.services)
+        self.store = Store(
+            ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
+        )
         self.dashboard = DashboardScreen(settings, self.store, clock)
 
     def on_mount(self) -> None:

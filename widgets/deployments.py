@@ -18,6 +18,7 @@ from textual.widget import Widget
 
 from tui.engine.store import EcsStatus, ServiceState
 from widgets.format import age_text, bar_cells, count, since
+from widgets.tones import Toned
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -55,21 +56,8 @@ def _order(deployments: Iterable[EcsDeployment]) -> list[EcsDeployment]:
     )
 
 
-class ServiceCard(Widget, can_focus=True):
+class ServiceCard(Toned, can_focus=True):
     """One service: its deployments with progress, state, elapsed time, and staleness."""
-
-    COMPONENT_CLASSES: ClassVar[set[str]] = {
-        "service-card--label",
-        "service-card--muted",
-        "service-card--ok",
-        "service-card--busy",
-        "service-card--warn",
-        "service-card--bad",
-        "service-card--none",
-        "service-card--bar-done",
-        "service-card--bar-todo",
-        "service-card--stale",
-    }
 
     DEFAULT_CSS = """
     ServiceCard {
@@ -84,16 +72,6 @@ class ServiceCard(Widget, can_focus=True):
     ServiceCard.-tone-warn { border-left: wide $warning; }
     ServiceCard.-tone-bad { border-left: wide $error; }
     ServiceCard.-stale { border-left: wide $warning-darken-2; }
-    ServiceCard > .service-card--label { text-style: bold; }
-    ServiceCard > .service-card--muted { color: $text-muted; }
-    ServiceCard > .service-card--ok { color: $success; text-style: bold; }
-    ServiceCard > .service-card--busy { color: $accent; text-style: bold; }
-    ServiceCard > .service-card--warn { color: $warning; text-style: bold; }
-    ServiceCard > .service-card--bad { color: $error; text-style: bold; }
-    ServiceCard > .service-card--none { color: $text-muted; text-style: bold; }
-    ServiceCard > .service-card--bar-done { color: $success; }
-    ServiceCard > .service-card--bar-todo { color: $panel-lighten-2; }
-    ServiceCard > .service-card--stale { color: $warning; text-style: bold reverse; }
     """
 
     class Selected(Message):
@@ -156,9 +134,6 @@ class ServiceCard(Widget, can_focus=True):
             self.set_class(name == tone, f"-tone-{name}")
         self.set_class(self.state.stale, "-stale")
 
-    def _style(self, name: str) -> str:
-        return str(self.get_component_rich_style(f"service-card--{name}", partial=True))
-
     def render(self) -> Text:
         if self._text is None:
             self._text = self._build()
@@ -169,25 +144,25 @@ class ServiceCard(Widget, can_focus=True):
         sample = state.sample
         status = state.status
         text = Text(no_wrap=False, overflow="fold")
-        text.append(state.label, self._style("label"))
-        text.append(f"  {state.key}", self._style("muted"))
+        text.append(state.label, self.tone("label"))
+        text.append(f"  {state.key}", self.tone("muted"))
         text.append("  ")
-        text.append(status.value, self._style(status.tone))
+        text.append(status.value, self.tone(status.tone))
         if sample is not None:
             text.append(
                 f"  {count(sample.running)}/{count(sample.desired)} running",
-                self._style("muted"),
+                self.tone("muted"),
             )
             if sample.pending:
-                text.append(f" · {sample.pending} pending", self._style("muted"))
+                text.append(f" · {sample.pending} pending", self.tone("muted"))
         if state.stale and state.failure is not None:
             age = state.stale_age(self.now)
             text.append("  ")
-            text.append(f" STALE {age_text(age)} ", self._style("stale"))
-            text.append(f" {state.failure.reason}: {state.failure.error}", self._style("warn"))
+            text.append(f" STALE {age_text(age)} ", self.tone("stale"))
+            text.append(f" {state.failure.reason}: {state.failure.error}", self.tone("warn"))
         if sample is None:
             if not state.stale:
-                text.append("\n  waiting for the first answer from ECS…", self._style("muted"))
+                text.append("\n  waiting for the first answer from ECS…", self.tone("muted"))
             return text
         for deployment in _order(sample.deployments):
             text.append("\n")
@@ -197,15 +172,15 @@ class ServiceCard(Widget, can_focus=True):
             text.append("\n")
             self._service_deployment_line(text, newest, sample)
         elif not sample.service_deployments_supported:
-            text.append("\n  service deployments API not available here", self._style("muted"))
+            text.append("\n  service deployments API not available here", self.tone("muted"))
         return text
 
     def _deployment_line(self, text: Text, d: EcsDeployment) -> None:
-        text.append(f"  {d.status:<8} ", self._style("muted"))
-        text.append(f"{d.revision:<14} ", self._style("label"))
+        text.append(f"  {d.status:<8} ", self.tone("muted"))
+        text.append(f"{d.revision:<14} ", self.tone("label"))
         filled, empty = bar_cells(d.running, d.desired, BAR_WIDTH)
-        text.append("█" * filled, self._style("bar-done"))
-        text.append("░" * empty, self._style("bar-todo"))
+        text.append("█" * filled, self.tone("bar-done"))
+        text.append("░" * empty, self.tone("bar-todo"))
         counts = f" {count(d.running):>3}/{count(d.desired):<3}"
         text.append(counts)
         extra = []
@@ -213,41 +188,41 @@ class ServiceCard(Widget, can_focus=True):
             extra.append(f"{d.pending} pending")
         if d.failed:
             extra.append(f"{d.failed} failed")
-        text.append(f" {', '.join(extra):<22}", self._style("bad" if d.failed else "muted"))
+        text.append(f" {', '.join(extra):<22}", self.tone("bad" if d.failed else "muted"))
         state = d.rollout_state or "—"
-        text.append(f" {state:<12}", self._style(_STATE_TONE.get(state, "none")))
+        text.append(f" {state:<12}", self.tone(_STATE_TONE.get(state, "none")))
         end = self.now if d.rollout_state in _LIVE_STATES or d.updated_at is None else d.updated_at
-        text.append(f" {since(d.created_at, end):>7}", self._style("muted"))
+        text.append(f" {since(d.created_at, end):>7}", self.tone("muted"))
         if d.images:
-            text.append(f"  {', '.join(d.images)}", self._style("muted"))
+            text.append(f"  {', '.join(d.images)}", self.tone("muted"))
         if d.rollout_state == "FAILED" and d.rollout_reason:
-            text.append(f"\n    {d.rollout_reason}", self._style("bad"))
+            text.append(f"\n    {d.rollout_reason}", self.tone("bad"))
 
     def _service_deployment_line(
         self, text: Text, sd: ServiceDeployment, sample: EcsServiceSample
     ) -> None:
-        text.append("  deployment ", self._style("muted"))
-        text.append(sd.status, self._style(_STATE_TONE.get(sd.status, "none")))
+        text.append("  deployment ", self.tone("muted"))
+        text.append(sd.status, self.tone(_STATE_TONE.get(sd.status, "none")))
         target = _revision(sd.target_task_definition)
         sources = ", ".join(_revision(s) for s in sd.source_task_definitions)
         if not sources:
-            text.append(f"  {target} (initial deployment)", self._style("muted"))
+            text.append(f"  {target} (initial deployment)", self.tone("muted"))
         elif sd.status.startswith("ROLLBACK"):
             # Read as the operator thinks of it: the new revision, going back to the old.
-            text.append(f"  {target} → back to {sources}", self._style("muted"))
+            text.append(f"  {target} → back to {sources}", self.tone("muted"))
         else:
-            text.append(f"  {sources} → {target}", self._style("muted"))
+            text.append(f"  {sources} → {target}", self.tone("muted"))
         start = sd.started_at or sd.created_at
         end = sd.finished_at or sd.stopped_at or self.now
-        text.append(f"  {since(start, end)}", self._style("muted"))
+        text.append(f"  {since(start, end)}", self.tone("muted"))
         cb = sd.circuit_breaker or sample.circuit_breaker
         if cb is not None and cb.enabled:
-            text.append("  breaker ", self._style("muted"))
+            text.append("  breaker ", self.tone("muted"))
             status = cb.status or "on"
-            text.append(status, self._style(_STATE_TONE.get(status, "muted")))
+            text.append(status, self.tone(_STATE_TONE.get(status, "muted")))
             if cb.failure_count is not None and cb.threshold is not None:
-                text.append(f" {cb.failure_count}/{cb.threshold}", self._style("muted"))
-            text.append(" (auto-rollback)" if cb.rollback else "", self._style("muted"))
+                text.append(f" {cb.failure_count}/{cb.threshold}", self.tone("muted"))
+            text.append(" (auto-rollback)" if cb.rollback else "", self.tone("muted"))
         reason = sd.rollback_reason or sd.status_reason
         shown = {d.rollout_reason for d in sample.deployments if d.rollout_state == "FAILED"}
         if (
@@ -255,7 +230,7 @@ class ServiceCard(Widget, can_focus=True):
             and reason not in shown
             and sd.status not in ("IN_PROGRESS", "SUCCESSFUL", "PENDING")
         ):
-            text.append(f"\n    {reason}", self._style(_STATE_TONE.get(sd.status, "muted")))
+            text.append(f"\n    {reason}", self.tone(_STATE_TONE.get(sd.status, "muted")))
 
 
 def _revision(task_definition: str | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 
@@ -48,3 +49,70 @@ def age_text(age: float | None) -> str:
     if seconds < 3600:
         return f"{seconds // 60}m{seconds % 60:02d}s"
     return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+def resample(values: list[float | None], width: int) -> list[float | None]:
+    """Fit ``values`` into ``width`` cells, keeping each bucket's maximum (spikes stay
+    visible) and gaps as ``None``; short series are right-aligned (newest at the right).
+    """
+    if width <= 0:
+        return []
+    if len(values) <= width:
+        return [None] * (width - len(values)) + list(values)
+    out: list[float | None] = []
+    for cell in range(width):
+        lo = cell * len(values) // width
+        hi = max(lo + 1, (cell + 1) * len(values) // width)
+        bucket = [v for v in values[lo:hi] if v is not None]
+        out.append(max(bucket) if bucket else None)
+    return out
+
+
+def spark(
+    values: list[float | None],
+    width: int,
+    *,
+    breaches: Callable[[float], bool] | None = None,
+    floor: float | None = None,
+    ceiling: float | None = None,
+) -> list[tuple[str, str]]:
+    """A sparkline as ``(char, kind)`` cells; kind is ``ok``, ``bad`` (breaching) or
+    ``gap``. The scale runs from ``floor`` (default: 0 or the minimum) to ``ceiling``
+    (default: the maximum), so a flat line stays low rather than filling the cell.
+    """
+    cells = resample(values, width)
+    pad = max(0, width - len(values))  # no history there yet: blank, not a gap
+    known = [v for v in cells if v is not None]
+    if not known:
+        return [(" ", "gap")] * pad + [("·", "gap")] * (len(cells) - pad)
+    lo = floor if floor is not None else min(0.0, min(known))
+    hi = ceiling if ceiling is not None else max(known)
+    span = hi - lo
+    out: list[tuple[str, str]] = [(" ", "gap")] * pad
+    for value in cells[pad:]:
+        if value is None:
+            out.append(("·", "gap"))
+            continue
+        level = 0 if span <= 0 else int((value - lo) / span * (len(SPARK_BLOCKS) - 1) + 0.5)
+        char = SPARK_BLOCKS[max(0, min(len(SPARK_BLOCKS) - 1, level))]
+        out.append((char, "bad" if breaches is not None and breaches(value) else "ok"))
+    return out
+
+
+def number(value: float | None, unit: str = "") -> str:
+    """``14.8%``, ``1,204ms``, ``0.02``, ``—`` for no value; units stick to numbers."""
+    if value is None:
+        return "—"
+    magnitude = abs(value)
+    if magnitude >= 1000:
+        text = f"{value:,.0f}"
+    elif magnitude >= 100:
+        text = f"{value:.0f}"
+    elif magnitude >= 10:
+        text = f"{value:.1f}"
+    else:
+        text = f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
+    return f"{text}{unit}"

@@ -2,27 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
 from tui.engine.store import EcsStatus, Store
+from tui.engine.verdict import judge
 from tui.messages import SourceCrashed, StoreChanged
 from widgets.deployments import DeploymentsPane, ServiceCard
 from widgets.events import EventsLog
 from widgets.panes import NotConfigured
+from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, VerdictBanner
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from datetime import datetime
 
     from textual.app import ComposeResult
     from textual.binding import BindingType
 
     from tui.config import Settings
+    from tui.engine.verdict import Report
 
 FLUSH_DELAY = 0.1
 """Seconds a burst of store changes is collected before one repaint (≤ 10 flushes/s)."""
@@ -64,6 +67,8 @@ class DashboardScreen(Screen[None]):
         self.clock = clock
         self._flush_scheduled = False
         self._missed_flush = False
+        self.report: Report | None = None
+        """The latest verdict, re-judged every second and on every change."""
 
     def compose(self) -> ComposeResult:
         env = self.settings.environment
@@ -72,6 +77,7 @@ class DashboardScreen(Screen[None]):
             production=env.production,
             read_only=env.read_only or getattr(self.app, "read_only", False),
         )
+        yield VerdictBanner()
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 with Vertical(id="deployments-pane", classes="pane") as pane:
@@ -81,15 +87,29 @@ class DashboardScreen(Screen[None]):
                     pane.border_title = "Service events"
                     yield EventsLog(id="events")
             with Vertical(id="right"):
-                with Vertical(id="metrics-pane", classes="pane") as pane:
+                settings = self.settings
+                with VerticalScroll(id="metrics-pane", classes="pane") as pane:
                     pane.border_title = "Metrics · Datadog"
-                    yield NotConfigured("Datadog metrics", "Add [[metric]] queries to the config.")
-                with Vertical(id="errors-pane", classes="pane") as pane:
+                    if settings.metrics:
+                        yield MetricsPane([MetricView(m.name, m.unit) for m in settings.metrics])
+                    else:
+                        yield NotConfigured(
+                            "Datadog metrics", "Add [[metric]] queries to the config."
+                        )
+                with VerticalScroll(id="errors-pane", classes="pane") as pane:
                     pane.border_title = "Errors · Sentry"
-                    yield NotConfigured("Sentry errors", "Add a [sentry] table to the config.")
-                with Vertical(id="probes-pane", classes="pane") as pane:
+                    if settings.sentry is not None:
+                        yield ErrorsPane()
+                    else:
+                        yield NotConfigured("Sentry errors", "Add a [sentry] table to the config.")
+                with VerticalScroll(id="probes-pane", classes="pane") as pane:
                     pane.border_title = "Probes · HTTP"
-                    yield NotConfigured("Health probes", "Add [[probe]] endpoints to the config.")
+                    if settings.probes:
+                        yield ProbesPane([p.name for p in settings.probes])
+                    else:
+                        yield NotConfigured(
+                            "Health probes", "Add [[probe]] endpoints to the config."
+                        )
         yield Footer()
 
     def on_mount(self) -> None:
@@ -132,6 +152,8 @@ class DashboardScreen(Screen[None]):
                 pane = self.query_one(DeploymentsPane)
                 pane.update_states((self.store.services[k] for k in dirty), now)
                 self.query_one(TopBar).summary = fleet_summary(self.store)
+        if self.store.take_dirty_panes():
+            self._judge(now)
         events = self.store.take_events()
         if events:
             labels = {k: s.label for k, s in self.store.services.items()}
@@ -142,3 +164,20 @@ class DashboardScreen(Screen[None]):
         self.query_one(TopBar).now = now
         if self.app.screen is self:
             self.query_one(DeploymentsPane).tick(now)
+            self._judge(now)
+
+    def _judge(self, now: datetime) -> None:
+        """Evaluate every rule, show the verdict, and hand each pane its evidence."""
+        store = self.store
+        evidence = store.rules.evaluate(now, store.source_error)
+        report = judge(evidence, {key: state.status for key, state in store.services.items()})
+        self.report = report
+        self.query_one(VerdictBanner).show(report)
+        for metrics in self.query(MetricsPane):
+            metrics.show(store.metrics, evidence, store.signal_error("datadog"), now)
+        for errors in self.query(ErrorsPane):
+            mine = [e for e in evidence if e.subject.startswith("sentry:")]
+            errors.show(store.sentry, mine, store.signal_error("sentry"), now)
+        for probes in self.query(ProbesPane):
+            mine = [e for e in evidence if e.subject.startswith("probe:")]
+            probes.show(store.probes, mine)

@@ -1,0 +1,341 @@
+"""Verdict banner and the metrics, errors and probes panes.
+
+Each pane is one widget rendering a few lines of text: the screen hands it the
+latest state and the rules' evidence; it repaints only when told something changed
+(or on resize). Breaching values are drawn in the error tone, next to the threshold
+they break. Nothing here calls an API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from rich.text import Text
+from textual.containers import Vertical
+
+from tui.engine.rules import OPERATORS, RuleState
+from tui.engine.verdict import Verdict
+from widgets.format import age_text, number, spark
+from widgets.tones import Toned
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from textual.app import ComposeResult
+
+    from sources.model import MetricSample, ProbeSample, SentrySample, SourceFailure
+    from tui.engine.rules import Evidence
+    from tui.engine.verdict import Report
+
+BANNER_LINES = 4
+"""Reasons shown under the verdict before "and N more"."""
+ISSUES_SHOWN = 8
+"""Sentry issues listed in the errors pane."""
+
+_STATE_TONE = {
+    RuleState.OK: "ok",
+    RuleState.WARN: "warn",
+    RuleState.CRITICAL: "bad",
+    RuleState.NO_DATA: "none",
+    RuleState.STALE: "warn",
+}
+_VERDICT_CLASS = {
+    Verdict.HEALTHY: "-healthy",
+    Verdict.DEGRADED: "-degraded",
+    Verdict.FAILING: "-failing",
+    Verdict.NO_DATA: "-no-data",
+}
+
+
+def _stale_line(text: Text, widget: Toned, failure: SourceFailure | None, now: datetime) -> None:
+    """`` STALE 12s  http 503: ...`` — the pane keeps its last data below."""
+    if failure is None:
+        return
+    age = (now - failure.at).total_seconds()
+    text.append(f" STALE {age_text(age)} ", widget.tone("stale"))
+    text.append(f" {failure.reason}: {failure.error}\n", widget.tone("warn"))
+
+
+def _breach_test(evidence: Sequence[Evidence]) -> Callable[[float], bool] | None:
+    tests = [(OPERATORS[e.op], e.threshold) for e in evidence]
+    if not tests:
+        return None
+    return lambda value: any(op(value, limit) for op, limit in tests)
+
+
+class VerdictBanner(Toned):
+    """HEALTHY / DEGRADED / FAILING / NO DATA, with the evidence that drives it."""
+
+    DEFAULT_CSS = """
+    VerdictBanner { height: auto; padding: 0 1; background: $panel; }
+    VerdictBanner.-healthy { background: $success 20%; }
+    VerdictBanner.-degraded { background: $warning 20%; }
+    VerdictBanner.-failing { background: $error 25%; }
+    VerdictBanner.-no-data { background: $panel; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(id="verdict")
+        self.report: Report | None = None
+
+    def show(self, report: Report) -> None:
+        """Show a new report; repaints only when it says something different."""
+        if report == self.report:
+            return
+        self.report = report
+        for verdict, css in _VERDICT_CLASS.items():
+            self.set_class(verdict is report.verdict, css)
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        report = self.report
+        text = Text(overflow="fold")
+        if report is None:
+            text.append(" NO DATA ", self.tone("none"))
+            text.append("  waiting for the first answers", self.tone("muted"))
+            return text
+        tone = {"HEALTHY": "ok", "DEGRADED": "warn", "FAILING": "bad"}.get(
+            report.verdict.value, "none"
+        )
+        text.append(f" {report.verdict.value} ", self.tone(tone) + " reverse")
+        text.append(f"  {report.headline}", self.tone(tone if report.reasons else "muted"))
+        for reason in report.reasons[1:BANNER_LINES]:
+            text.append(f"\n{'':11}{reason}", self.tone("muted"))
+        hidden = len(report.reasons) - BANNER_LINES
+        if hidden > 0:
+            text.append(f"\n{'':11}and {hidden} more (see the panes)", self.tone("muted"))
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class MetricView:
+    """What a metric row needs to know about its metric."""
+
+    name: str
+    unit: str
+
+
+class MetricRow(Toned):
+    """One metric: its rules' thresholds and state, then one sparkline per group."""
+
+    DEFAULT_CSS = """
+    MetricRow { height: auto; padding: 0 1; margin-bottom: 1; }
+    """
+
+    def __init__(self, view: MetricView) -> None:
+        super().__init__(classes="metric-row")
+        self.view = view
+        self.samples: Mapping[str | None, MetricSample] = {}
+        self.evidence: tuple[Evidence, ...] = ()
+
+    def show(
+        self, samples: Mapping[str | None, MetricSample], evidence: Sequence[Evidence]
+    ) -> None:
+        """New data or new judgement for this metric."""
+        evidence = tuple(evidence)
+        if dict(samples) == dict(self.samples) and evidence == self.evidence:
+            return
+        lines_before = len(self.samples)
+        self.samples = dict(samples)
+        self.evidence = evidence
+        self.refresh(layout=len(self.samples) != lines_before)
+
+    def render(self) -> Text:
+        view = self.view
+        text = Text(no_wrap=True, overflow="ellipsis")
+        worst = min(self.evidence, key=lambda e: e.state.rank, default=None)
+        text.append(view.name, self.tone("label"))
+        for ev in self.evidence:
+            text.append(f"  {ev.op} {number(ev.threshold, view.unit)}", self.tone("muted"))
+            if ev.action != "none":
+                text.append(f" → {ev.action}", self.tone("muted"))
+        if worst is not None:
+            text.append(f"  {worst.state.value}", self.tone(_STATE_TONE[worst.state]))
+            if worst.reason and worst.state is RuleState.OK:
+                text.append(f" ({worst.reason})", self.tone("muted"))
+        if not self.samples:
+            text.append("\n  waiting for Datadog…", self.tone("muted"))
+            return text
+        breaches = _breach_test(self.evidence)
+        width = max(8, self.size.width - 20)
+        for group in sorted(self.samples, key=lambda g: g or ""):
+            sample = self.samples[group]
+            values = [p.value for p in sample.points]
+            latest = next((v for v in reversed(values) if v is not None), None)
+            label = (group or "all").split(":", 1)[-1]
+            bad = latest is not None and breaches is not None and breaches(latest)
+            text.append(f"\n  {label:<6}", self.tone("muted"))
+            text.append(f"{number(latest, view.unit):>9}  ", self.tone("bad" if bad else "label"))
+            for char, kind in spark(values, width, breaches=breaches):
+                text.append(char, self.tone({"bad": "bad", "gap": "muted"}.get(kind, "ok")))
+        return text
+
+
+class StaleLine(Toned):
+    """`` STALE 12s  http 503: ...`` above a pane's last good data; hidden when fresh."""
+
+    DEFAULT_CSS = """
+    StaleLine { height: auto; padding: 0 1; display: none; }
+    StaleLine.-on { display: block; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(classes="stale-line")
+        self.failure: SourceFailure | None = None
+        self.now = datetime.min
+
+    def show(self, failure: SourceFailure | None, now: datetime) -> None:
+        """Show (or hide) the current failure; its age moves with ``now``."""
+        if failure is None and self.failure is None:
+            return
+        self.failure, self.now = failure, now
+        self.set_class(failure is not None, "-on")
+        self.refresh()
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        _stale_line(text, self, self.failure, self.now)
+        text.rstrip()
+        return text
+
+
+class MetricsPane(Vertical):
+    """Every configured metric, in config order; a STALE line when Datadog fails."""
+
+    DEFAULT_CSS = """
+    MetricsPane { height: auto; }
+    """
+
+    def __init__(self, views: Sequence[MetricView]) -> None:
+        super().__init__(id="metrics")
+        self.stale = StaleLine()
+        self.rows = {view.name: MetricRow(view) for view in views}
+
+    def compose(self) -> ComposeResult:
+        yield self.stale
+        yield from self.rows.values()
+
+    def show(
+        self,
+        samples: Mapping[str, Mapping[str | None, MetricSample]],
+        evidence: Sequence[Evidence],
+        failure: SourceFailure | None,
+        now: datetime,
+    ) -> None:
+        """Update every row (rows with nothing new do not repaint)."""
+        self.stale.show(failure, now)
+        for name, row in self.rows.items():
+            mine = [e for e in evidence if e.subject == f"metric:{name}"]
+            row.show(samples.get(name, {}), mine)
+
+
+class ErrorsPane(Toned):
+    """Sentry: new issues since the deployment began, and error counts over time."""
+
+    DEFAULT_CSS = """
+    ErrorsPane { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self) -> None:
+        super().__init__(id="errors")
+        self.sample: SentrySample | None = None
+        self.evidence: tuple[Evidence, ...] = ()
+        self.failure: SourceFailure | None = None
+        self.now = datetime.min
+
+    def show(
+        self,
+        sample: SentrySample | None,
+        evidence: Sequence[Evidence],
+        failure: SourceFailure | None,
+        now: datetime,
+    ) -> None:
+        """New answer, judgement or failure."""
+        evidence = tuple(evidence)
+        if (sample, evidence, failure) == (self.sample, self.evidence, self.failure):
+            return
+        self.sample, self.evidence, self.failure, self.now = sample, evidence, failure, now
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        _stale_line(text, self, self.failure, self.now)
+        sample = self.sample
+        if sample is None:
+            text.append("waiting for Sentry…", self.tone("muted"))
+            return text
+        new = len(sample.new_issues)
+        text.append(f"{new} new issue{'s' if new != 1 else ''}", self.tone("bad" if new else "ok"))
+        text.append(f" since {sample.since.strftime('%H:%M:%S')}", self.tone("muted"))
+        if sample.release:
+            count = len(sample.release_issues)
+            text.append(f" · release {sample.release}: {count} unresolved", self.tone("muted"))
+        for ev in self.evidence:
+            text.append(f"  {ev.rule} {ev.state.value}", self.tone(_STATE_TONE[ev.state]))
+        values = [p.value for p in sample.error_counts]
+        latest = next((v for v in reversed(values) if v is not None), None)
+        text.append(f"\nerrors {number(latest):>6}  ", self.tone("label"))
+        breaches = _breach_test([e for e in self.evidence if e.subject == "sentry:errors"])
+        for char, kind in spark(values, max(8, self.size.width - 18), breaches=breaches):
+            text.append(char, self.tone({"bad": "bad", "gap": "muted"}.get(kind, "busy")))
+        for issue in sample.new_issues[:ISSUES_SHOWN]:
+            first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
+            text.append(f"\n{number(issue.count) + ' x':>8} ", self.tone("bad"))
+            text.append(issue.title, self.tone("label"))
+            text.append(f"  first {first}", self.tone("muted"))
+            if issue.first_release:
+                text.append(f"  {issue.first_release}", self.tone("muted"))
+        hidden = len(sample.new_issues) - ISSUES_SHOWN
+        if hidden > 0:
+            text.append(f"\n        and {hidden} more", self.tone("muted"))
+        return text
+
+
+class ProbesPane(Toned):
+    """HTTP probes: status, latency, success ratio and the last failure, in words."""
+
+    DEFAULT_CSS = """
+    ProbesPane { height: auto; padding: 0 1; }
+    """
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(id="probes")
+        self.names = tuple(names)
+        self.samples: dict[str, ProbeSample] = {}
+        self.evidence: tuple[Evidence, ...] = ()
+
+    def show(self, samples: Mapping[str, ProbeSample], evidence: Sequence[Evidence]) -> None:
+        """New rounds or a new judgement."""
+        evidence = tuple(evidence)
+        if dict(samples) == self.samples and evidence == self.evidence:
+            return
+        self.samples, self.evidence = dict(samples), evidence
+        self.refresh(layout=True)
+
+    def render(self) -> Text:
+        text = Text(no_wrap=True, overflow="ellipsis")
+        width = max((len(n) for n in self.names), default=4)
+        for i, name in enumerate(self.names):
+            if i:
+                text.append("\n")
+            text.append(f"{name:<{width}}  ", self.tone("label"))
+            probe = self.samples.get(name)
+            if probe is None:
+                text.append("waiting for the first round…", self.tone("muted"))
+                continue
+            text.append("✓ " if probe.ok else "✗ ", self.tone("ok" if probe.ok else "bad"))
+            text.append(f"{probe.status or '---'}  ", self.tone("ok" if probe.ok else "bad"))
+            text.append(f"{number(probe.latency_ms, 'ms'):>7}  ", self.tone("muted"))
+            mine = [e for e in self.evidence if e.subject.startswith(f"probe:{name}.")]
+            worst = min(mine, key=lambda e: e.state.rank, default=None)
+            ratio_tone = _STATE_TONE[worst.state] if worst is not None else "label"
+            text.append(f"{probe.success_ratio * 100:6.1f}%", self.tone(ratio_tone))
+            text.append(f" of {probe.window}", self.tone("muted"))
+            if probe.last_failure is not None:
+                text.append(
+                    f"  last failure {probe.last_failure.strftime('%H:%M:%S')} ", self.tone("muted")
+                )
+                text.append(probe.last_failure_reason or "", self.tone("warn"))
+        return text
