@@ -60,19 +60,91 @@ class FakeSource:
             yield await self.queue.get()
 
 
+SIGNALS: dict[str, object] = {
+    "datadog": {"host": "http://127.0.0.1:9", "poll_interval": 5},
+    "metric": [
+        {
+            "name": "error_rate",
+            "query": "avg:sandbox.error_rate{service:web} by {version}",
+            "unit": "%",
+            "service": "web",
+        },
+        {
+            "name": "p95_ms",
+            "query": "p95:sandbox.latency{service:web} by {version}",
+            "unit": "ms",
+            "service": "web",
+        },
+    ],
+    "sentry": {
+        "base_url": "http://127.0.0.1:9",
+        "org": "sandbox",
+        "projects": ["web"],
+        "service": "web",
+    },
+    "probe": [{"name": "web", "url": "http://127.0.0.1:9/health", "service": "web"}],
+    "rule": [
+        {
+            "name": "error rate",
+            "subject": "metric:error_rate",
+            "op": ">",
+            "threshold": 5,
+            "for": "1m",
+            "severity": "critical",
+        },
+        {
+            "name": "error rate: roll back",
+            "subject": "metric:error_rate",
+            "op": ">",
+            "threshold": 10,
+            "for": "2m",
+            "action": "rollback",
+        },
+        {
+            "name": "p95 latency",
+            "subject": "metric:p95_ms",
+            "op": ">",
+            "threshold": 300,
+            "for": "1m",
+            "severity": "warn",
+        },
+        {
+            "name": "availability",
+            "subject": "probe:web",
+            "op": "<",
+            "threshold": 99.5,
+            "for": "30s",
+        },
+        {
+            "name": "new issues",
+            "subject": "sentry:new_issues",
+            "op": ">",
+            "threshold": 0,
+            "for": "0s",
+            "severity": "warn",
+            "no_data": "ok",
+        },
+    ],
+}
+"""A full signal config (datadog, sentry, probe, seed-like rules) for UI tests."""
+
+
 def settings(
     services: Sequence[tuple[str, str]] = (("demo", "web"), ("demo", "api")),
     *,
     name: str = "sandbox-demo",
     production: bool = False,
     config_path: Path | None = None,
+    signals: bool = False,
 ) -> Settings:
-    """Settings for the given ``(cluster, service)`` pairs."""
-    data = {
+    """Settings for the given ``(cluster, service)`` pairs, with signals if asked."""
+    data: dict[str, object] = {
         "environment": {"name": name, "production": production},
         "aws": {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:9"},
         "service": [{"cluster": c, "service": s} for c, s in services],
     }
+    if signals:
+        data.update(SIGNALS)
     return parse_config(data, config_path or Path("test.toml"))
 
 
@@ -230,3 +302,65 @@ def mid_deploy_script() -> list[Item]:
         ],
     )
     return [web, api]
+
+
+def bad_release_signals(minutes: int = 3) -> list[Item]:
+    """Datadog, Sentry and probe samples of a bad release: v2 at ~15 % errors."""
+    from sources.model import MetricPoint, MetricSample, ProbeSample, SentryIssue, SentrySample
+
+    steps = minutes * 6
+    times = [T0 - timedelta(seconds=10 * (steps - 1 - i)) for i in range(steps)]
+
+    def series(values: list[float]) -> tuple[MetricPoint, ...]:
+        return tuple(MetricPoint(t, v) for t, v in zip(times, values, strict=True))
+
+    half = steps // 2
+    items: list[Item] = [
+        MetricSample("error_rate", "demo/web", "version:v1", series([0.2] * steps), "%", T0),
+        MetricSample(
+            "error_rate",
+            "demo/web",
+            "version:v2",
+            series([0.3] * half + [14.8] * (steps - half)),
+            "%",
+            T0,
+        ),
+        MetricSample("p95_ms", "demo/web", "version:v1", series([120.0] * steps), "ms", T0),
+        MetricSample("p95_ms", "demo/web", "version:v2", series([135.0] * steps), "ms", T0),
+    ]
+    issue = SentryIssue(
+        id="42",
+        short_id="WEB-7",
+        title="CheckoutFailedError: payment declined",
+        culprit="sandbox.service in _fail",
+        level="error",
+        count=131,
+        user_count=17,
+        first_seen=T0 - timedelta(seconds=85),
+        last_seen=T0,
+        first_release="v2",
+    )
+    counts = tuple(MetricPoint(t, 0.0 if i < half else 22.0) for i, t in enumerate(times))
+    items.append(
+        SentrySample(
+            "demo/web", T0, T0 - timedelta(minutes=minutes), (issue,), "v2", (issue,), counts
+        )
+    )
+    for i, t in enumerate(times[-6:]):
+        items.append(
+            ProbeSample(
+                "web",
+                "demo/web",
+                "http://127.0.0.1:9/health",
+                t,
+                True,
+                200,
+                21.0 + i,
+                None,
+                0.95,
+                20,
+                T0 - timedelta(seconds=70),
+                "expected 200, got 503",
+            )
+        )
+    return items

@@ -112,7 +112,7 @@ def number(value: float | None, unit: str = "") -> str:
     elif magnitude >= 100:
         text = f"{value:.0f}"
     elif magnitude >= 10:
-        text = f"{value:.1f}"
+        text = f"{value:.1f}".removesuffix(".0")
     else:
         text = f"{value:.2f}".rstrip("0").rstrip(".") if value else "0"
     return f"{text}{unit}"

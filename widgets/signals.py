@@ -144,7 +144,7 @@ class MetricRow(Toned):
 
     def render(self) -> Text:
         view = self.view
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         worst = min(self.evidence, key=lambda e: e.state.rank, default=None)
         text.append(view.name, self.tone("label"))
         for ev in self.evidence:
@@ -160,6 +160,10 @@ class MetricRow(Toned):
             return text
         breaches = _breach_test(self.evidence)
         width = max(8, self.size.width - 20)
+        # One scale for every group, threshold included: old and new compare at a glance,
+        # and a flat healthy line stays low instead of filling its cells.
+        known = [p.value for s in self.samples.values() for p in s.points if p.value is not None]
+        ceiling = max([*known, *(e.threshold for e in self.evidence)], default=1.0)
         for group in sorted(self.samples, key=lambda g: g or ""):
             sample = self.samples[group]
             values = [p.value for p in sample.points]
@@ -168,7 +172,8 @@ class MetricRow(Toned):
             bad = latest is not None and breaches is not None and breaches(latest)
             text.append(f"\n  {label:<6}", self.tone("muted"))
             text.append(f"{number(latest, view.unit):>9}  ", self.tone("bad" if bad else "label"))
-            for char, kind in spark(values, width, breaches=breaches):
+            cells = spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling)
+            for char, kind in cells:
                 text.append(char, self.tone({"bad": "bad", "gap": "muted"}.get(kind, "ok")))
         return text
 
@@ -195,7 +200,7 @@ class StaleLine(Toned):
         self.refresh()
 
     def render(self) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         _stale_line(text, self, self.failure, self.now)
         text.rstrip()
         return text
@@ -260,7 +265,7 @@ class ErrorsPane(Toned):
         self.refresh(layout=True)
 
     def render(self) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         _stale_line(text, self, self.failure, self.now)
         sample = self.sample
         if sample is None:
@@ -272,8 +277,11 @@ class ErrorsPane(Toned):
         if sample.release:
             count = len(sample.release_issues)
             text.append(f" · release {sample.release}: {count} unresolved", self.tone("muted"))
-        for ev in self.evidence:
-            text.append(f"  {ev.rule} {ev.state.value}", self.tone(_STATE_TONE[ev.state]))
+        if self.evidence:
+            text.append("\n")
+            for ev in self.evidence:
+                text.append(f"{ev.rule} ", self.tone("muted"))
+                text.append(f"{ev.state.value}  ", self.tone(_STATE_TONE[ev.state]))
         values = [p.value for p in sample.error_counts]
         latest = next((v for v in reversed(values) if v is not None), None)
         text.append(f"\nerrors {number(latest):>6}  ", self.tone("label"))
@@ -284,9 +292,8 @@ class ErrorsPane(Toned):
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
             text.append(f"\n{number(issue.count) + ' x':>8} ", self.tone("bad"))
             text.append(issue.title, self.tone("label"))
-            text.append(f"  first {first}", self.tone("muted"))
-            if issue.first_release:
-                text.append(f"  {issue.first_release}", self.tone("muted"))
+            release = f" · {issue.first_release}" if issue.first_release else ""
+            text.append(f"\n{'':9}first seen {first}{release}", self.tone("muted"))
         hidden = len(sample.new_issues) - ISSUES_SHOWN
         if hidden > 0:
             text.append(f"\n        and {hidden} more", self.tone("muted"))
@@ -315,7 +322,7 @@ class ProbesPane(Toned):
         self.refresh(layout=True)
 
     def render(self) -> Text:
-        text = Text(no_wrap=True, overflow="ellipsis")
+        text = Text()
         width = max((len(n) for n in self.names), default=4)
         for i, name in enumerate(self.names):
             if i:
@@ -334,8 +341,7 @@ class ProbesPane(Toned):
             text.append(f"{probe.success_ratio * 100:6.1f}%", self.tone(ratio_tone))
             text.append(f" of {probe.window}", self.tone("muted"))
             if probe.last_failure is not None:
-                text.append(
-                    f"  last failure {probe.last_failure.strftime('%H:%M:%S')} ", self.tone("muted")
-                )
+                when = probe.last_failure.strftime("%H:%M:%S")
+                text.append(f"\n{'':{width + 2}}last failure {when}: ", self.tone("muted"))
                 text.append(probe.last_failure_reason or "", self.tone("warn"))
         return text

@@ -213,3 +213,33 @@ async def test_production_environment_is_marked() -> None:
         env = app.screen.query_one("#env")
         assert env.has_class("-production")
         assert "PRODUCTION" in str(env.render())
+
+
+async def test_bad_release_turns_the_banner_failing_with_evidence() -> None:
+    from tests.fakes import bad_release_signals
+    from widgets.signals import ErrorsPane, MetricsPane, ProbesPane, VerdictBanner
+
+    script = [*mid_deploy_script()[:1], *bad_release_signals()]
+    app = DeployWatchApp(settings(signals=True), [FakeSource(script)], clock=FrozenClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.pause(1.1)  # the 1 s judgement tick
+        banner = app.screen.query_one(VerdictBanner).render().plain
+        assert banner.startswith(" FAILING ")
+        assert "error rate [version:v2] 14.8% > 5% for 1m" in banner
+        assert "availability 95% < 99.5% for 30s · 4 samples" in banner  # 50 s below target
+        metrics = app.screen.query_one(MetricsPane)
+        rows = {row.view.name: row.render().plain for row in metrics.rows.values()}
+        assert (
+            "CRITICAL" in rows["error_rate"]
+            and "14.8%" in rows["error_rate"]
+            and "0.2%" in rows["error_rate"]
+        )
+        v1 = next(line for line in rows["error_rate"].splitlines() if line.strip().startswith("v1"))
+        assert set(v1.split("0.2%")[1].strip()) == {"▁"}  # a healthy flat line stays low
+        assert "> 10% → rollback" in rows["error_rate"]
+        assert "OK" in rows["p95_ms"]
+        errors = app.screen.query_one(ErrorsPane).render().plain
+        assert "1 new issue" in errors and "131 x CheckoutFailedError: payment declined" in errors
+        probes = app.screen.query_one(ProbesPane).render().plain
+        assert "95.0%" in probes and "last failure 01:58:50: expected 200, got 503" in probes

@@ -56,3 +56,24 @@ def test_help_screen(snap_compare: Callable[..., bool]) -> None:
         await pilot.pause()
 
     assert snap_compare(_app(), terminal_size=(200, 50), run_before=open_help)
+
+
+def test_dashboard_bad_release_signals(snap_compare: Callable[..., bool]) -> None:
+    """You should see the FAILING banner naming "error rate [version:v2] 14.8% > 5% for
+    1m" with its sample count and start, then availability and new issues; the metrics
+    pane with error_rate CRITICAL, v1 flat and low, v2's breaching half in the error
+    colour; p95_ms OK; Sentry's CheckoutFailedError with 131 events; the web probe at
+    95% with its last failure in words."""
+    from tests.fakes import bad_release_signals
+
+    app = DeployWatchApp(
+        settings(signals=True),
+        [FakeSource([*mid_deploy_script(), *bad_release_signals()])],
+        clock=FrozenClock(),
+    )
+
+    async def judged(pilot: Pilot[None]) -> None:
+        await _settle(pilot)
+        await pilot.pause(1.1)
+
+    assert snap_compare(app, terminal_size=(200, 50), run_before=judged)
