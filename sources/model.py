@@ -234,7 +234,7 @@ class ProbeSample:
     latency_ms: float | None
     """Time to the full, checked answer; ``None`` when it never completed."""
     error: str | None
-    """Why it failed: ``expected 200, got 503``, ``timeout after 2s``, ``body lacks 'ok'``."""
+    """Why it failed: ``expected 200, got 503``, ``timed out after 2s``, ``body lacks 'ok'``."""
     success_ratio: float
     """Share of successes over the last ``window`` rounds (this one included)."""
     window: int
