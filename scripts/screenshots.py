@@ -22,7 +22,6 @@ from sandbox.process import SandboxProcess  # noqa: E402
 from tui.app import DeployWatchApp  # noqa: E402
 from tui.config import load_config  # noqa: E402
 from tui.engine.store import EcsStatus  # noqa: E402
-from tui.wiring import build_sources  # noqa: E402
 
 OUT = ROOT / "screenshots"
 SIZE = (200, 50)
@@ -31,7 +30,7 @@ SPEED = 2.0
 
 async def capture(config: Path) -> None:
     settings = load_config(config)
-    app = DeployWatchApp(settings, build_sources(settings))
+    app = DeployWatchApp(settings)
     async with app.run_test(size=SIZE) as pilot:
 
         async def until(check: str, done: Callable[[], bool], timeout: float = 90) -> None:

@@ -236,7 +236,8 @@ class SentrySource:
         token: Auth token (``None``: every poll fails with an auth error).
         environment: Only this environment's events, when set.
         since: When the deployment began: the ``firstSeen`` bound of new issues and the
-            start of the error counts.
+            start of the error counts; or a callable giving it at each poll (the start
+            of the deployment is known only once ECS has answered).
         release: The new release, or a callable giving it at each poll (it may be
             unknown for a while); ``None`` when unknown.
         service: The configured service key the samples belong to.
@@ -262,7 +263,7 @@ class SentrySource:
         projects: Sequence[str] = (),
         token: str | None,
         environment: str | None = None,
-        since: datetime,
+        since: datetime | Callable[[], datetime],
         release: Callable[[], str | None] | str | None = None,
         service: str | None = None,
         interval: float = 30.0,
@@ -289,7 +290,7 @@ class SentrySource:
         self.projects = projects
         self._project_param = "project" if projects and all(numeric) else "projectSlug"
         self.environment = environment
-        self.since = _utc(since)
+        self._since = since
         self._release = release
         self.service = service
         self.interval = interval
@@ -393,6 +394,11 @@ class SentrySource:
             text = text.replace(self._token, "***")
         return text[:MAX_ERROR_LEN]
 
+    def current_since(self) -> datetime:
+        """When the deployment began, as known now."""
+        since = self._since
+        return _utc(since() if callable(since) else since)
+
     def current_release(self) -> str | None:
         """The release to watch now (calls the release callable, if one was given)."""
         release = self._release
@@ -423,14 +429,15 @@ class SentrySource:
 
     async def _fetch_all(self, client: httpx.AsyncClient) -> SentrySample:
         now = _utc(self._clock())
+        since = self.current_since()
         release = self.current_release()
         # Never ask for an empty or inverted range, whatever the clocks say.
-        start = min(self.since, now - timedelta(minutes=1))
+        start = min(since, now - timedelta(minutes=1))
         window = [("start", _iso(start)), ("end", _iso(now + timedelta(seconds=1)))]
         try:
             async with asyncio.TaskGroup() as group:
                 new = group.create_task(
-                    self._issues(client, f"is:unresolved firstSeen:>{_iso_ms(self.since)}", window)
+                    self._issues(client, f"is:unresolved firstSeen:>{_iso_ms(since)}", window)
                 )
                 released = (
                     group.create_task(
@@ -449,7 +456,7 @@ class SentrySource:
         return SentrySample(
             service=self.service,
             at=self._clock(),
-            since=self.since,
+            since=since,
             new_issues=new.result(),
             release=release,
             release_issues=released.result() if released is not None else (),

@@ -53,9 +53,8 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> int:
 
 def _run_app(settings: Settings, *, read_only: bool) -> int:
     from tui.app import DeployWatchApp
-    from tui.wiring import build_sources
 
-    app = DeployWatchApp(settings, build_sources(settings), read_only=read_only)
+    app = DeployWatchApp(settings, read_only=read_only)
     app.run()
     return app.return_code or 0
 

@@ -12,7 +12,7 @@ from tui.engine.store import Store
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
-from tui.wiring import build_rulebook
+from tui.wiring import build_rulebook, build_sources
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -46,18 +46,20 @@ class DeployWatchApp(App[None]):
     def __init__(
         self,
         settings: Settings,
-        sources: Sequence[Source],
+        sources: Sequence[Source] | None = None,
         *,
         clock: Callable[[], datetime] = utc_now,
         read_only: bool = False,
     ) -> None:
         super().__init__()
         self.settings = settings
-        self.sources = tuple(sources)
         self.clock = clock
         self.read_only = read_only or settings.environment.read_only
         self.store = Store(
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
+        )
+        self.sources = tuple(
+            sources if sources is not None else build_sources(settings, self.store, clock)
         )
         self.dashboard = DashboardScreen(settings, self.store, clock)
 

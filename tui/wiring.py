@@ -2,32 +2,128 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from sources.datadog import DatadogQuery, DatadogSource
 from sources.ecs import EcsSource, EcsTarget
+from sources.probes import Probe, ProbeSource
+from sources.sentry import SentrySource
 from tui.engine.rules import NoDataPolicy, Rule, RuleBook, Severity
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sources.model import Source
     from tui.config import Settings
+    from tui.engine.store import Store
 
 
-def build_sources(settings: Settings) -> list[Source]:
-    """One source per kind of upstream configured."""
-    ecs = settings.ecs
-    return [
-        EcsSource(
-            [EcsTarget(ref.key, ref.cluster, ref.service) for ref in settings.services],
-            region=settings.aws.region,
-            profile=settings.aws.profile,
-            endpoint_url=settings.aws.endpoint_url,
-            poll_interval=ecs.poll_interval,
-            connect_timeout=ecs.connect_timeout,
-            read_timeout=ecs.read_timeout,
-            max_concurrency=ecs.max_concurrency,
+def utc_now() -> datetime:
+    """The real clock."""
+    return datetime.now(UTC)
+
+
+def build_sources(
+    settings: Settings, store: Store | None = None, clock: Callable[[], datetime] = utc_now
+) -> list[Source]:
+    """One source per kind of upstream configured.
+
+    Args:
+        settings: The config.
+        store: Where Sentry learns the deployment's start and release as ECS reports
+            them (without it: the start of this session, and the configured release).
+        clock: Current UTC time.
+    """
+    sources: list[Source] = [_ecs_source(settings)]
+    if settings.datadog is not None and settings.metrics:
+        dd = settings.datadog
+        sources.append(
+            DatadogSource.from_env(
+                [
+                    DatadogQuery(m.name, m.query, settings.service_key(m.service), m.unit or None)
+                    for m in settings.metrics
+                ],
+                site=dd.site,
+                host=dd.host,
+                interval=dd.poll_interval,
+                window=dd.window,
+                clock=clock,
+            )
         )
-    ]
+    if settings.sentry is not None:
+        sources.append(_sentry_source(settings, store, clock))
+    if settings.probes:
+        sources.append(
+            ProbeSource(
+                [
+                    Probe(
+                        name=p.name,
+                        url=p.url,
+                        method=p.method,
+                        headers=dict(p.headers),
+                        expect_status=p.expect_status,
+                        body_contains=p.body_contains,
+                        json_path=p.json_path,
+                        json_value=p.json_value,
+                        timeout=p.timeout.total_seconds(),
+                        interval=p.interval.total_seconds(),
+                        service=settings.service_key(p.service),
+                        window=p.window,
+                    )
+                    for p in settings.probes
+                ],
+                clock=clock,
+            )
+        )
+    return sources
+
+
+def _sentry_source(
+    settings: Settings, store: Store | None, clock: Callable[[], datetime]
+) -> Source:
+    sentry = settings.sentry
+    assert sentry is not None
+    key = settings.service_key(sentry.service)
+    session_start = clock()
+    # Until ECS names the deployment, "new" means new since this session began, an
+    # hour back at most: a fresh deploywatch in mid-deploy still sees the new issues.
+    fallback = session_start - timedelta(hours=1)
+
+    def since() -> datetime:
+        started = store.deployment_start(key) if store is not None else None
+        return started or fallback
+
+    def release() -> str | None:
+        if sentry.release:
+            return sentry.release
+        return store.new_release(key) if store is not None else None
+
+    return SentrySource.from_env(
+        base_url=sentry.base_url,
+        org=sentry.org,
+        projects=tuple(sentry.projects),
+        environment=sentry.environment,
+        since=since,
+        release=release,
+        service=key,
+        interval=sentry.poll_interval,
+        clock=clock,
+    )
+
+
+def _ecs_source(settings: Settings) -> EcsSource:
+    ecs = settings.ecs
+    return EcsSource(
+        [EcsTarget(ref.key, ref.cluster, ref.service) for ref in settings.services],
+        region=settings.aws.region,
+        profile=settings.aws.profile,
+        endpoint_url=settings.aws.endpoint_url,
+        poll_interval=ecs.poll_interval,
+        connect_timeout=ecs.connect_timeout,
+        read_timeout=ecs.read_timeout,
+        max_concurrency=ecs.max_concurrency,
+    )
 
 
 def normalize_subject(subject: str) -> str:

@@ -347,7 +347,7 @@ async def test_sentry_faults(
         # Bad token: the sandbox's 401.
         refused = await sentry(server).poll_once()
         bad = await SentrySource(
-            base_url=server.url, org=server.org, token="wrong-token-0000", since=src.since
+            base_url=server.url, org=server.org, token="wrong-token-0000", since=src.current_since()
         ).poll_once()
     print(f"{fault.kind}: {failure} in {elapsed:.2f}s")
     assert isinstance(failure, SourceFailure)

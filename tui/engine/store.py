@@ -252,6 +252,34 @@ class Store:
         for failed in [k for k in self.signal_failures if k[0] == source and k[1] in (key, None)]:
             del self.signal_failures[failed]
 
+    def deployment_start(self, key: str | None) -> datetime | None:
+        """When the newest deployment of a service (or of any, for ``None``) began."""
+        starts: list[datetime] = []
+        for state in self.services.values():
+            if (key is not None and state.key != key) or state.sample is None:
+                continue
+            sample = state.sample
+            newest = sample.service_deployments[0] if sample.service_deployments else None
+            if newest is not None and (newest.started_at or newest.created_at):
+                starts.append(newest.started_at or newest.created_at)  # type: ignore[arg-type]
+            else:
+                primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+                if primary is not None and primary.created_at is not None:
+                    starts.append(primary.created_at)
+        return max(starts) if starts else None
+
+    def new_release(self, key: str | None) -> str | None:
+        """The image tag of a service's PRIMARY deployment: the release being rolled out."""
+        for state in self.services.values():
+            if (key is not None and state.key != key) or state.sample is None:
+                continue
+            primary = next((d for d in state.sample.deployments if d.status == "PRIMARY"), None)
+            if primary is not None and primary.images:
+                image = primary.images[0]
+                if ":" in image.rsplit("/", 1)[-1]:
+                    return image.rsplit(":", 1)[-1]
+        return None
+
     def signal_error(self, source: str, key: str | None = None) -> SourceFailure | None:
         """The current failure of a signal source for ``key`` (or for all of it)."""
         return self.signal_failures.get((source, key)) or self.signal_failures.get((source, None))
