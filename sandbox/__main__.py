@@ -2,7 +2,9 @@
 
 Stops on SIGTERM or SIGINT, and with ``--json`` also when stdin reaches EOF, so a parent
 that dies (and so closes the pipe) never leaves the sandbox behind. With ``--json`` the
-first and only stdout line is one JSON object describing the endpoints; logs go to stderr.
+first and only stdout line is one JSON object describing the endpoints (and, under
+``"env"``, the credentials clients read from the environment); logs go to stderr.
+Without it, the endpoints, the config path and ``export`` lines are printed for a person.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import signal
 import sys
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sandbox.scenario import ScenarioError, list_scenarios
 
@@ -26,7 +29,11 @@ if TYPE_CHECKING:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m sandbox",
-        description="Run deploywatch's local rehearsal world (moto + ECS scheduler) on 127.0.0.1.",
+        description=(
+            "Run deploywatch's local rehearsal world on 127.0.0.1: AWS (moto + ECS "
+            "scheduler), the service (one process per version, weighted proxy, traffic), "
+            "Datadog and Sentry endpoints, fault injection."
+        ),
     )
     parser.add_argument("--scenario", default="demo", help="scenario name or .toml path")
     parser.add_argument("--speed", type=float, default=1.0, help="sandbox seconds per real second")
@@ -40,6 +47,56 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe(info: dict[str, Any]) -> list[str]:
+    """The human-readable lines for a running sandbox's :meth:`Sandbox.info`.
+
+    Args:
+        info: What :meth:`sandbox.runtime.Sandbox.info` returns.
+    """
+    rows: list[tuple[str, str]] = [
+        ("AWS", f"{info['aws']}  (region {info['region']})"),
+        ("Datadog", f"{info['datadog']}  (DD_API_KEY, DD_APP_KEY)"),
+        ("Sentry", f"{info['sentry']}  (org {info['sentry_org']}; SENTRY_AUTH_TOKEN)"),
+        ("fault control", f"{info['faults']}"),
+    ]
+    for name, service in info["services"].items():
+        rows.append(
+            (
+                f"service {name}",
+                f"{service['proxy']}  (proxy, {service['rate']:g} req/s, "
+                f"split by {service['split']})",
+            )
+        )
+        for version, url in service["versions"].items():
+            rows.append((f"  {name} {version}", url))
+        for version in service["never_runs"]:
+            rows.append((f"  {name} {version}", "(no process: its tasks never start)"))
+    width = max(len(label) for label, _ in rows)
+    lines = [
+        f"deploywatch sandbox: scenario {info['scenario']!r} at speed {info['speed']:g}",
+        f"  {info['description']}",
+        "",
+        *(f"  {label:<{width}}  {value}" for label, value in rows),
+        "",
+        f"  config  {info['config']}",
+        "",
+        "Credentials (clients read them from the environment, never from the config):",
+        *(f"  export {key}={shlex.quote(value)}" for key, value in info["env"].items()),
+        "",
+        "Then, in another terminal:",
+        f"  deploywatch --config {shlex.quote(info['config'])}",
+        f"  aws --endpoint-url {info['aws']} ecs describe-services "
+        f"--cluster {info['cluster']} --services {' '.join(info['services'])}",
+        f"  curl -s -X POST {info['faults']} "
+        """-d '{"endpoint": "datadog", "fault": "http429", "retry_after": 5}'""",
+        f"  curl -s -X DELETE {info['faults']}/datadog",
+        f"  fault endpoints: {', '.join(info['fault_endpoints'])}",
+        "",
+        "Ctrl-C to stop.",
+    ]
+    return lines
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the sandbox CLI.
 
@@ -51,8 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = _parser().parse_args(argv)
     if args.list:
-        for name, description in list_scenarios():
-            print(f"{name}  {description}")
+        scenarios = list_scenarios()
+        width = max((len(name) for name, _ in scenarios), default=0)
+        for name, description in scenarios:
+            print(f"{name:<{width}}  {description}")
         return 0
     if not args.speed > 0:
         print("sandbox: --speed must be > 0", file=sys.stderr)
@@ -71,39 +130,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    from sandbox.runtime import CREDENTIALS_ENV, Sandbox  # heavy: moto, boto3
+    from sandbox.runtime import Sandbox  # heavy: moto, boto3
 
     try:
         sandbox = Sandbox(args.scenario, speed=args.speed, workdir=args.workdir)
     except ScenarioError as exc:
         print(f"sandbox: {exc}", file=sys.stderr)
         return 2
+    if args.json:
+        # A parent that goes away closes our stdin: watch it from the start, so that a
+        # parent dying while the world boots stops us too.
+        def watch_stdin() -> None:
+            while sys.stdin.buffer.read(4096):
+                pass
+            stop.set()
+
+        threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
     with sandbox:
+        info = sandbox.info()
         if args.json:
-            info = {
-                "aws": sandbox.aws_endpoint,
-                "config": str(sandbox.config_path),
-                "region": sandbox.region,
-                "scenario": sandbox.scenario.name,
-            }
             sys.stdout.write(json.dumps(info) + "\n")
             sys.stdout.flush()
             sys.stdout = sys.stderr  # nothing else may reach the parent's pipe
-
-            def watch_stdin() -> None:
-                sys.stdin.buffer.read()
-                stop.set()
-
-            threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
         else:
-            env = " ".join(f"{k}={v}" for k, v in CREDENTIALS_ENV.items())
-            print(
-                f"deploywatch sandbox: scenario {sandbox.scenario.name!r} at speed {args.speed:g}"
-            )
-            print(f"  AWS endpoint  {sandbox.aws_endpoint}  (region {sandbox.region})")
-            print(f"  config        {sandbox.config_path}")
-            print(f"  credentials   export {env}")
-            print("Ctrl-C to stop.", flush=True)
+            print("\n".join(describe(info)), flush=True)
         while not stop.wait(0.5):
             pass
     return 0

@@ -13,6 +13,10 @@ therefore adds API operations with the exact wire shapes of real ECS:
   half-applied scheduler tick.
 
 moto's backends are process-global, so one process serves one scheduler at a time.
+
+:class:`MotoServer` serves moto's WSGI app on the sandbox's own :class:`WsgiServer`,
+wrapped in a :class:`~sandbox.faults.FaultMiddleware` (endpoint ``aws``) when given a
+fault source, so that the AWS endpoint can answer 429, hang, reset... like the others.
 """
 
 from __future__ import annotations
@@ -25,12 +29,16 @@ from moto.core.responses import ActionResult, BaseResponse
 from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
 from moto.moto_api import state_manager
-from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
 from sandbox.ecs_sim import ServiceDeploymentNotFound
+from sandbox.httpserver import WsgiServer
 
 if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
+
     from sandbox.ecs_sim import Scheduler
+    from sandbox.faults import FaultSource
 
 DESCRIBE_LIMIT = 20
 """``DescribeServiceDeployments`` accepts at most 20 ARNs."""
@@ -46,22 +54,39 @@ def quiet_logs() -> None:
 
 
 class MotoServer:
-    """moto's threaded server bound to 127.0.0.1 on a free port.
+    """moto's server app on 127.0.0.1, on a free port, optionally obeying faults.
+
+    Several servers may serve the same (process-global) moto backend: the sandbox runs
+    one public server that obeys the ``aws`` faults and one internal server, without
+    faults, for its own timeline (a scripted fault must not eat the scenario's deploys).
 
     Args:
-        host: Address to bind; loopback only by design.
+        faults: Fault source; requests then go through a
+            :class:`~sandbox.faults.FaultMiddleware` for ``fault_endpoint`` first.
+        fault_endpoint: Endpoint name in the fault registry.
+        name: Short name of the server thread.
     """
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
-        self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
+    def __init__(
+        self,
+        faults: FaultSource | None = None,
+        fault_endpoint: str = "aws",
+        name: str = "moto",
+    ) -> None:
+        app: WSGIApplication = DomainDispatcherApplication(create_backend_app)
+        self._server = WsgiServer(app, name=name)
+        if faults is not None:
+            from sandbox.faults import FaultMiddleware
+
+            middleware = FaultMiddleware(app, faults, fault_endpoint)
+            self._server = WsgiServer(middleware, name=name, on_stop=[middleware.close])
         self._url: str | None = None
 
     def start(self) -> str:
         """Start serving and return the endpoint URL (``http://127.0.0.1:PORT``)."""
         quiet_logs()
         self._server.start()
-        host, port = self._server.get_host_and_port()
-        self._url = f"http://{host}:{port}"
+        self._url = self._server.url
         return self._url
 
     @property

@@ -1,8 +1,11 @@
 """Run the sandbox as a child process: used by ``deploywatch demo`` and the tests.
 
 The child is ``python -m sandbox --json``. It holds our end of a stdin pipe and exits when
-that pipe reaches EOF, so even if this process dies without cleaning up, the child goes.
-This module imports neither moto nor boto3: starting the product stays cheap.
+that pipe reaches EOF, so even if this process dies without cleaning up, the child goes
+(and its own children, the service processes, go with it the same way). Its JSON line
+describes every endpoint; :attr:`SandboxProcess.client_env` holds the credentials a
+client reads from the environment. This module imports neither moto nor boto3: starting
+the product stays cheap.
 """
 
 from __future__ import annotations
@@ -52,7 +55,7 @@ class SandboxProcess:
         scenario: str = "demo",
         speed: float = 1.0,
         workdir: Path | None = None,
-        startup_timeout: float = 30.0,
+        startup_timeout: float = 60.0,
         log_path: Path | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -88,6 +91,43 @@ class SandboxProcess:
     def region(self) -> str:
         """AWS region of the sandbox."""
         return self._field("region")
+
+    @property
+    def datadog_url(self) -> str:
+        """The Datadog API endpoint (the ``host`` of a datadog-api-client configuration)."""
+        return self._field("datadog")
+
+    @property
+    def sentry_url(self) -> str:
+        """The Sentry endpoint (web API under ``/api/0/``)."""
+        return self._field("sentry")
+
+    @property
+    def fault_control_url(self) -> str:
+        """The fault control endpoint (``.../faults``)."""
+        return self._field("faults")
+
+    @property
+    def services(self) -> dict[str, Any]:
+        """Service name -> ``{"proxy": url, "versions": {version: url}, ...}``."""
+        return dict(self.info["services"])
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """The environment variables a client needs (sandbox credentials, AWS region).
+
+        ``DD_API_KEY``, ``DD_APP_KEY``, ``SENTRY_AUTH_TOKEN``, ``AWS_ACCESS_KEY_ID``,
+        ``AWS_SECRET_ACCESS_KEY`` (and ``AWS_DEFAULT_REGION``): none of them is in the
+        config file.
+        """
+        return {str(k): str(v) for k, v in self.info["env"].items()}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """The child's whole JSON announcement."""
+        if self._info is None:
+            raise RuntimeError("the sandbox process is not running")
+        return dict(self._info)
 
     @property
     def scenario_name(self) -> str:
@@ -192,8 +232,12 @@ class SandboxProcess:
             raise SandboxStartError(f"unexpected first line from sandbox: {line[:200]!r}")
         return info
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the child: close its stdin, SIGTERM, wait ``timeout`` s, then kill."""
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the child: close its stdin, SIGTERM, wait ``timeout`` s, then kill.
+
+        The child stops its own children (and they exit anyway on EOF of their stdin
+        once it is gone, even if it had to be killed).
+        """
         proc = self._proc
         if proc is not None:
             if proc.stdin is not None:

@@ -1,17 +1,46 @@
-"""The running sandbox: moto + scheduler + scenario timeline, and the product's config file.
+"""The running sandbox: one rehearsal world on 127.0.0.1, and the product's config file.
 
-:class:`Sandbox` builds the scenario's world through the real AWS API (boto3 against its
-own moto endpoint), brings it to steady state, writes ``deploywatch.toml`` pointing at
-127.0.0.1, and plays the scenario's timeline: each ``deploy`` is a
-``register_task_definition`` + ``update_service``, the calls a CI pipeline makes.
+:class:`Sandbox` wires every part together:
+
+- **AWS**: moto (extended by :mod:`sandbox.aws`) driven by the ECS
+  :class:`~sandbox.ecs_sim.Scheduler`; the world is built through the real AWS API
+  (boto3 against the sandbox's own endpoint) and the scenario's timeline plays the calls
+  a CI pipeline makes (``register_task_definition`` + ``update_service``).
+- **The service**: per scenario service, one :class:`~sandbox.service.ServiceProcess`
+  per version that can run (its DSN on the sandbox Sentry, ``release`` = the version),
+  a :class:`~sandbox.proxy.WeightedProxy` splitting traffic by a :class:`TrafficSplit`
+  (the scheduler's live task mix), and a :class:`~sandbox.traffic.TrafficGenerator`.
+  A version process that exits (a scripted crash) is restarted after the version's
+  ``start_seconds``, as ECS would start a replacement task; meanwhile the proxy answers
+  502 for the requests it sends there.
+- **Datadog** (:class:`~sandbox.datadog_api.DatadogServer`) over the proxies' shared
+  :class:`~sandbox.requestlog.RequestLog`; **Sentry**
+  (:class:`~sandbox.sentry_api.SentryServer`), one project per service.
+- **Faults**: one :class:`~sandbox.faults.FaultRegistry` on the sandbox clock, its
+  :class:`~sandbox.faults.FaultControlServer`, and every endpoint wrapped: ``aws``,
+  ``datadog``, ``sentry``, ``proxy:<service>``, ``<service>:<version>``. The scenario's
+  ``[[fault]]`` entries are scheduled at their offsets.
+
+Times: the sandbox clock counts sandbox seconds from the moment the world is steady
+(:meth:`Sandbox.now`); it runs ``speed`` times faster than real time. Scenario offsets,
+durations and behaviour times are sandbox seconds; traffic rates, latencies and the
+rule windows written into the product's config are real.
+
+:meth:`Sandbox.stop` stops every thread and child process; children also exit on their
+own when this process dies (they watch their stdin pipe).
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import logging
+import math
 import shutil
 import tempfile
 import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,18 +52,43 @@ from sandbox.aws import (
     reset_ecs_backend,
     uninstall_ecs_extensions,
 )
+from sandbox.datadog_api import DatadogServer
 from sandbox.ecs_sim import DEFAULT_ACCOUNT, SandboxClock, Scheduler
-from sandbox.scenario import Scenario, ServiceSpec, TimelineAction, load_scenario
+from sandbox.faults import Fault, FaultControlServer, FaultRegistry
+from sandbox.proxy import WeightedProxy
+from sandbox.requestlog import RequestLog
+from sandbox.scenario import Scenario, ServiceSpec, TimelineAction, VersionSpec, load_scenario
+from sandbox.sentry_api import DEFAULT_TOKEN, SentryServer
+from sandbox.service import ServiceProcess, ServiceStartError
+from sandbox.traffic import TrafficGenerator
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from types import TracebackType
 
 log = logging.getLogger(__name__)
 
 CREDENTIALS_ENV = {"AWS_ACCESS_KEY_ID": "sandbox", "AWS_SECRET_ACCESS_KEY": "sandbox"}
-"""Credentials the sandbox accepts; clients take them from the environment, never the file."""
+"""AWS credentials the sandbox accepts; clients take them from the environment."""
+
+DD_API_KEY = "sandbox-dd-api-key"
+DD_APP_KEY = "sandbox-dd-app-key"
+SENTRY_ORG = "sandbox"
+SENTRY_ENVIRONMENT = "sandbox"
+
+CLIENT_ENV = {
+    **CREDENTIALS_ENV,
+    "DD_API_KEY": DD_API_KEY,
+    "DD_APP_KEY": DD_APP_KEY,
+    "SENTRY_AUTH_TOKEN": DEFAULT_TOKEN,
+}
+"""Every credential a client of the sandbox needs, by the environment variable the
+product (and the usual CLIs) read it from. None of them is ever written to a file."""
 
 CONFIG_NAME = "deploywatch.toml"
+
+# How often the supervisor looks at the version processes (real seconds).
+_SUPERVISE_S = 0.2
 
 
 def ecs_client(endpoint: str, region: str) -> Any:
@@ -82,24 +136,127 @@ def register_version(client: Any, service: ServiceSpec, version: str) -> str:
     return str(answer["taskDefinition"]["taskDefinitionArn"])
 
 
-def config_text(scenario: Scenario, endpoint: str, region: str) -> str:
-    """Return the product's config file (TOML) for a scenario served at ``endpoint``.
+def process_behaviour(version: VersionSpec, speed: float) -> dict[str, Any]:
+    """The behaviour dict a version's process runs with, its times turned into real time.
+
+    A version whose tasks ``crash`` in ECS also crashes its process after
+    ``crash_after_seconds`` unless its behaviour says otherwise.
+
+    Args:
+        version: The scenario version.
+        speed: Sandbox seconds per real second.
+    """
+    data = copy.deepcopy(version.behaviour)
+    if version.failure == "crash" and "crash_after_s" not in data:
+        data["crash_after_s"] = version.crash_after_seconds
+    if data.get("crash_after_s") is not None:
+        data["crash_after_s"] = float(data["crash_after_s"]) / speed
+    health = data.get("health")
+    if isinstance(health, dict):
+        for key in ("flap_period_s", "flap_down_s"):
+            if health.get(key) is not None:
+                health[key] = float(health[key]) / speed
+    return data
+
+
+# --------------------------------------------------------------------------- config
+
+
+@dataclass(frozen=True)
+class SandboxUrls:
+    """Where the sandbox's endpoints listen: what the product's config points at."""
+
+    aws: str
+    datadog: str
+    sentry: str
+    proxies: Mapping[str, str]
+    """Service name -> its front proxy's URL."""
+
+
+def _q(text: str) -> str:
+    """A TOML basic string (JSON's escaping is valid TOML for these texts)."""
+    return json.dumps(text)
+
+
+def _secs(seconds: float) -> str:
+    return _q(f"{seconds:g}s")
+
+
+def metric_queries(service: str) -> list[tuple[str, str, str]]:
+    """``(name, query, unit)`` of the Datadog metrics written for ``service``.
+
+    Names carry the service (metric names are unique across a config).
+
+    Args:
+        service: Service name.
+    """
+    scope = f"{{service:{service}}}"
+    return [
+        (
+            f"{service}_error_rate",
+            f"sum:sandbox.errors{scope} by {{version}}.as_count() / "
+            f"sum:sandbox.requests{scope} by {{version}}.as_count() * 100",
+            "%",
+        ),
+        (f"{service}_p95_ms", f"p95:sandbox.latency{scope} by {{version}}", "ms"),
+        (f"{service}_throughput", f"sum:sandbox.requests{scope}.as_rate()", "req/s"),
+    ]
+
+
+def _rule(
+    name: str,
+    subject: str,
+    op: str,
+    threshold: float,
+    window: float,
+    severity: str,
+    service: str | None = None,
+    action: str | None = None,
+    no_data: str | None = None,
+) -> list[str]:
+    lines = [
+        "",
+        "[[rule]]",
+        f"name = {_q(name)}",
+        f"subject = {_q(subject)}",
+        f"op = {_q(op)}",
+        f"threshold = {threshold:g}",
+        f"for = {_secs(window)}",
+        f"severity = {_q(severity)}",
+    ]
+    if action is not None:
+        lines.append(f"action = {_q(action)}")
+    if no_data is not None:
+        lines.append(f"no_data = {_q(no_data)}")
+    if service is not None:
+        lines.append(f"service = {_q(service)}")
+    return lines
+
+
+def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
+    """Return the product's config file (TOML) for a scenario served at ``urls``.
+
+    No credential goes into it: the product reads them from the environment
+    (:data:`CLIENT_ENV`).
 
     Args:
         scenario: The running scenario.
-        endpoint: The AWS endpoint URL (loopback).
+        urls: Where the sandbox's endpoints listen (loopback).
         region: AWS region.
     """
+    names = [s.name for s in scenario.services]
     lines = [
-        f'# Written by the deploywatch sandbox for scenario "{scenario.name}". '
+        f"# Written by the deploywatch sandbox for scenario {_q(scenario.name)}. "
         "Points at 127.0.0.1 only.",
+        "# Credentials come from the environment (AWS_*, DD_*, SENTRY_AUTH_TOKEN), never "
+        "from this file.",
         "[environment]",
-        f'name = "sandbox-{scenario.name}"',
+        f"name = {_q(f'sandbox-{scenario.name}')}",
         "production = false",
         "",
         "[aws]",
-        f'region = "{region}"',
-        f'endpoint_url = "{endpoint}"',
+        f"region = {_q(region)}",
+        f"endpoint_url = {_q(urls.aws)}",
         "",
         "[ecs]",
         "poll_interval = 1.0",
@@ -108,10 +265,155 @@ def config_text(scenario: Scenario, endpoint: str, region: str) -> str:
         lines += [
             "",
             "[[service]]",
-            f'cluster = "{scenario.cluster}"',
-            f'service = "{service.name}"',
+            f"cluster = {_q(scenario.cluster)}",
+            f"service = {_q(service.name)}",
         ]
+    lines += [
+        "",
+        "[datadog]",
+        f"host = {_q(urls.datadog)}",
+        "poll_interval = 2",
+        'window = "2m"',
+    ]
+    for service in scenario.services:
+        for name, query, unit in metric_queries(service.name):
+            lines += [
+                "",
+                "[[metric]]",
+                f"name = {_q(name)}",
+                f"query = {_q(query)}",
+                f"unit = {_q(unit)}",
+                f"service = {_q(service.name)}",
+            ]
+    lines += [
+        "",
+        "[sentry]",
+        f"base_url = {_q(urls.sentry)}",
+        f"org = {_q(SENTRY_ORG)}",
+        "projects = [" + ", ".join(_q(n) for n in names) + "]",
+        f"environment = {_q(SENTRY_ENVIRONMENT)}",
+        "poll_interval = 2",
+    ]
+    if len(names) == 1:
+        lines.append(f"service = {_q(names[0])}")
+    for service in scenario.services:
+        lines += [
+            "",
+            "[[probe]]",
+            f"name = {_q(service.name)}",
+            f"url = {_q(urls.proxies[service.name].rstrip('/') + '/health')}",
+            "expect_status = 200",
+            'json_path = "status"',
+            'json_value = "ok"',
+            'timeout = "1s"',
+            'interval = "2s"',
+            f"service = {_q(service.name)}",
+        ]
+    for service in scenario.services:
+        a, n = service.alerts, service.name
+        lines += _rule(
+            f"{n} error rate",
+            f"metric:{n}_error_rate",
+            ">",
+            a.error_rate,
+            a.error_rate_for,
+            "critical",
+            n,
+        )
+        lines += _rule(
+            f"{n} error rate: roll back",
+            f"metric:{n}_error_rate",
+            ">",
+            a.rollback_error_rate,
+            a.rollback_for,
+            "critical",
+            n,
+            action="rollback",
+        )
+        lines += _rule(
+            f"{n} p95 latency", f"metric:{n}_p95_ms", ">", a.p95_ms, a.p95_for, "critical", n
+        )
+        lines += _rule(
+            f"{n} availability",
+            f"probe:{n}.availability",
+            "<",
+            a.availability,
+            a.availability_for,
+            "critical",
+            n,
+        )
+        lines += _rule(
+            f"{n} new tasks failing",
+            "ecs:failed_tasks",
+            ">=",
+            1,
+            10,
+            "warn",
+            n,
+            no_data="ok",
+        )
+    lines += _rule("new Sentry issues", "sentry:new_issues", ">=", 1, 0, "warn", no_data="ok")
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- traffic split
+
+
+class TrafficSplit:
+    """The weights one service's proxy splits traffic by, from a swappable source.
+
+    Every service starts on the ECS scheduler's live task mix (RUNNING tasks per
+    version: a version with no running task gets no traffic). A later ALB model swaps in
+    its target-group weights with :meth:`use`; the proxy keeps calling this object.
+
+    Args:
+        source: Callable returning version -> weight.
+        name: What the source is, for status output (``"ecs-task-mix"``).
+    """
+
+    def __init__(self, source: Callable[[], Mapping[str, float]], name: str) -> None:
+        self._source = source
+        self._name = name
+        self._lock = threading.Lock()
+
+    def use(self, source: Callable[[], Mapping[str, float]], name: str) -> None:
+        """Split by another source from now on.
+
+        Args:
+            source: Callable returning version -> weight.
+            name: What the source is.
+        """
+        with self._lock:
+            self._source, self._name = source, name
+
+    @property
+    def source_name(self) -> str:
+        """What the weights come from."""
+        with self._lock:
+            return self._name
+
+    def __call__(self) -> Mapping[str, float]:
+        with self._lock:
+            source = self._source
+        return source()
+
+
+@dataclass
+class ServiceWorld:
+    """The running parts of one scenario service."""
+
+    spec: ServiceSpec
+    split: TrafficSplit
+    proxy: WeightedProxy
+    traffic: TrafficGenerator
+    processes: dict[str, ServiceProcess] = field(default_factory=dict)
+    """Version -> its process (replaced when restarted after a crash)."""
+    restarts: dict[str, int] = field(default_factory=dict)
+    """Version -> how many times its process was restarted."""
+    down_since: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- the sandbox
 
 
 class Sandbox:
@@ -141,13 +443,30 @@ class Sandbox:
         self._own_workdir = False
         self.clock = SandboxClock(speed)
         self.scheduler = Scheduler(self.clock, account_id=DEFAULT_ACCOUNT, region=region)
-        self._server = MotoServer()
+        self.ready_at = 0.0
+        """Sandbox time at which the world was in steady state; timeline offsets count from it."""
+        self.faults = FaultRegistry(clock=self.now)
+        """Faults per endpoint, on the sandbox clock (:meth:`now`)."""
+        self.fault_control = FaultControlServer(self.faults)
+        self._server = MotoServer(faults=self.faults, fault_endpoint="aws")
+        self._internal = MotoServer(name="moto-internal")
+        self.request_log = RequestLog()
+        self.datadog = DatadogServer(
+            self.request_log, api_key=DD_API_KEY, app_key=DD_APP_KEY, faults=self.faults
+        )
+        self.sentry = SentryServer(
+            org=SENTRY_ORG,
+            projects={i + 1: s.name for i, s in enumerate(self.scenario.services)},
+            faults=self.faults,
+        )
+        self.services: dict[str, ServiceWorld] = {}
+        self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
         self._timeline: threading.Thread | None = None
         self._started = False
         self._endpoint: str | None = None
-        self.ready_at = 0.0
-        """Sandbox time at which the world was in steady state; timeline offsets count from it."""
+        self._internal_endpoint: str | None = None
         self.timeline_errors: list[str] = []
 
     # ------------------------------------------------------------------ properties
@@ -176,13 +495,71 @@ class Sandbox:
         return self.clock.now() - self.ready_at
 
     def client(self) -> Any:
-        """Return a new boto3 ECS client for this sandbox."""
+        """Return a new boto3 ECS client for this sandbox's public (faultable) endpoint."""
         return ecs_client(self.aws_endpoint, self.region)
+
+    def client_env(self) -> dict[str, str]:
+        """The environment variables a client needs: credentials and the AWS region."""
+        return {**CLIENT_ENV, "AWS_DEFAULT_REGION": self.region}
+
+    def urls(self) -> SandboxUrls:
+        """Where the endpoints listen (while running)."""
+        return SandboxUrls(
+            aws=self.aws_endpoint,
+            datadog=self.datadog.url,
+            sentry=self.sentry.url,
+            proxies={name: world.proxy.url for name, world in self.services.items()},
+        )
+
+    def info(self) -> dict[str, Any]:
+        """Everything a client needs, as the ``--json`` line carries it."""
+        services: dict[str, Any] = {}
+        for name, world in self.services.items():
+            with self._lock:
+                processes = dict(world.processes)
+            services[name] = {
+                "proxy": world.proxy.url,
+                "rate": world.traffic.rate,
+                "split": world.split.source_name,
+                "versions": {v: p.url for v, p in processes.items()},
+                "never_runs": [v.name for v in world.spec.versions if not v.runs],
+            }
+        return {
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "speed": self.speed,
+            "region": self.region,
+            "cluster": self.scenario.cluster,
+            "config": str(self.config_path),
+            "aws": self.aws_endpoint,
+            "datadog": self.datadog.url,
+            "sentry": self.sentry.url,
+            "sentry_org": SENTRY_ORG,
+            "sentry_projects": {s: self.sentry.dsn(s) for s in self.services},
+            "faults": self.fault_control.url + "/faults",
+            "fault_endpoints": self.scenario.fault_endpoints(),
+            "services": services,
+            "env": self.client_env(),
+        }
+
+    def set_rate(self, service: str, rate: float) -> None:
+        """Change a service's traffic rate (requests per real second; 0 pauses).
+
+        Args:
+            service: Service name.
+            rate: Requests per second.
+        """
+        self.services[service].traffic.set_rate(rate)
+
+    def process(self, service: str, version: str) -> ServiceProcess:
+        """The current process of one version of a service."""
+        with self._lock:
+            return self.services[service].processes[version]
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Sandbox:
-        """Start moto, build the world, write the config, start scheduler and timeline.
+        """Start every endpoint and process, build the world, write the config, play.
 
         Returns:
             self
@@ -195,20 +572,90 @@ class Sandbox:
             reset_ecs_backend(DEFAULT_ACCOUNT, self.region)
             for spec in self.scenario.services:
                 self.scheduler.register_profile(self.scenario.cluster, spec)
+            self.fault_control.start()
             self._endpoint = self._server.start()
+            self._internal_endpoint = self._internal.start()
+            self.sentry.start()
+            self.datadog.start()
+            self._spawn_services()  # the processes boot while the ECS world is built
             self._build_world()
             self.scheduler.start()
+            self._start_proxies()
             self.ready_at = self.clock.now()
+            for entry in self.scenario.faults:
+                self.faults.schedule(
+                    entry.endpoint, Fault.from_dict(entry.fault), entry.at, entry.duration
+                )
             self._write_config()
-            self._timeline = threading.Thread(target=self._play, name="timeline", daemon=True)
-            self._timeline.start()
+            for world in self.services.values():
+                world.traffic.start()
+            self._spawn_thread(self._play, "timeline")
+            self._spawn_thread(self._supervise, "supervisor")
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _spawn_thread(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=f"sandbox-{name}", daemon=True)
+        self._threads.append(thread)
+        if name == "timeline":
+            self._timeline = thread
+        thread.start()
+
+    def _new_process(self, spec: ServiceSpec, version: VersionSpec) -> ServiceProcess:
+        return ServiceProcess(
+            spec.name,
+            version.name,
+            process_behaviour(version, self.speed),
+            dsn=self.sentry.dsn(spec.name),
+            environment=SENTRY_ENVIRONMENT,
+            fault_control_url=self.fault_control.url,
+            fault_endpoint=f"{spec.name}:{version.name}",
+        )
+
+    def _spawn_services(self) -> None:
+        for spec in self.scenario.services:
+            split = TrafficSplit(self._task_mix(spec.name), "ecs-task-mix")
+            proxy = WeightedProxy(
+                spec.name,
+                self.request_log,
+                split,
+                faults=self.faults,
+                fault_endpoint=f"proxy:{spec.name}",
+            )
+            traffic = TrafficGenerator(
+                _url_of(proxy),
+                spec.rate,
+                paths=spec.paths,
+                concurrency=max(8, min(64, math.ceil(spec.rate))),
+            )
+            world = ServiceWorld(spec, split, proxy, traffic)
+            self.services[spec.name] = world
+            for version in spec.versions:
+                if version.runs:
+                    with self._lock:
+                        world.processes[version.name] = self._new_process(spec, version)
+                    world.processes[version.name].start(wait=False)
+                    world.restarts[version.name] = 0
+
+    def _task_mix(self, service: str) -> Callable[[], Mapping[str, float]]:
+        cluster = self.scenario.cluster
+
+        def mix() -> Mapping[str, float]:
+            return {v: float(n) for v, n in self.scheduler.task_mix(cluster, service).items()}
+
+        return mix
+
+    def _start_proxies(self) -> None:
+        for world in self.services.values():
+            for version, process in world.processes.items():
+                process.wait_ready()
+                world.proxy.set_upstream(version, process.url)
+            world.proxy.start()
+
     def _build_world(self) -> None:
-        client = self.client()
+        client = ecs_client(self._internal_url(), self.region)
         cluster = self.scenario.cluster
         client.create_cluster(clusterName=cluster)
         for spec in self.scenario.services:
@@ -224,18 +671,25 @@ class Sandbox:
             )
             self.scheduler.settle(cluster, spec.name)
 
+    def _internal_url(self) -> str:
+        if self._internal_endpoint is None:
+            raise RuntimeError("the sandbox is not running")
+        return self._internal_endpoint
+
     def _write_config(self) -> None:
         if self._workdir is None:
             self._workdir = Path(tempfile.mkdtemp(prefix="deploywatch-sandbox-"))
             self._own_workdir = True
         self._workdir.mkdir(parents=True, exist_ok=True)
-        text = config_text(self.scenario, self.aws_endpoint, self.region)
+        text = config_text(self.scenario, self.urls(), self.region)
         tmp = self.config_path.with_suffix(".toml.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(self.config_path)
 
     def _play(self) -> None:
-        client = self.client()
+        # The timeline talks to the internal endpoint: an ``aws`` fault is for clients,
+        # it must not eat the scenario's own deploys.
+        client = ecs_client(self._internal_url(), self.region)
         for action in self.scenario.timeline:
             while not self._stop.is_set():
                 remaining = action.at - self.now()
@@ -261,20 +715,79 @@ class Sandbox:
         else:  # pragma: no cover - the loader refuses unknown actions
             raise ValueError(f"unknown action {action.action!r}")
 
+    def _supervise(self) -> None:
+        """Restart a version process that exited, as ECS replaces a task that died."""
+        while not self._stop.wait(_SUPERVISE_S):
+            for world in self.services.values():
+                for version, process in list(world.processes.items()):
+                    if self._stop.is_set():
+                        return
+                    if process.alive:
+                        continue
+                    self._maybe_restart(world, version, process)
+
+    def _maybe_restart(self, world: ServiceWorld, version: str, process: ServiceProcess) -> None:
+        now = time.monotonic()
+        if version not in world.down_since:
+            world.down_since[version] = now
+            log.info(
+                "%s %s exited with %s; restarting it as a new task",
+                world.spec.name,
+                version,
+                process.returncode,
+            )
+            process.stop()  # reap it and join its pipe readers
+        delay = self.clock.real_seconds(world.spec.version(version).start_seconds)
+        if now - world.down_since[version] < delay:
+            return
+        fresh = self._new_process(world.spec, world.spec.version(version))
+        with self._lock:
+            if self._stop.is_set():
+                return
+            world.processes[version] = fresh
+            fresh.start(wait=False)
+        try:
+            fresh.wait_ready()
+        except ServiceStartError:
+            if not self._stop.is_set():
+                log.exception("%s %s did not restart", world.spec.name, version)
+            world.down_since[version] = time.monotonic()
+            return
+        world.proxy.set_upstream(version, fresh.url)
+        world.restarts[version] = world.restarts.get(version, 0) + 1
+        del world.down_since[version]
+
     def timeline_done(self) -> bool:
         """Return whether every timeline action has been performed."""
         return self._timeline is not None and not self._timeline.is_alive()
 
     def stop(self) -> None:
-        """Stop the timeline, the scheduler and moto; remove a temporary workdir."""
+        """Stop traffic, processes, endpoints, scheduler and moto; remove a temporary workdir.
+
+        Safe to call more than once, and after a failed :meth:`start`.
+        """
         self._stop.set()
+        self.faults.close()  # requests held by a hang or slow drip are dropped
+        _in_parallel([w.traffic.stop for w in self.services.values()])
         if self._timeline is not None:
             self._timeline.join(timeout=10)
-            self._timeline = None
+        with self._lock:
+            processes = [p for w in self.services.values() for p in w.processes.values()]
+        _in_parallel([p.stop for p in processes])  # they flush to Sentry: it is still up
+        for thread in self._threads:
+            thread.join(timeout=10)
+        self._threads.clear()
+        for world in self.services.values():
+            world.proxy.stop()
+        self.datadog.stop()
+        self.sentry.stop()
+        self.fault_control.stop()
         self.scheduler.stop()
         uninstall_ecs_extensions(self.scheduler)
         self._server.stop()
+        self._internal.stop()
         self._endpoint = None
+        self._internal_endpoint = None
         if self._own_workdir and self._workdir is not None:
             shutil.rmtree(self._workdir, ignore_errors=True)
             self._workdir = None
@@ -290,3 +803,19 @@ class Sandbox:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _url_of(proxy: WeightedProxy) -> Callable[[], str]:
+    def url() -> str:
+        return proxy.url
+
+    return url
+
+
+def _in_parallel(calls: list[Callable[[], object]]) -> None:
+    """Run ``calls`` in threads and wait for all of them (stopping takes the slowest one)."""
+    threads = [threading.Thread(target=call, daemon=True) for call in calls]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=15)

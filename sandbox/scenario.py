@@ -1,7 +1,8 @@
 """Scenario files: the script of a rehearsal, loaded from TOML into frozen dataclasses.
 
 A scenario names one ECS cluster, its services (desired count, deployment configuration,
-the versions that can be deployed and how their tasks behave), and a timeline of actions
+traffic rate, alert thresholds, the versions that can be deployed, how their tasks behave
+in ECS and how their processes answer), a timeline of actions and the faults switched on
 at sandbox-time offsets. See ``sandbox/scenarios/README.md`` for the schema.
 
 Every table is read strictly: an unknown key is an error naming the file and the key, so
@@ -10,11 +11,20 @@ a typo never silently turns into a default.
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast
+
+FAULT_ENDPOINTS_FIXED: tuple[str, ...] = ("aws", "datadog", "sentry")
+"""Fault endpoint names that exist in every sandbox (besides ``proxy:<service>`` and
+``<service>:<version>``)."""
+
+DEFAULT_RATE = 10.0
+"""Requests per second (real time) the traffic generator sends to a service by default."""
 
 SCENARIO_DIR = Path(__file__).resolve().parent / "scenarios"
 """Where the bundled scenarios live (``<name>.toml``)."""
@@ -78,6 +88,39 @@ class VersionSpec:
     failure: FailureMode = "none"
     crash_after_seconds: float = 10.0
     """With ``failure = "crash"``: seconds a task stays RUNNING before it exits."""
+    behaviour: dict[str, Any] = field(default_factory=dict, hash=False)
+    """How this version's process answers: the behaviour dict of :mod:`sandbox.service`
+    (validated at load time; times in it are sandbox seconds, latencies real ms)."""
+
+    @property
+    def runs(self) -> bool:
+        """Whether a task of this version can ever be RUNNING (and so serve traffic)."""
+        return self.failure != "fail_to_start"
+
+
+@dataclass(frozen=True)
+class AlertSpec:
+    """Thresholds of the rules the sandbox writes into ``deploywatch.toml`` for a service.
+
+    Windows are real seconds: the product judges rules on the wall clock.
+    """
+
+    error_rate: float = 5.0
+    """Percent of requests answered 5xx (any version) ..."""
+    error_rate_for: float = 30.0
+    """... held this long: critical."""
+    rollback_error_rate: float = 10.0
+    """Percent of 5xx ..."""
+    rollback_for: float = 60.0
+    """... held this long: critical, with ``action = "rollback"``."""
+    p95_ms: float = 300.0
+    """p95 latency in milliseconds ..."""
+    p95_for: float = 30.0
+    """... held this long: critical."""
+    availability: float = 99.5
+    """Health probe success percentage below which ..."""
+    availability_for: float = 20.0
+    """... for this long: critical."""
 
 
 @dataclass(frozen=True)
@@ -93,6 +136,12 @@ class ServiceSpec:
     """Sandbox seconds a task takes to drain and stop once ECS decides to stop it."""
     steady_seconds: float = 3.0
     """Sandbox seconds a deployment must look done before ECS calls it COMPLETED."""
+    rate: float = DEFAULT_RATE
+    """Requests per second (real time) the traffic generator sends to the service's proxy."""
+    paths: tuple[str, ...] = ("/",)
+    """Paths the traffic generator requests in turn."""
+    alerts: AlertSpec = field(default_factory=AlertSpec)
+    """Thresholds of the rules written into the product's config."""
 
     def version(self, name: str) -> VersionSpec:
         """Return the version called ``name``.
@@ -127,6 +176,21 @@ class TimelineAction:
 
 
 @dataclass(frozen=True)
+class FaultSpec:
+    """A fault the scenario switches on at a sandbox-time offset (see :mod:`sandbox.faults`)."""
+
+    at: float
+    """Sandbox seconds after steady state."""
+    endpoint: str
+    """``aws``, ``datadog``, ``sentry``, ``proxy:<service>`` or ``<service>:<version>``."""
+    fault: dict[str, Any] = field(hash=False)
+    """``{"fault": kind, ...parameters}`` as :meth:`sandbox.faults.Fault.from_dict` reads it
+    (``retry_after``, ``hang_s``, ``drip_interval_s`` are real seconds: wire values)."""
+    duration: float | None = None
+    """Sandbox seconds it stays on (``None``: until switched off at run time)."""
+
+
+@dataclass(frozen=True)
 class Scenario:
     """A loaded, validated scenario."""
 
@@ -136,6 +200,15 @@ class Scenario:
     cluster: str
     services: tuple[ServiceSpec, ...]
     timeline: tuple[TimelineAction, ...] = ()
+    faults: tuple[FaultSpec, ...] = ()
+
+    def fault_endpoints(self) -> list[str]:
+        """Every fault endpoint name of this scenario's sandbox."""
+        names = list(FAULT_ENDPOINTS_FIXED)
+        for service in self.services:
+            names.append(f"proxy:{service.name}")
+            names += [f"{service.name}:{v.name}" for v in service.versions if v.runs]
+        return names
 
     def service(self, name: str) -> ServiceSpec:
         """Return the service called ``name``.
@@ -197,6 +270,16 @@ class _Table:
             raise self.error(key, f"must be >= {minimum}")
         return value
 
+    def strings(self, key: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        value = self._get(key, list(default))
+        if (
+            not isinstance(value, list)
+            or not value
+            or not all(isinstance(v, str) and v.strip() for v in value)
+        ):
+            raise self.error(key, "must be a non-empty array of non-empty strings")
+        return tuple(value)
+
     def boolean(self, key: str, default: bool) -> bool:
         value = self._get(key, default)
         if not isinstance(value, bool):
@@ -220,10 +303,27 @@ class _Table:
 
 
 _REQUIRED: Any = object()
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$")
+
+
+def _load_behaviour(table: _Table) -> dict[str, Any]:
+    """Validate a version's ``behaviour`` table with the service's own parser."""
+    from sandbox.service import Behaviour  # lazy: keeps ``--list`` and process.py light
+
+    try:
+        Behaviour.from_dict(table.data)
+    except (ValueError, TypeError) as exc:
+        raise ScenarioError(f"{table.path}: {table.prefix.rstrip('.')}: {exc}") from None
+    return dict(table.data)
 
 
 def _load_version(table: _Table, name: str, service: str) -> VersionSpec:
-    table.check_keys({"image", "start_seconds", "failure", "crash_after_seconds"})
+    table.check_keys({"image", "start_seconds", "failure", "crash_after_seconds", "behaviour"})
+    if not _LABEL.match(name):
+        raise ScenarioError(
+            f"{table.path}: {table.prefix.rstrip('.')}: a version label is ASCII letters, "
+            "digits, '-', '_' or '.'"
+        )
     failure = table.string("failure", "none")
     if failure not in FAILURE_MODES:
         raise table.error("failure", f"must be one of {', '.join(FAILURE_MODES)}")
@@ -233,7 +333,19 @@ def _load_version(table: _Table, name: str, service: str) -> VersionSpec:
         start_seconds=table.number("start_seconds", 5.0),
         failure=failure,
         crash_after_seconds=table.number("crash_after_seconds", 10.0, minimum=0.1),
+        behaviour=_load_behaviour(table.table("behaviour")),
     )
+
+
+def _load_alerts(table: _Table) -> AlertSpec:
+    keys = {f for f in AlertSpec.__dataclass_fields__}
+    table.check_keys(keys)
+    defaults = AlertSpec()
+    values = {k: table.number(k, float(getattr(defaults, k))) for k in keys}
+    for key in ("availability", "error_rate", "rollback_error_rate"):
+        if values[key] > 100:
+            raise table.error(key, "is a percentage: must be <= 100")
+    return AlertSpec(**values)
 
 
 def _load_deployment(table: _Table, desired: int) -> DeploymentSpec:
@@ -269,9 +381,14 @@ def _load_service(table: _Table) -> ServiceSpec:
             "versions",
             "stop_seconds",
             "steady_seconds",
+            "rate",
+            "paths",
+            "alerts",
         }
     )
     name = table.string("name")
+    if not _LABEL.match(name) or "." in name:
+        raise table.error("name", "a service name is ASCII letters, digits, '-' or '_'")
     desired = table.integer("desired_count")
     versions_table = table.table("versions")
     versions: list[VersionSpec] = []
@@ -293,7 +410,51 @@ def _load_service(table: _Table) -> ServiceSpec:
         deployment=_load_deployment(table.table("deployment"), desired),
         stop_seconds=table.number("stop_seconds", 2.0),
         steady_seconds=table.number("steady_seconds", 3.0),
+        rate=_rate(table),
+        paths=_paths(table),
+        alerts=_load_alerts(table.table("alerts")),
     )
+
+
+def _rate(table: _Table) -> float:
+    from sandbox.traffic import MAX_RATE  # lazy, like the behaviour check
+
+    rate = table.number("rate", DEFAULT_RATE)
+    if rate > MAX_RATE:
+        raise table.error("rate", f"must be <= {MAX_RATE:g} requests per second")
+    return rate
+
+
+def _paths(table: _Table) -> tuple[str, ...]:
+    paths = table.strings("paths", ("/",))
+    for path in paths:
+        if not path.startswith("/") or path == "/health" or path.startswith("/__"):
+            raise table.error(
+                "paths", f"{path!r}: application paths start with '/' and are not /health or /__..."
+            )
+    return paths
+
+
+def _load_fault(table: _Table, scenario_endpoints: list[str]) -> FaultSpec:
+    from sandbox.faults import Fault  # lazy, like the behaviour check
+
+    parameters = {"retry_after", "hang_s", "drip_interval_s", "ratio"}
+    table.check_keys({"at", "endpoint", "fault", "duration"} | parameters)
+    endpoint = table.string("endpoint")
+    if endpoint not in scenario_endpoints:
+        raise table.error("endpoint", f"{endpoint!r} is not one of {', '.join(scenario_endpoints)}")
+    fault = {k: v for k, v in table.data.items() if k == "fault" or k in parameters}
+    table.string("fault")
+    try:
+        Fault.from_dict(fault)
+    except ValueError as exc:
+        raise table.error("fault", str(exc)) from None
+    duration = None
+    if "duration" in table.data:
+        duration = table.number("duration")
+        if duration <= 0:
+            raise table.error("duration", "must be > 0")
+    return FaultSpec(at=table.number("at"), endpoint=endpoint, fault=fault, duration=duration)
 
 
 def _load_action(table: _Table, services: dict[str, ServiceSpec]) -> TimelineAction:
@@ -328,7 +489,7 @@ def parse_scenario(path: Path, text: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: invalid TOML: {exc}") from exc
     root = _Table(path, data)
-    root.check_keys({"description", "cluster", "service", "timeline"})
+    root.check_keys({"description", "cluster", "service", "timeline", "fault"})
     description = root.string("description")
     if "\n" in description:
         raise root.error("description", "must be one line")
@@ -341,7 +502,7 @@ def parse_scenario(path: Path, text: str) -> Scenario:
     if not services:
         raise root.error("service", "at least one [[service]] is required")
     timeline = [_load_action(t, services) for t in root.tables("timeline")]
-    return Scenario(
+    scenario = Scenario(
         name=path.stem,
         path=path,
         description=description,
@@ -349,6 +510,9 @@ def parse_scenario(path: Path, text: str) -> Scenario:
         services=tuple(services.values()),
         timeline=tuple(sorted(timeline, key=lambda a: a.at)),
     )
+    endpoints = scenario.fault_endpoints()
+    faults = [_load_fault(t, endpoints) for t in root.tables("fault")]
+    return dataclasses.replace(scenario, faults=tuple(sorted(faults, key=lambda f: f.at)))
 
 
 def scenario_path(name_or_path: str) -> Path:

@@ -93,6 +93,9 @@ def _demo(args: argparse.Namespace) -> int:
         lines = str(exc).strip().splitlines() or ["no reason given"]
         why = f" {lines[-1].strip()}" if len(lines) > 1 else ""
         return _fail(f"the sandbox did not start: {lines[0]}{why}", 1)
+    # The sandbox's own Datadog/Sentry credentials, so a real DD_API_KEY or
+    # SENTRY_AUTH_TOKEN in this shell is never sent anywhere, not even to loopback.
+    os.environ.update(sandbox.client_env)
     try:
         settings = load_config(Path(sandbox.config_path))
         return _run_app(settings, read_only=args.read_only)

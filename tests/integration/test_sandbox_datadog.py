@@ -165,7 +165,11 @@ def test_counts_and_error_rate_match_the_request_log(run: Run) -> None:
 
 
 def test_error_rate_gauge_and_formula(run: Run) -> None:
-    gauge = _by_version(_v1(run, "avg:sandbox.error_rate{*} by {version}.rollup(avg, 3600)"))
+    # The gauge is a per-second ratio (like an agent's): each point must be exactly the
+    # log's ratio in that second. Averaging the gauge over a long rollup is an average of
+    # ratios, dragged by the run's half-empty first and last seconds, so the overall
+    # figure comes from the count formula instead, as a Datadog user would write it.
+    gauge = _by_version(_v1(run, "avg:sandbox.error_rate{*} by {version}.rollup(avg, 1)"))
     formula = _by_version(
         _v1(
             run,
@@ -174,11 +178,21 @@ def test_error_rate_gauge_and_formula(run: Run) -> None:
         )
     )
     for version, expected in (("v1", 0.0), ("v2", 100 * V2_ERROR_RATIO)):
-        gauge_values = [v for _, v in gauge[version] if v is not None]
+        busy_seconds = 0
+        for ts, value in gauge[version]:
+            recs = run.log.query(ts / 1000, ts / 1000 + 1, version=version)
+            if not recs:
+                assert value is None
+                continue
+            assert value == pytest.approx(100 * sum(r.is_error for r in recs) / len(recs))
+            if len(recs) >= 40:  # even spreading: within 1/n of the ratio
+                busy_seconds += 1
+                assert abs(value - expected) <= 3, (ts, value, len(recs))
         formula_values = [v for _, v in formula[version] if v is not None]
-        print(f"{version}: error_rate gauge {gauge_values}, formula {formula_values}")
-        assert gauge_values and formula_values
-        assert all(abs(v - expected) <= 3 for v in gauge_values + formula_values)
+        print(f"{version}: {busy_seconds} busy seconds, formula {formula_values}")
+        assert busy_seconds >= 1
+        assert formula_values
+        assert all(abs(v - expected) <= 3 for v in formula_values)
 
 
 def test_v1_and_v2_agree(run: Run) -> None:
