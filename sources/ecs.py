@@ -24,6 +24,7 @@ from sources.model import (
     EcsEvent,
     EcsServiceSample,
     Item,
+    LifecycleHook,
     ServiceDeployment,
     SourceAuthError,
     SourceBadResponse,
@@ -161,6 +162,18 @@ def map_service_deployment(raw: dict[str, Any], revisions: dict[str, str]) -> Se
             threshold=_int(cb.get("threshold")),
         )
     rollback = raw.get("rollback") or {}
+    hooks = tuple(
+        LifecycleHook(
+            hook_id=str(h.get("hookId")),
+            status=str(h.get("status") or "?"),
+            target_type=h.get("targetType"),
+            expires_at=_time(h.get("expiresAt")),
+            timeout_action=h.get("timeoutAction"),
+        )
+        for h in raw.get("lifecycleHookDetails") or ()
+        if isinstance(h, dict) and h.get("hookId")
+    )
+    strategy = (raw.get("deploymentConfiguration") or {}).get("strategy")
     return ServiceDeployment(
         arn=str(raw.get("serviceDeploymentArn") or "?"),
         status=str(raw.get("status") or "?"),
@@ -175,6 +188,8 @@ def map_service_deployment(raw: dict[str, Any], revisions: dict[str, str]) -> Se
         circuit_breaker=breaker,
         rollback_reason=rollback.get("reason") if isinstance(rollback, dict) else None,
         lifecycle_stage=raw.get("lifecycleStage"),
+        strategy=strategy if isinstance(strategy, str) else None,
+        hooks=hooks,
     )
 
 
@@ -202,6 +217,8 @@ def map_service(
         new_events=new_events,
         circuit_breaker=_breaker(raw.get("deploymentConfiguration")),
         service_deployments_supported=service_deployments_supported,
+        controller=(raw.get("deploymentController") or {}).get("type") or "ECS",
+        strategy=(raw.get("deploymentConfiguration") or {}).get("strategy") or "ROLLING",
     )
 
 

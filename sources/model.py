@@ -96,6 +96,20 @@ class EcsDeployment:
 
 
 @dataclass(frozen=True, slots=True)
+class LifecycleHook:
+    """One ``lifecycleHookDetails`` entry of a service deployment (native blue/green,
+    canary, linear). A hook whose status is ``AWAITING_ACTION`` waits for
+    ``continue_service_deployment`` with its ``hook_id``."""
+
+    hook_id: str
+    status: str
+    """``AWAITING_ACTION``, ``IN_PROGRESS``, ``SUCCEEDED``, ``FAILED`` or ``TIMED_OUT``."""
+    target_type: str | None = None
+    expires_at: datetime | None = None
+    timeout_action: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceDeployment:
     """One entry of the ECS service-deployments API (``describe_service_deployments``)."""
 
@@ -115,6 +129,14 @@ class ServiceDeployment:
     circuit_breaker: CircuitBreaker | None
     rollback_reason: str | None = None
     lifecycle_stage: str | None = None
+    strategy: str | None = None
+    """``ROLLING``, ``BLUE_GREEN``, ``CANARY`` or ``LINEAR`` (its deployment configuration)."""
+    hooks: tuple[LifecycleHook, ...] = ()
+
+    @property
+    def awaiting_hook(self) -> LifecycleHook | None:
+        """The lifecycle hook waiting for an operator's CONTINUE or ROLLBACK, if any."""
+        return next((h for h in self.hooks if h.status == "AWAITING_ACTION"), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +167,10 @@ class EcsServiceSample:
     """Events not seen in an earlier poll, oldest first."""
     circuit_breaker: CircuitBreaker | None = None
     service_deployments_supported: bool = True
+    controller: str | None = None
+    """The deployment controller: ``ECS``, ``CODE_DEPLOY`` or ``EXTERNAL``."""
+    strategy: str | None = None
+    """The service's deployment strategy: ``ROLLING``, ``BLUE_GREEN``, ``CANARY``, ``LINEAR``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, ClassVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 
+from sources.aws_actions import AwsActions
+from tui.engine.actions import ActionEngine, Verb
+from tui.engine.audit import AuditLog, default_audit_path
+from tui.engine.autopilot import AutoPilot, MttrClock
 from tui.engine.store import Store
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.dashboard import DashboardScreen
@@ -15,10 +21,14 @@ from tui.screens.help import HelpScreen
 from tui.wiring import build_rulebook, build_sources
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from pathlib import Path
+
+    from textual.screen import Screen
 
     from sources.model import Source
     from tui.config import Settings
+    from tui.engine.actions import ApiCall
 
 
 def utc_now() -> datetime:
@@ -50,6 +60,8 @@ class DeployWatchApp(App[None]):
         *,
         clock: Callable[[], datetime] = utc_now,
         read_only: bool = False,
+        executor: Callable[[ApiCall], Mapping[str, Any]] | None = None,
+        audit_path: Path | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
@@ -61,7 +73,38 @@ class DeployWatchApp(App[None]):
         self.sources = tuple(
             sources if sources is not None else build_sources(settings, self.store, clock)
         )
-        self.dashboard = DashboardScreen(settings, self.store, clock)
+        self.aws = AwsActions(
+            region=settings.aws.region,
+            profile=settings.aws.profile,
+            endpoint_url=settings.aws.endpoint_url,
+        )
+        self.actions = ActionEngine(
+            audit=AuditLog(audit_path or settings.actions.audit_log or default_audit_path()),
+            executor=executor or self.aws,
+            read_only=self.read_only,
+            operator=lambda: self.aws.operator,
+            clock=clock,
+        )
+        rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
+        self.dashboard = DashboardScreen(
+            settings,
+            self.store,
+            clock,
+            actions=self.actions,
+            autopilot=AutoPilot(rule_targets, settings.actions.countdown),
+            mttr=MttrClock(rule_targets),
+        )
+        keys = settings.keys
+        self.set_keymap(
+            {
+                "rollback": keys.rollback,
+                "promote": keys.promote,
+                "pause": keys.pause,
+                "resume": keys.resume,
+                "cancel": keys.cancel,
+                "freeze": keys.freeze,
+            }
+        )
 
     def on_mount(self) -> None:
         self.push_screen(self.dashboard)
@@ -72,6 +115,13 @@ class DeployWatchApp(App[None]):
                 group="sources",
                 exit_on_error=False,
             )
+        if self.actions.executor is self.aws:
+            # Who acts, for the audit log: looked up once, off the event loop, after the
+            # first paint (it imports boto3).
+            self.set_timer(2.0, self._resolve_operator, name="identity")
+
+    def _resolve_operator(self) -> None:
+        self.run_worker(asyncio.to_thread(self.aws.resolve_operator), group="identity")
 
     async def _consume(self, source: Source) -> None:
         """Feed one source's items into the store; tell the dashboard."""
@@ -81,6 +131,34 @@ class DeployWatchApp(App[None]):
                     self.dashboard.post_message(StoreChanged())
         except Exception as exc:  # a bug in a source: visible, never fatal
             self.dashboard.post_message(SourceCrashed(source.name, f"{type(exc).__name__}: {exc}"))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        if screen is not self.dashboard:
+            return
+        for ref in self.settings.services:
+            for verb in (Verb.ROLLBACK, Verb.PROMOTE, Verb.PAUSE, Verb.RESUME):
+                planned = self.dashboard.plan(verb, ref.key)
+                help_text = (
+                    planned.effect
+                    if planned.enabled
+                    else f"not possible: {planned.disabled_reason}"
+                )
+                yield SystemCommand(
+                    f"{planned.title} ({planned.change})",
+                    help_text,
+                    partial(self.dashboard.act_on, verb, ref.key),
+                )
+        yield SystemCommand(
+            "Cancel automatic actions",
+            "Cancel every pending automatic pause or rollback",
+            self.dashboard.action_cancel_auto,
+        )
+        yield SystemCommand(
+            "Freeze / unfreeze the display",
+            "Data and rules keep running while frozen",
+            self.dashboard.action_freeze,
+        )
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

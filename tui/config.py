@@ -203,6 +203,50 @@ class RuleSettings(_Frozen):
         return value
 
 
+class ActionSettings(_Frozen):
+    """How actions are executed and recorded."""
+
+    audit_log: Path | None = None
+    """The JSONL audit log; default: the user state directory
+    (``~/.local/state/deploywatch/audit.jsonl`` on Linux)."""
+    countdown: Duration = timedelta(seconds=10)
+    """How long an automatic pause or rollback waits, visibly, for a cancel."""
+
+
+KEY_NAME = re.compile(r"^[A-Za-z0-9!@#$%^&*()_+=\-]$|^(ctrl|shift|alt)\+[a-z0-9]+$|^f[0-9]{1,2}$")
+
+
+class KeySettings(_Frozen):
+    """The keymap of the actions (Textual key names: ``R``, ``ctrl+r``, ``f5``...)."""
+
+    rollback: str = "R"
+    promote: str = "P"
+    pause: str = "p"
+    resume: str = "r"
+    cancel: str = "c"
+    """Cancel a pending automatic action."""
+    freeze: str = "f"
+    """Freeze / unfreeze the display (data keeps flowing and rules keep judging)."""
+
+    @field_validator("*")
+    @classmethod
+    def _key(cls, value: str) -> str:
+        if not KEY_NAME.match(value):
+            raise ValueError('a key such as "R", "p", "ctrl+r" or "f5"')
+        return value
+
+    @model_validator(mode="after")
+    def _distinct(self) -> KeySettings:
+        seen: dict[str, str] = {}
+        for name, key in self.model_dump().items():
+            if key in seen:
+                raise ValueError(f"distinct keys, but {key!r} is both {seen[key]} and {name}")
+            if key in ("q", "question_mark", "?", "j", "k", "tab"):
+                raise ValueError(f"{name}: a key not already used ({key!r} is taken)")
+            seen[key] = name
+        return self
+
+
 class ServiceRef(_Frozen):
     """One ECS service to watch."""
 
@@ -237,6 +281,28 @@ class Settings(_Frozen):
     sentry: SentrySettings | None = None
     probes: Annotated[tuple[ProbeSettings, ...], Field(alias="probe")] = ()
     rules: Annotated[tuple[RuleSettings, ...], Field(alias="rule")] = ()
+    actions: ActionSettings = ActionSettings()
+    keys: KeySettings = KeySettings()
+
+    def rule_service(self, rule: RuleSettings) -> str | None:
+        """The service key a rule is about: its own ``service``, else its metric's,
+        probe's or Sentry's, else the only configured service."""
+        key = self.service_key(rule.service)
+        if key is not None:
+            return key
+        kind, _, target = rule.subject.partition(":")
+        target = target.split(".", 1)[0]
+        owner: str | None = None
+        if kind == "metric":
+            owner = next((m.service for m in self.metrics if m.name == target), None)
+        elif kind == "probe":
+            owner = next((p.service for p in self.probes if p.name == target), None)
+        elif kind == "sentry" and self.sentry is not None:
+            owner = self.sentry.service
+        key = self.service_key(owner)
+        if key is None and len(self.services) == 1:
+            key = self.services[0].key
+        return key
 
     def service_key(self, name: str | None) -> str | None:
         """Resolve a service reference (key, service name or label) to its key."""
@@ -286,6 +352,10 @@ class Settings(_Frozen):
             if kind == "sentry" and self.sentry is None:
                 raise ValueError(
                     f"rule {rule.name!r}: a [sentry] table for subject {rule.subject!r}"
+                )
+            if rule.action != "none" and self.rule_service(rule) is None:
+                raise ValueError(
+                    f"rule {rule.name!r}: action = {rule.action!r} needs to know its service: set service = one of the [[service]] keys (or on its metric/probe)"
                 )
             if kind == "ecs" and self.service_key(rule.service) is None:
                 raise ValueError(

@@ -21,6 +21,8 @@ class TopBar(Horizontal):
     TopBar > #env.-production { background: $error; color: $text; }
     TopBar > #readonly { background: $secondary-darken-1; text-style: bold; display: none; }
     TopBar > #readonly.-on { display: block; }
+    TopBar > #frozen { background: $warning; color: $background; text-style: bold; display: none; }
+    TopBar > #frozen.-on { display: block; }
     TopBar > #summary { width: 1fr; color: $text-muted; }
     TopBar > #clock { color: $text; }
     """
@@ -29,6 +31,8 @@ class TopBar(Horizontal):
     """The time shown on the clock (UTC; the app's clock drives it)."""
     summary: reactive[str] = reactive("", init=False)
     """One-line fleet summary, e.g. ``2 services · 1 in progress · 1 failed``."""
+    frozen: reactive[bool] = reactive(False, init=False)
+    """The display is frozen (data keeps flowing, rules keep judging)."""
 
     def __init__(self, *, environment: str, production: bool, read_only: bool) -> None:
         super().__init__(id="topbar")
@@ -45,6 +49,7 @@ class TopBar(Horizontal):
         readonly = Static("READ-ONLY", id="readonly")
         readonly.set_class(self.read_only, "-on")
         yield readonly
+        yield Static("FROZEN", id="frozen")
         yield Static("", id="summary")
         yield Static("", id="clock")
 
@@ -53,3 +58,6 @@ class TopBar(Horizontal):
 
     def watch_summary(self, summary: str) -> None:
         self.query_one("#summary", Static).update(summary)
+
+    def watch_frozen(self, frozen: bool) -> None:
+        self.query_one("#frozen", Static).set_class(frozen, "-on")

@@ -77,3 +77,37 @@ def test_dashboard_bad_release_signals(snap_compare: Callable[..., bool]) -> Non
         await pilot.pause(1.1)
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=judged)
+
+
+def test_confirm_rollback_in_production(snap_compare: Callable[..., bool]) -> None:
+    """You should see, over the dashboard, a modal titled "Roll back web" in the error
+    colour naming action, environment "prod-eu  PRODUCTION", cluster demo, service web,
+    revision "web:2 → web:1", kind ECS rolling, what it does and the API call
+    (ecs:StopServiceDeployment stopType=ROLLBACK), and a field asking to type "web"."""
+
+    async def open_confirm(pilot: Pilot[None]) -> None:
+        await _settle(pilot)
+        await pilot.press("R")
+        await pilot.pause()
+
+    assert snap_compare(_app(production=True), terminal_size=(200, 50), run_before=open_confirm)
+
+
+def test_dashboard_auto_rollback_countdown(snap_compare: Callable[..., bool]) -> None:
+    """You should see the FAILING banner and, under it, the action bar: "AUTO ROLLBACK
+    in 10s" for web with the rollback rule's evidence (14.8% > 10% for 2m) and "press c
+    to cancel"."""
+    from tests.fakes import bad_release_signals
+
+    app = DeployWatchApp(
+        settings(signals=True),
+        [FakeSource([*mid_deploy_script(), *bad_release_signals(minutes=6)])],
+        clock=FrozenClock(),
+        executor=lambda call: {},
+    )
+
+    async def judged(pilot: Pilot[None]) -> None:
+        await _settle(pilot)
+        await pilot.pause(1.1)
+
+    assert snap_compare(app, terminal_size=(200, 50), run_before=judged)

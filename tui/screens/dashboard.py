@@ -5,13 +5,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar
 
+from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
+from tui.engine.actions import ActionResult, Outcome, Plan, Verb, plan
 from tui.engine.store import EcsStatus, Store
 from tui.engine.verdict import judge
 from tui.messages import SourceCrashed, StoreChanged
+from tui.screens.confirm import ConfirmScreen
+from widgets.actionbar import ActionBar, ActionLine
 from widgets.deployments import DeploymentsPane, ServiceCard
 from widgets.events import EventsLog
 from widgets.panes import NotConfigured
@@ -23,8 +27,12 @@ if TYPE_CHECKING:
 
     from textual.app import ComposeResult
     from textual.binding import BindingType
+    from textual.events import DescendantFocus
 
     from tui.config import Settings
+    from tui.engine.actions import ActionEngine
+    from tui.engine.autopilot import AutoPilot, MttrClock
+    from tui.engine.rules import Evidence
     from tui.engine.verdict import Report
 
 FLUSH_DELAY = 0.1
@@ -58,17 +66,70 @@ def fleet_summary(store: Store) -> str:
 class DashboardScreen(Screen[None]):
     """The one screen a deployer keeps open for the whole window."""
 
-    BINDINGS: ClassVar[list[BindingType]] = []
+    # Keys follow k9s/e1s where they have one (shift-R rolls back); ids let the
+    # [keys] table of the config remap them (App.set_keymap).
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "R",
+            "act('rollback')",
+            "Roll back",
+            tooltip="Roll back the selected service (asks to confirm, naming it)",
+            id="rollback",
+        ),
+        Binding(
+            "P",
+            "act('promote')",
+            "Promote",
+            tooltip="Continue a waiting canary / blue-green step (asks to confirm)",
+            id="promote",
+        ),
+        Binding("p", "act('pause')", "Pause", tooltip="Pause the selected deployment", id="pause"),
+        Binding(
+            "r", "act('resume')", "Resume", tooltip="Resume the selected deployment", id="resume"
+        ),
+        Binding(
+            "c",
+            "cancel_auto",
+            "Cancel auto",
+            tooltip="Cancel every pending automatic pause or rollback",
+            id="cancel",
+        ),
+        Binding(
+            "f",
+            "freeze",
+            "Freeze",
+            tooltip="Freeze / unfreeze the display; data and rules keep running",
+            id="freeze",
+        ),
+    ]
 
-    def __init__(self, settings: Settings, store: Store, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        clock: Callable[[], datetime],
+        *,
+        actions: ActionEngine,
+        autopilot: AutoPilot,
+        mttr: MttrClock,
+    ) -> None:
         super().__init__(id="dashboard")
         self.settings = settings
         self.store = store
         self.clock = clock
+        self.actions = actions
+        self.autopilot = autopilot
+        self.mttr = mttr
         self._flush_scheduled = False
         self._missed_flush = False
+        self.frozen = False
         self.report: Report | None = None
         """The latest verdict, re-judged every second and on every change."""
+        self.selected: str = settings.services[0].key
+        """The service the action keys act on (the focused card)."""
+        self.sending: dict[str, Plan] = {}
+        """Actions being sent, per service."""
+        self.last_result: ActionResult | None = None
 
     def compose(self) -> ComposeResult:
         env = self.settings.environment
@@ -78,6 +139,7 @@ class DashboardScreen(Screen[None]):
             read_only=env.read_only or getattr(self.app, "read_only", False),
         )
         yield VerdictBanner()
+        yield ActionBar()
         with Horizontal(id="main"):
             with Vertical(id="left"):
                 with Vertical(id="deployments-pane", classes="pane") as pane:
@@ -138,8 +200,175 @@ class DashboardScreen(Screen[None]):
         if self._missed_flush:
             self._flush()
 
+    def on_descendant_focus(self, event: DescendantFocus) -> None:
+        if isinstance(event.widget, ServiceCard):
+            self.selected = event.widget.key
+
+    # ---- actions ------------------------------------------------------------------
+
+    def plan(self, verb: Verb, key: str | None = None) -> Plan:
+        """What ``verb`` would do to a service (the selected one by default) now."""
+        env = self.settings.environment
+        state = self.store.services[key or self.selected]
+        return plan(verb, state, environment=env.name, production=env.production)
+
+    def action_act(self, verb_name: str) -> None:
+        """A verb key: confirm (naming the target), then send through the engine."""
+        self.act_on(Verb(verb_name), self.selected)
+
+    def act_on(self, verb: Verb, key: str) -> None:
+        """Ask for ``verb`` on ``key`` (from a key or the command palette)."""
+        planned = self.plan(verb, key)
+        if self.actions.read_only:
+            # Refused by the engine itself, so the refusal is audited like any other.
+            self.run_worker(self._send(planned, reason="operator request"), group="actions")
+            return
+        if not planned.enabled:
+            self.notify(
+                planned.disabled_reason or "not possible now",
+                title=f"{planned.title}: not possible",
+                severity="warning",
+                timeout=8,
+            )
+            return
+
+        def confirmed(ok: bool | None) -> None:
+            if not ok:
+                self.notify(f"{planned.title}: cancelled, nothing sent", timeout=4)
+                return
+            now_plan = self.plan(verb, key)
+            if now_plan.call != planned.call:
+                self.notify(
+                    f"{planned.title}: the deployment changed while you confirmed "
+                    f"({now_plan.effect}); nothing sent — look and try again",
+                    severity="warning",
+                    timeout=12,
+                )
+                return
+            self.run_worker(self._send(planned, reason="operator request"), group="actions")
+
+        self.app.push_screen(ConfirmScreen(planned), confirmed)
+
+    async def _send(
+        self,
+        planned: Plan,
+        *,
+        reason: str,
+        automatic: bool = False,
+        evidence: tuple[Evidence, ...] = (),
+    ) -> None:
+        self.sending[planned.key] = planned
+        self._show_actions(self.clock())
+        try:
+            result = await self.actions.request(
+                planned, automatic=automatic, reason=reason, evidence=evidence
+            )
+        finally:
+            self.sending.pop(planned.key, None)
+        self.last_result = result
+        if result.outcome is Outcome.DONE:
+            self.mttr.decided(planned.key, result.at)
+        how = "automatic " if automatic else ""
+        severity = {"done": "information", "failed": "error", "refused": "warning"}[
+            result.outcome.value
+        ]
+        self.notify(
+            result.message,
+            title=f"{how}{planned.verb.value} of {planned.label}: {result.outcome.value}",
+            severity=severity,  # type: ignore[arg-type]
+            timeout=10 if result.outcome is Outcome.DONE else 20,
+        )
+        self._show_actions(self.clock())
+
+    def action_cancel_auto(self) -> None:
+        cancelled = self.autopilot.cancel()
+        if not cancelled:
+            self.notify("no automatic action is pending", timeout=4)
+            return
+        names = ", ".join(
+            f"{c.verb.value} of {self.store.services[c.key].label}" for c in cancelled
+        )
+        self.notify(f"cancelled: {names}", title="Automatic action cancelled", timeout=8)
+        self.run_worker(
+            self.actions.record(
+                "cancelled",
+                action=", ".join(sorted({c.verb.value for c in cancelled})),
+                targets=[c.key for c in cancelled],
+                rules=[c.rule for c in cancelled],
+            ),
+            group="actions",
+        )
+        self._show_actions(self.clock())
+
+    def action_freeze(self) -> None:
+        self.frozen = not self.frozen
+        self.query_one(TopBar).frozen = self.frozen
+        if not self.frozen:
+            self._flush()
+
+    def _automate(self, now: datetime, evidence: list[Evidence]) -> None:
+        """Start/advance countdowns; send what is due; keep the MTTR clock."""
+
+        def can_act(key: str, verb: Verb) -> bool:
+            return self.plan(verb, key).enabled and key not in self.sending
+
+        for countdown in self.autopilot.update(now, evidence, can_act):
+            planned = self.plan(countdown.verb, countdown.key)
+            self.run_worker(
+                self._send(
+                    planned,
+                    reason=f"rule {countdown.rule!r} critical for its window",
+                    automatic=True,
+                    evidence=(countdown.evidence,),
+                ),
+                group="actions",
+            )
+        self.mttr.observe(evidence)
+        for key, state in self.store.services.items():
+            if state.status in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED):
+                self.mttr.recovered(key, now)
+
+    def _show_actions(self, now: datetime) -> None:
+        lines: list[ActionLine] = []
+        labels = {k: s.label for k, s in self.store.services.items()}
+        cancel_key = self.settings.keys.cancel
+        for countdown in self.autopilot.pending():
+            lines.append(
+                ActionLine(
+                    "warn",
+                    f"AUTO {countdown.verb.value.upper()} in {countdown.remaining(now):.0f}s",
+                    f"{labels.get(countdown.key, countdown.key)} · {countdown.evidence.summary()}"
+                    f" · press {cancel_key} to cancel",
+                )
+            )
+        for planned in self.sending.values():
+            lines.append(ActionLine("busy", "SENDING", f"{planned.title}: {planned.effect}"))
+        result = self.last_result
+        if result is not None:
+            tone = {"done": "ok", "failed": "bad", "refused": "warn"}[result.outcome.value]
+            how = "auto " if result.automatic else ""
+            lines.append(
+                ActionLine(
+                    tone,
+                    f"{how}{result.plan.verb.value} {result.outcome.value.upper()}",
+                    f"{result.plan.label} {result.plan.change} at {result.at.strftime('%H:%M:%S')}"
+                    f" · {result.message}",
+                )
+            )
+        for key, rec in self.mttr.services.items():
+            if rec.decided is not None:
+                lines.append(
+                    ActionLine("muted", "MTTR", f"{labels.get(key, key)}: {rec.describe(now)}")
+                )
+        self.query_one(ActionBar).show(tuple(lines))
+
+    # ---- repaint --------------------------------------------------------------------
+
     def _flush(self) -> None:
         self._flush_scheduled = False
+        if self.frozen:
+            self._missed_flush = True
+            return
         if self.app.screen is not self:
             # Behind a modal: nothing visible to repaint; catch up on resume.
             self._missed_flush = True
@@ -162,9 +391,11 @@ class DashboardScreen(Screen[None]):
     def _tick(self) -> None:
         now = self.clock()
         self.query_one(TopBar).now = now
-        if self.app.screen is self:
+        if self.app.screen is self and not self.frozen:
             self.query_one(DeploymentsPane).tick(now)
-            self._judge(now)
+        # Rules and automatic actions never wait for the screen: judge even when frozen
+        # or behind a modal (the countdown must keep counting while a dialog is open).
+        self._judge(now)
 
     def _judge(self, now: datetime) -> None:
         """Evaluate every rule, show the verdict, and hand each pane its evidence."""
@@ -172,7 +403,11 @@ class DashboardScreen(Screen[None]):
         evidence = store.rules.evaluate(now, store.source_error)
         report = judge(evidence, {key: state.status for key, state in store.services.items()})
         self.report = report
+        self._automate(now, evidence)
         self.query_one(VerdictBanner).show(report)
+        self._show_actions(now)
+        if self.frozen:
+            return
         for metrics in self.query(MetricsPane):
             metrics.show(store.metrics, evidence, store.signal_error("datadog"), now)
         for errors in self.query(ErrorsPane):

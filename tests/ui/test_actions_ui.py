@@ -1,0 +1,249 @@
+"""Acting from the dashboard, as a person does it: keys, the confirmation, read-only,
+automatic rollback with its countdown, the palette, freezing the display."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from textual.widgets import Input
+
+from tests.fakes import (
+    FakeSource,
+    FrozenClock,
+    bad_release_signals,
+    mid_deploy_script,
+    settings,
+)
+from tui.app import DeployWatchApp
+from tui.engine.actions import Verb
+from tui.engine.audit import AuditLog
+from tui.screens.confirm import ConfirmScreen
+from widgets.actionbar import ActionBar
+from widgets.topbar import TopBar
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+    from textual.pilot import Pilot
+
+    from tui.engine.actions import ApiCall
+
+SIZE = (200, 50)
+
+
+class Recorder:
+    """Stands in for AWS: records each call, answers like ECS."""
+
+    def __init__(self) -> None:
+        self.calls: list[ApiCall] = []
+
+    def __call__(self, call: ApiCall) -> Mapping[str, Any]:
+        self.calls.append(call)
+        return {"serviceDeploymentArn": call.params.get("serviceDeploymentArn")}
+
+
+def make_app(
+    tmp_path: Path,
+    *,
+    production: bool = False,
+    read_only: bool = False,
+    signals: bool = False,
+    script: list[Any] | None = None,
+    clock: FrozenClock | None = None,
+) -> tuple[DeployWatchApp, Recorder]:
+    rec = Recorder()
+    app = DeployWatchApp(
+        settings(
+            name="prod-eu" if production else "staging", production=production, signals=signals
+        ),
+        [FakeSource(script if script is not None else mid_deploy_script())],
+        clock=clock or FrozenClock(),
+        read_only=read_only,
+        executor=rec,
+        audit_path=tmp_path / "audit.jsonl",
+    )
+    return app, rec
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    await pilot.pause(0.15)
+    await pilot.pause()
+
+
+def bar(app: DeployWatchApp) -> str:
+    return app.screen.query_one(ActionBar).render().plain
+
+
+def confirm_text(app: DeployWatchApp) -> str:
+    return str(app.screen.query_one("#confirm-target").render())
+
+
+async def test_shift_r_names_the_target_and_y_rolls_back(tmp_path: Path) -> None:
+    app, rec = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        text = confirm_text(app)
+        for part in (
+            "staging",
+            "demo",
+            "web",
+            "web:2 → web:1",
+            "ECS rolling",
+            "StopServiceDeployment",
+        ):
+            assert part in text, part
+        await pilot.press("enter")  # Enter alone never confirms
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and rec.calls == []
+        await pilot.press("y")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert [c.operation for c in rec.calls] == ["stop_service_deployment"]
+        assert rec.calls[0].params["stopType"] == "ROLLBACK"
+        assert "rollback DONE" in bar(app) and "web web:2 → web:1" in bar(app)
+    phases = [e["phase"] for e in AuditLog(tmp_path / "audit.jsonl").read()]
+    assert phases == ["intent", "result"]
+
+
+async def test_production_needs_the_service_name_typed(tmp_path: Path) -> None:
+    app, rec = make_app(tmp_path, production=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "prod-eu  PRODUCTION" in confirm_text(app)
+        await pilot.press("enter")  # empty field
+        await pilot.press("y", "enter")  # 'y' is not the name here
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen) and rec.calls == []
+        assert "is not" in str(app.screen.query_one("#confirm-help").render())
+        field = app.screen.query_one("#confirm-input", Input)
+        field.value = ""
+        await pilot.press("w", "e", "b", "enter")
+        await pilot.pause(0.3)
+        assert [c.operation for c in rec.calls] == ["stop_service_deployment"]
+
+
+async def test_escape_cancels_and_nothing_is_sent(tmp_path: Path) -> None:
+    app, rec = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R", "escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen) and rec.calls == []
+    assert AuditLog(tmp_path / "audit.jsonl").read() == []
+
+
+async def test_read_only_refuses_in_the_engine_and_audits(tmp_path: Path) -> None:
+    app, rec = make_app(tmp_path, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await pilot.pause(0.3)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert "rollback REFUSED" in bar(app) and "read-only" in bar(app)
+        # The palette path goes through the same engine.
+        app.dashboard.act_on(Verb.ROLLBACK, "demo/api")
+        await pilot.pause(0.3)
+    assert rec.calls == []
+    entries = AuditLog(tmp_path / "audit.jsonl").read()
+    assert [e["phase"] for e in entries] == ["refused", "refused"]
+    assert {e["target"]["service"] for e in entries} == {"web", "api"}
+
+
+async def test_a_verb_the_kind_cannot_do_says_why(tmp_path: Path) -> None:
+    app, rec = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("P")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        messages = [n.message for n in app._notifications]
+        assert any("ECS rolling has no promote" in m for m in messages)
+    assert rec.calls == []
+
+
+def auto_script() -> list[Any]:
+    # web mid-rollout, and 3 minutes of v2 at 14.8 %: the rollback rule (> 10 % for 2m)
+    # is critical at the start.
+    return [*mid_deploy_script()[:1], *bad_release_signals(minutes=6)]
+
+
+async def test_automatic_rollback_counts_down_then_fires_once(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    app, rec = make_app(tmp_path, signals=True, script=auto_script(), clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.pause(1.1)
+        assert "AUTO ROLLBACK in 10s" in bar(app)
+        assert "error rate: roll back" in bar(app) and "press c to cancel" in bar(app)
+        assert rec.calls == []
+        clock.advance(10)
+        await pilot.pause(1.3)
+        for _ in range(3):  # later judgements must not fire it again
+            clock.advance(5)
+            await pilot.pause(1.05)
+        assert [c.operation for c in rec.calls] == ["stop_service_deployment"]
+        assert "auto rollback DONE" in bar(app)
+        assert "MTTR" in bar(app)
+    entries = AuditLog(tmp_path / "audit.jsonl").read()
+    intent = next(e for e in entries if e["phase"] == "intent")
+    assert intent["automatic"] is True
+    assert any("error rate: roll back" in line for line in intent["evidence"])
+
+
+async def test_cancelled_automatic_rollback_never_fires(tmp_path: Path) -> None:
+    clock = FrozenClock()
+    app, rec = make_app(tmp_path, signals=True, script=auto_script(), clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.pause(1.1)
+        assert "AUTO ROLLBACK" in bar(app)
+        await pilot.press("c")
+        await pilot.pause(0.2)
+        assert "AUTO ROLLBACK" not in bar(app)
+        for _ in range(3):
+            clock.advance(10)
+            await pilot.pause(1.05)
+    assert rec.calls == []
+    phases = [e["phase"] for e in AuditLog(tmp_path / "audit.jsonl").read()]
+    assert phases == ["cancelled"]
+
+
+async def test_freeze_holds_the_display_but_not_the_rules(tmp_path: Path) -> None:
+    app, _ = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f")
+        await pilot.pause()
+        assert app.screen.query_one(TopBar).frozen
+        assert "FROZEN" in str(app.screen.query_one("#frozen").render())
+        await pilot.press("f")
+        await pilot.pause()
+        assert not app.screen.query_one(TopBar).frozen
+
+
+async def test_keymap_from_config_rebinds_rollback(tmp_path: Path) -> None:
+    from tests.fakes import settings as make_settings
+
+    base = make_settings()
+    remapped = base.model_copy(update={"keys": base.keys.model_copy(update={"rollback": "ctrl+r"})})
+    rec = Recorder()
+    app = DeployWatchApp(
+        remapped,
+        [FakeSource(mid_deploy_script())],
+        clock=FrozenClock(),
+        executor=rec,
+        audit_path=tmp_path / "a.jsonl",
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("R")
+        await pilot.pause()
+        assert not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("ctrl+r")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)

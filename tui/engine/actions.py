@@ -1,0 +1,435 @@
+"""Actions: what pause, resume, promote and roll back mean for a service right now, and
+the one place where they are executed — refused in read-only mode, audited before and
+after every API call, never two at once on the same service.
+
+No Textual here. A :class:`Plan` is pure data computed from the store's latest ECS
+sample; the :class:`ActionEngine` executes a plan's :class:`ApiCall` through an injected
+executor (``sources.aws_actions.AwsActions`` in the app, a recorder in unit tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from sources.ecs import revision_of
+from tui.engine.audit import AuditError, AuditLog
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from sources.model import EcsServiceSample, ServiceDeployment
+    from tui.engine.rules import Evidence
+    from tui.engine.store import ServiceState
+
+
+class Verb(StrEnum):
+    """What an operator (or a rule) asks for."""
+
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    ROLLBACK = "rollback"
+
+    @property
+    def words(self) -> str:
+        """``Roll back``, ``Promote`` ... for titles and buttons."""
+        return _WORDS[self]
+
+
+_WORDS = {
+    Verb.PAUSE: "Pause",
+    Verb.RESUME: "Resume",
+    Verb.PROMOTE: "Promote",
+    Verb.ROLLBACK: "Roll back",
+}
+
+IN_FLIGHT = frozenset({"PENDING", "IN_PROGRESS"})
+"""Service-deployment statuses that an action can still change."""
+
+ROLLING_BACK = frozenset({"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
+
+NATIVE_STRATEGIES = frozenset({"BLUE_GREEN", "CANARY", "LINEAR"})
+
+ACTION_TIMEOUT = 20.0
+"""Seconds an API call may take before the action is reported as failed."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """One AWS API call: the boto3 client name, the operation and its parameters."""
+
+    client: str
+    """``ecs``, ``codedeploy`` or ``elbv2``."""
+    operation: str
+    """snake_case boto3 method, e.g. ``stop_service_deployment``."""
+    params: Mapping[str, Any]
+
+    def describe(self) -> str:
+        """``ecs:StopServiceDeployment stopType=ROLLBACK`` — short, for the confirmation."""
+        name = "".join(part.title() for part in self.operation.split("_"))
+        shown = [
+            f"{k}={v}"
+            for k, v in self.params.items()
+            if k in ("stopType", "action", "taskDefinition", "deploymentWaitType")
+        ]
+        return " ".join([f"{self.client}:{name}", *(revision_of(s) for s in shown)])
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a verb would do to one service now; disabled plans say why."""
+
+    verb: Verb
+    key: str
+    label: str
+    cluster: str
+    service: str
+    environment: str
+    production: bool
+    kind: str
+    """The deployment kind in words: ``ECS rolling``, ``ECS canary``, ``CodeDeploy``..."""
+    from_revision: str | None
+    to_revision: str | None
+    call: ApiCall | None
+    effect: str
+    """What happens, in a deployer's words (or why nothing can)."""
+    disabled_reason: str | None = None
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the plan can be executed."""
+        return self.call is not None and self.disabled_reason is None
+
+    @property
+    def title(self) -> str:
+        """``Roll back web`` — names the target."""
+        return f"{self.verb.words} {self.label}"
+
+    @property
+    def change(self) -> str:
+        """``web:7 → web:6``, or what is known of it."""
+        return f"{self.from_revision or '?'} → {self.to_revision or '?'}"
+
+    def audit_target(self) -> dict[str, Any]:
+        """The target as written in the audit log."""
+        return {
+            "environment": self.environment,
+            "cluster": self.cluster,
+            "service": self.service,
+            "kind": self.kind,
+            "from": self.from_revision,
+            "to": self.to_revision,
+        }
+
+
+def _in_flight(sample: EcsServiceSample) -> ServiceDeployment | None:
+    return next((sd for sd in sample.service_deployments if sd.status in IN_FLIGHT), None)
+
+
+def _revisions(
+    sample: EcsServiceSample, sd: ServiceDeployment | None
+) -> tuple[str | None, str | None, str | None]:
+    """``(new revision, old revision, old task definition ARN)`` as best known."""
+    primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+    active = next((d for d in sample.deployments if d.status == "ACTIVE"), None)
+    new = revision_of(sd.target_task_definition) if sd and sd.target_task_definition else None
+    if new is None and primary is not None:
+        new = primary.revision
+    old_td = sd.source_task_definitions[0] if sd and sd.source_task_definitions else None
+    if old_td is None and active is not None:
+        old_td = active.task_definition
+    if old_td is not None and not old_td.startswith("arn:") and active is not None:
+        old_td = active.task_definition
+    return new, (revision_of(old_td) if old_td else None), old_td
+
+
+def _previous_after_done(sample: EcsServiceSample) -> tuple[str | None, str | None]:
+    """After a finished deployment: ``(old task definition, its revision)`` to roll forward to."""
+    done = next((sd for sd in sample.service_deployments if sd.status == "SUCCESSFUL"), None)
+    if done is not None and done.source_task_definitions:
+        td = done.source_task_definitions[0]
+        if td.startswith("arn:"):
+            return td, revision_of(td)
+    active = next((d for d in sample.deployments if d.status == "ACTIVE"), None)
+    if active is not None:
+        return active.task_definition, active.revision
+    return None, None
+
+
+def deployment_kind(sample: EcsServiceSample | None) -> str:
+    """The kind in words, from the controller and the strategy ECS reports."""
+    if sample is None:
+        return "unknown"
+    if sample.controller == "CODE_DEPLOY":
+        return "CodeDeploy blue/green"
+    if sample.controller == "EXTERNAL":
+        return "external controller"
+    strategy = _in_flight(sample) or _newest(sample)
+    name = (strategy.strategy if strategy and strategy.strategy else None) or sample.strategy
+    if name in NATIVE_STRATEGIES:
+        return {"BLUE_GREEN": "ECS blue/green", "CANARY": "ECS canary", "LINEAR": "ECS linear"}[
+            name
+        ]
+    return "ECS rolling"
+
+
+def _newest(sample: EcsServiceSample) -> ServiceDeployment | None:
+    return sample.service_deployments[0] if sample.service_deployments else None
+
+
+def plan(verb: Verb, state: ServiceState, *, environment: str, production: bool) -> Plan:
+    """What ``verb`` would do to this service now (see DESIGN.md's table per kind)."""
+    cluster, _, service = state.key.partition("/")
+    sample = state.sample
+    kind = deployment_kind(sample)
+    base = Plan(
+        verb=verb,
+        key=state.key,
+        label=state.label,
+        cluster=cluster,
+        service=service,
+        environment=environment,
+        production=production,
+        kind=kind,
+        from_revision=None,
+        to_revision=None,
+        call=None,
+        effect="",
+    )
+
+    def disabled(reason: str, **changes: Any) -> Plan:
+        return replace(base, effect=reason, disabled_reason=reason, **changes)
+
+    if sample is None:
+        return disabled("no ECS data yet for this service")
+    if kind in ("CodeDeploy blue/green", "external controller"):
+        return disabled(
+            f"{kind}: deploywatch does not drive this controller yet; act in its own console"
+        )
+    sd = _in_flight(sample)
+    new, old, old_td = _revisions(sample, sd)
+    base = replace(base, from_revision=new, to_revision=old)
+    native = kind != "ECS rolling"
+    hook = sd.awaiting_hook if sd is not None else None
+    newest = _newest(sample)
+
+    if verb is Verb.ROLLBACK:
+        if newest is not None and newest.status in ROLLING_BACK:
+            return disabled(f"ECS is already rolling back ({newest.status})")
+        if sd is not None and hook is not None:
+            return replace(
+                base,
+                call=ApiCall(
+                    "ecs",
+                    "continue_service_deployment",
+                    {"serviceDeploymentArn": sd.arn, "hookId": hook.hook_id, "action": "ROLLBACK"},
+                ),
+                effect=f"answer the waiting lifecycle hook with ROLLBACK: traffic returns to {old or 'the old revision'}",
+            )
+        if sd is not None:
+            return replace(
+                base,
+                call=ApiCall(
+                    "ecs",
+                    "stop_service_deployment",
+                    {"serviceDeploymentArn": sd.arn, "stopType": "ROLLBACK"},
+                ),
+                effect=f"stop the deployment; ECS rolls the service back to {old or 'the old revision'}",
+            )
+        # No service deployment in flight (finished, or older than that API):
+        # roll forward to the previous task definition.
+        prev_td, prev_rev = (old_td, old) if old_td and old_td.startswith("arn:") else (None, None)
+        if prev_td is None:
+            prev_td, prev_rev = _previous_after_done(sample)
+        current = revision_of(sample.task_definition) if sample.task_definition else new
+        if prev_td is None or prev_rev == current:
+            return disabled("no deployment in flight and no earlier revision known")
+        return replace(
+            base,
+            from_revision=current,
+            to_revision=prev_rev,
+            call=ApiCall(
+                "ecs",
+                "update_service",
+                {"cluster": cluster, "service": service, "taskDefinition": prev_td},
+            ),
+            effect=f"roll forward to the old revision {prev_rev} (a new deployment of it)",
+        )
+    if verb is Verb.PROMOTE:
+        if not native:
+            return disabled("ECS rolling has no promote: ECS replaces every task by itself")
+        if sd is None:
+            return disabled(f"{kind}: no deployment in flight")
+        if hook is None:
+            stage = sd.lifecycle_stage or "?"
+            return disabled(f"{kind}: no lifecycle hook is waiting (stage {stage})")
+        return replace(
+            base,
+            call=ApiCall(
+                "ecs",
+                "continue_service_deployment",
+                {"serviceDeploymentArn": sd.arn, "hookId": hook.hook_id, "action": "CONTINUE"},
+            ),
+            effect=f"continue past {sd.lifecycle_stage or 'the waiting hook'} towards {new or 'the new revision'}",
+        )
+    # pause / resume
+    if not native:
+        return disabled(
+            "ECS rolling has no pause: roll back, or let ECS finish (c cancels an automatic action)"
+        )
+    if hook is not None:
+        return disabled(
+            f"{kind}: already paused at {sd.lifecycle_stage if sd else '?'}; promote continues, roll back aborts"
+        )
+    return disabled(
+        f"{kind}: ECS pauses only at a PAUSE lifecycle hook (none is waiting); configure one in the deployment"
+    )
+
+
+class Outcome(StrEnum):
+    """How an action ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What came of a request: shown on screen and written to the audit log."""
+
+    plan: Plan
+    outcome: Outcome
+    message: str
+    automatic: bool
+    at: datetime
+    action_id: str
+
+
+@dataclass
+class ActionEngine:
+    """Executes plans: the only path from a key, the palette or a rule to an API call.
+
+    Args:
+        audit: Where every intent, result and refusal is written.
+        executor: Performs an :class:`ApiCall` (blocking; run in a thread).
+        read_only: Refuse every action (``--read-only`` or the environment's setting).
+        operator: Who acts (AWS caller identity, or ``$USER``).
+        clock: UTC now.
+    """
+
+    audit: AuditLog
+    executor: Callable[[ApiCall], Mapping[str, Any]]
+    read_only: bool
+    operator: Callable[[], str]
+    clock: Callable[[], datetime]
+    timeout: float = ACTION_TIMEOUT
+    _busy: set[str] = field(default_factory=set)
+    history: list[ActionResult] = field(default_factory=list)
+    """Results, oldest first (bounded by :data:`HISTORY`)."""
+
+    async def request(
+        self,
+        plan: Plan,
+        *,
+        automatic: bool = False,
+        reason: str = "operator request",
+        evidence: Sequence[Evidence] = (),
+    ) -> ActionResult:
+        """Execute ``plan`` unless refused; never raises for an API failure.
+
+        Raises:
+            AuditError: Only when the refusal itself cannot be audited (disk full...).
+        """
+        action_id = uuid.uuid4().hex[:12]
+        entry: dict[str, Any] = {
+            "id": action_id,
+            "operator": self.operator(),
+            "action": plan.verb.value,
+            "automatic": automatic,
+            "target": plan.audit_target(),
+            "reason": reason,
+            "evidence": [e.summary() for e in evidence],
+        }
+        refusal = self._refusal(plan)
+        if refusal is not None:
+            await asyncio.to_thread(
+                self.audit.write, {"phase": "refused", **entry, "error": refusal}
+            )
+            return self._done(plan, Outcome.REFUSED, refusal, automatic, action_id)
+        assert plan.call is not None
+        call = plan.call
+        entry["call"] = {
+            "client": call.client,
+            "operation": call.operation,
+            "params": dict(call.params),
+        }
+        self._busy.add(plan.key)
+        try:
+            try:
+                await asyncio.to_thread(self.audit.write, {"phase": "intent", **entry})
+            except AuditError as exc:
+                return self._done(plan, Outcome.REFUSED, f"not sent: {exc}", automatic, action_id)
+            try:
+                response = await asyncio.wait_for(
+                    asyncio.to_thread(self.executor, call), timeout=self.timeout
+                )
+            except Exception as exc:  # every failure is reported and audited
+                error = _error_text(exc)
+                await asyncio.to_thread(
+                    self.audit.write,
+                    {"phase": "result", "id": action_id, "ok": False, "error": error},
+                )
+                return self._done(plan, Outcome.FAILED, error, automatic, action_id)
+            await asyncio.to_thread(
+                self.audit.write,
+                {"phase": "result", "id": action_id, "ok": True, "response": dict(response)},
+            )
+            return self._done(plan, Outcome.DONE, plan.effect, automatic, action_id)
+        finally:
+            self._busy.discard(plan.key)
+
+    async def record(self, phase: str, **fields: Any) -> None:
+        """Audit an operator decision that sends nothing (e.g. cancelling a countdown)."""
+        entry = {"phase": phase, "id": uuid.uuid4().hex[:12], "operator": self.operator(), **fields}
+        await asyncio.to_thread(self.audit.write, entry)
+
+    def _refusal(self, plan: Plan) -> str | None:
+        if self.read_only:
+            return f"read-only: {plan.verb.value} of {plan.label} refused"
+        if not plan.enabled:
+            return plan.disabled_reason or "this action is not possible now"
+        if plan.key in self._busy:
+            return f"another action on {plan.label} is still being sent"
+        return None
+
+    def _done(
+        self, plan: Plan, outcome: Outcome, message: str, automatic: bool, action_id: str
+    ) -> ActionResult:
+        result = ActionResult(plan, outcome, message, automatic, self.clock(), action_id)
+        self.history.append(result)
+        del self.history[:-HISTORY]
+        return result
+
+
+HISTORY = 100
+"""Action results kept in memory (the audit log keeps them all)."""
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return (
+            "no answer from the API in time; the call may still take effect — check the deployment"
+        )
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        err = response.get("Error") or {}
+        code, message = err.get("Code"), err.get("Message")
+        if code:
+            return f"{code}: {message}" if message else str(code)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
