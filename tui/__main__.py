@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--list", action="store_true", help="list the scenarios and exit")
     demo.add_argument("--speed", type=float, default=1.0, help="sandbox clock speed")
     demo.add_argument("--read-only", action="store_true", help="refuse every action")
+    demo.add_argument(
+        "--production",
+        action="store_true",
+        help="rehearse as production: destructive actions ask for the service name",
+    )
 
     box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
     box.add_argument("--scenario", default="demo")
@@ -98,6 +103,9 @@ def _demo(args: argparse.Namespace) -> int:
     os.environ.update(sandbox.client_env)
     try:
         settings = load_config(Path(sandbox.config_path))
+        if args.production:
+            env = settings.environment.model_copy(update={"production": True})
+            settings = settings.model_copy(update={"environment": env})
         return _run_app(settings, read_only=args.read_only)
     except ConfigError as exc:
         return _fail(str(exc))

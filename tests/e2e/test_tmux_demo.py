@@ -7,6 +7,7 @@ sets it, so there it fails instead).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -139,5 +140,55 @@ def test_demo_shows_both_deployments_progress_and_quits_cleanly(tmp_path: Path) 
         while sandbox_pids() - before and time.monotonic() < deadline:
             time.sleep(0.2)
         assert not (sandbox_pids() - before), "a sandbox process was left behind"
+    finally:
+        tmux.kill()
+
+
+def test_bad_release_roll_back_with_shift_r_in_production(tmp_path: Path) -> None:
+    """bad-release → FAILING → shift-R → type the name → ROLLBACK_SUCCESSFUL, with MTTR."""
+    tmux = Tmux(f"dw-e2e-rb-{os.getpid()}")
+    state = tmp_path / "state"
+    # Real time (speed 1), as a deployer sees it; the audit log goes to a private state dir.
+    tmux.start(
+        f"XDG_STATE_HOME={state} {DEPLOYWATCH} demo --scenario bad-release --production;"
+        " echo EXITED=$?; sleep 30"
+    )
+    try:
+        tmux.wait_for(re.compile(r"Deployments · ECS"), 30)
+        screen = tmux.wait_for(re.compile(r"FAILING\s+web error rate"), 90)
+        assert re.search(r"IN_PROGRESS", screen), "the rollout should still be in flight"
+        started = time.monotonic()
+        tmux.keys("R")
+        screen = tmux.wait_for(re.compile(r"Type web and press Enter"), 10)
+        for part in (
+            "Roll back web",
+            "PRODUCTION",
+            "rehearsal",
+            "web:2 → web:1",
+            "StopServiceDeployment",
+        ):
+            assert part in screen, part
+        tmux.keys("Enter")  # Enter alone does nothing
+        tmux.wait_for(re.compile(r"is not web"), 5)
+        tmux.keys("w", "e", "b", "Enter")
+        screen = tmux.wait_for(re.compile(r"rollback DONE"), 10)
+        sent_after = time.monotonic() - started
+        tmux.wait_for(re.compile(r"ROLLBACK_SUCCESSFUL"), 90)
+        # The MTTR clock closes on the next judgement (1 s).
+        tmux.wait_for(
+            re.compile(r"MTTR\s+web: breach \d\d:\d\d:\d\d · decided \+\S+ · recovered \+\S+"), 5
+        )
+        print(
+            f"keys→sent {sent_after:.1f}s (incl. typing); rollback complete {time.monotonic() - started:.1f}s after R"
+        )
+        entries = [
+            json.loads(line)
+            for line in (state / "deploywatch" / "audit.jsonl").read_text().splitlines()
+        ]
+        assert [e["phase"] for e in entries] == ["intent", "result"]
+        assert entries[0]["call"]["operation"] == "stop_service_deployment"
+        assert entries[0]["automatic"] is False and entries[1]["ok"] is True
+        tmux.keys("q")
+        tmux.wait_for(re.compile(r"EXITED=0"), 20)
     finally:
         tmux.kill()

@@ -143,3 +143,24 @@ def test_grouped_subject_is_judged_per_group_and_scoped() -> None:
         scoped.record("metric:error_rate", T0 + at(i), 15.0, group="version:v2")
     (ev,) = scoped.evaluate(T0 + at(39))
     assert ev.state is RuleState.OK and ev.group == "version:v1"
+
+
+def test_a_group_that_stops_reporting_loses_its_breach_and_its_say() -> None:
+    """After a rollback v2 gets no traffic: its last (breaching) points must not keep
+    the rule CRITICAL, and the reporting group (v1) decides."""
+    book = RuleBook([rule(window=MIN)])
+    for i in range(12):  # 2 minutes: v2 breaching, v1 fine
+        book.record("metric:error_rate", T0 + at(i), 15.0, group="version:v2")
+        book.record("metric:error_rate", T0 + at(i), 0.1, group="version:v1")
+    (ev,) = book.evaluate(T0 + at(11))
+    assert ev.state is RuleState.CRITICAL and ev.group == "version:v2"
+    for i in range(12, 20):  # v2 is gone; v1 keeps reporting
+        book.record("metric:error_rate", T0 + at(i), 0.1, group="version:v1")
+    (ev,) = book.evaluate(T0 + at(19))
+    assert ev.state is RuleState.OK and ev.group == "version:v1"
+    # Alone, a silent group is NO DATA — never CRITICAL on its old points.
+    solo = RuleBook([rule(window=MIN)])
+    for i in range(12):
+        solo.record("metric:error_rate", T0 + at(i), 15.0)
+    (ev,) = solo.evaluate(T0 + at(11) + 2 * MIN - timedelta(seconds=1))
+    assert ev.state is RuleState.NO_DATA and ev.samples == 0

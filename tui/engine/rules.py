@@ -212,6 +212,11 @@ class RuleTracker:
         fresh = latest is not None and now - latest.at <= rule.fresh_for
         if series is not None and latest is not None:
             self._fold(series)
+            # A breach is only claimed while it is observed: with no point at all inside
+            # a non-zero window (e.g. a version that no longer gets traffic after a
+            # rollback), the rule has no data, whatever its last point said.
+            if fresh and rule.window > timedelta(0) and not series.since(now - rule.window):
+                fresh = False
         if not fresh:
             self.streak_start = None
             evidence = self._no_data(series, latest, now, source_error)
@@ -352,7 +357,10 @@ class RuleBook:
                 series = self.series.get((rule.subject, group))
                 error = source_errors(rule.subject, group)
                 per_group.append(tracker.evaluate(series, now, error))
-            results.append(min(per_group, key=_badness))
+            # A group that stopped reporting (the old version after a full rollout)
+            # does not drag down the groups that do report.
+            reporting = [e for e in per_group if e.state is not RuleState.NO_DATA]
+            results.append(min(reporting or per_group, key=_badness))
         return sorted(results, key=lambda e: e.state.rank)
 
     def subjects(self) -> Iterable[str]:
