@@ -6,11 +6,20 @@ service model. Adding methods to :class:`moto.ecs.responses.EC2ContainerServiceR
 therefore adds API operations with the exact wire shapes of real ECS:
 
 - ``ListServiceDeployments``, ``DescribeServiceDeployments``, ``StopServiceDeployment``,
+  ``ContinueServiceDeployment`` (a PAUSE lifecycle hook's CONTINUE / ROLLBACK),
   ``DescribeServiceRevisions`` (answered by the :class:`~sandbox.ecs_sim.Scheduler`);
 - ``CreateService`` / ``UpdateService`` are wrapped so the scheduler sees them (it then
   owns ``deploymentConfiguration``, ``deployments``, counts, events, task definition);
 - every ECS request runs under the scheduler's lock, so no response is serialized from a
   half-applied scheduler tick.
+
+:class:`moto.codedeploy.responses.CodeDeployResponse` gets the same treatment for
+CodeDeploy blue/green of ECS services (:mod:`sandbox.codedeploy_sim`): ``CreateDeployment``
+is wrapped so the simulation adopts the deployment; ``GetDeployment`` /
+``BatchGetDeployments`` answer its live status; ``ContinueDeployment``,
+``StopDeployment``, ``ListDeploymentTargets``, ``GetDeploymentTarget`` and
+``BatchGetDeploymentTargets`` are added. CodeDeploy requests run under the scheduler's
+lock too.
 
 moto's backends are process-global, so one process serves one scheduler at a time.
 
@@ -25,6 +34,9 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import moto.codedeploy.responses as codedeploy_responses
+from moto.codedeploy.models import codedeploy_backends
+from moto.codedeploy.responses import CodeDeployResponse
 from moto.core.responses import ActionResult, BaseResponse
 from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
@@ -37,6 +49,7 @@ from sandbox.httpserver import WsgiServer
 if TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
+    from sandbox.codedeploy_sim import CodeDeploySim
     from sandbox.ecs_sim import Scheduler
     from sandbox.faults import FaultSource
 
@@ -44,6 +57,7 @@ DESCRIBE_LIMIT = 20
 """``DescribeServiceDeployments`` accepts at most 20 ARNs."""
 
 _scheduler: Scheduler | None = None
+_codedeploy: CodeDeploySim | None = None
 _originals: dict[str, Any] = {}
 
 
@@ -209,6 +223,20 @@ def _stop_service_deployment(self: Any) -> ActionResult:
     return ActionResult({"serviceDeploymentArn": scheduler.stop_service_deployment(arn, stop_type)})
 
 
+def _continue_service_deployment(self: Any) -> ActionResult:
+    arn = self._get_param("serviceDeploymentArn")
+    hook = self._get_param("hookId")
+    action = self._get_param("action")
+    if not arn or not hook or not action:
+        raise InvalidParameterException("serviceDeploymentArn, hookId and action are required.")
+    scheduler = _active(self)
+    if scheduler is None:
+        raise ServiceDeploymentNotFound(f"Service deployment {arn} not found.")
+    return ActionResult(
+        {"serviceDeploymentArn": scheduler.continue_service_deployment(arn, hook, action)}
+    )
+
+
 def _describe_service_revisions(self: Any) -> ActionResult:
     arns = list(self._get_param("serviceRevisionArns") or [])
     if not arns or len(arns) > DESCRIBE_LIMIT:
@@ -224,6 +252,82 @@ def _describe_service_revisions(self: Any) -> ActionResult:
     return ActionResult({"serviceRevisions": found, "failures": failures})
 
 
+def _cd_active(response: Any) -> CodeDeploySim | None:
+    sim = _codedeploy
+    if sim is None or not sim.scheduler.handles(response.current_account, response.region):
+        return None
+    return sim
+
+
+def _cd_call_action(self: Any) -> Any:
+    scheduler = _scheduler
+    if scheduler is None:
+        return _originals["cd_call_action"](self)
+    with scheduler.lock:
+        return _originals["cd_call_action"](self)
+
+
+def _cd_create_deployment(self: Any) -> Any:
+    sim = _cd_active(self)
+    if sim is not None:
+        sim.check_create(self._get_param("applicationName"), self._get_param("deploymentGroupName"))
+    result = _originals["cd_create_deployment"](self)
+    if sim is not None:
+        sim.on_create(result.result["deploymentId"])
+    return result
+
+
+def _cd_deployment_info(deployment: Any) -> dict[str, Any]:
+    info: dict[str, Any] = _originals["cd_deployment_info"](deployment)
+    sim = _codedeploy
+    return sim.overlay(info) if sim is not None else info
+
+
+def _cd_required(self: Any) -> CodeDeploySim:
+    from sandbox.codedeploy_sim import CodeDeployError
+
+    sim = _cd_active(self)
+    if sim is None:
+        raise CodeDeployError(
+            "DeploymentDoesNotExistException", "The sandbox simulates no CodeDeploy here."
+        )
+    return sim
+
+
+def _cd_continue_deployment(self: Any) -> ActionResult:
+    sim = _cd_required(self)
+    sim.continue_deployment(
+        self._get_param("deploymentId"), self._get_param("deploymentWaitType") or "READY_WAIT"
+    )
+    return ActionResult({})
+
+
+def _cd_stop_deployment(self: Any) -> ActionResult:
+    sim = _cd_required(self)
+    status, message = sim.stop_deployment(
+        self._get_param("deploymentId"), bool(self._get_param("autoRollbackEnabled"))
+    )
+    return ActionResult({"status": status, "statusMessage": message})
+
+
+def _cd_list_deployment_targets(self: Any) -> ActionResult:
+    sim = _cd_required(self)
+    return ActionResult({"targetIds": sim.target_ids(self._get_param("deploymentId"))})
+
+
+def _cd_get_deployment_target(self: Any) -> ActionResult:
+    sim = _cd_required(self)
+    target = sim.target(self._get_param("deploymentId"), self._get_param("targetId"))
+    return ActionResult({"deploymentTarget": target})
+
+
+def _cd_batch_get_deployment_targets(self: Any) -> ActionResult:
+    sim = _cd_required(self)
+    deployment_id = self._get_param("deploymentId")
+    targets = [sim.target(deployment_id, t) for t in self._get_param("targetIds") or []]
+    return ActionResult({"deploymentTargets": targets})
+
+
 def _patch_once() -> None:
     if _originals:
         return
@@ -237,7 +341,20 @@ def _patch_once() -> None:
     cls.list_service_deployments = _list_service_deployments
     cls.describe_service_deployments = _describe_service_deployments
     cls.stop_service_deployment = _stop_service_deployment
+    cls.continue_service_deployment = _continue_service_deployment
     cls.describe_service_revisions = _describe_service_revisions
+    cd: Any = CodeDeployResponse
+    _originals["cd_call_action"] = BaseResponse.call_action
+    _originals["cd_create_deployment"] = cd.create_deployment
+    _originals["cd_deployment_info"] = codedeploy_responses._deployment_info
+    cd.call_action = _cd_call_action
+    cd.create_deployment = _cd_create_deployment
+    cd.continue_deployment = _cd_continue_deployment
+    cd.stop_deployment = _cd_stop_deployment
+    cd.list_deployment_targets = _cd_list_deployment_targets
+    cd.get_deployment_target = _cd_get_deployment_target
+    cd.batch_get_deployment_targets = _cd_batch_get_deployment_targets
+    codedeploy_responses._deployment_info = _cd_deployment_info
     # moto advances a task one lifecycle state per describe_tasks; the scheduler owns
     # task states, so freeze moto's own progression.
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 2**62})
@@ -259,11 +376,29 @@ def install_ecs_extensions(scheduler: Scheduler) -> None:
     _scheduler = scheduler
 
 
+def install_codedeploy_extensions(sim: CodeDeploySim) -> None:
+    """Route moto's CodeDeploy API through ``sim`` (after :func:`install_ecs_extensions`).
+
+    Args:
+        sim: The CodeDeploy simulation over the installed scheduler.
+
+    Raises:
+        RuntimeError: ``sim`` does not drive the installed scheduler.
+    """
+    global _codedeploy
+    if _scheduler is not sim.scheduler:
+        raise RuntimeError("install the scheduler of this CodeDeploy simulation first")
+    _patch_once()
+    _codedeploy = sim
+
+
 def uninstall_ecs_extensions(scheduler: Scheduler) -> None:
-    """Detach ``scheduler``; the patched methods fall back to plain moto behaviour."""
-    global _scheduler
+    """Detach ``scheduler`` (and its CodeDeploy simulation); plain moto behaviour again."""
+    global _scheduler, _codedeploy
     if _scheduler is scheduler:
         _scheduler = None
+    if _codedeploy is not None and _codedeploy.scheduler is scheduler:
+        _codedeploy = None
 
 
 def reset_ecs_backend(account_id: str, region: str) -> None:
@@ -271,3 +406,4 @@ def reset_ecs_backend(account_id: str, region: str) -> None:
     from moto.ecs.models import ecs_backends
 
     ecs_backends[account_id][region].reset()
+    codedeploy_backends[account_id][region].reset()

@@ -8,9 +8,12 @@ writes the result back onto moto's ``Service`` object (``deployments``, ``runnin
 registers real moto ``Task`` objects, so ``describe_services``, ``list_tasks`` and
 ``describe_tasks`` answer from the simulation.
 
-Only the rolling update (deployment controller ``ECS``, strategy ``ROLLING``) is
-modelled. Strategies plug in at :meth:`Scheduler._step_deployment`: a blue/green, canary
-or linear strategy is another way of choosing which tasks to launch and stop per tick.
+Deployment controller ``ECS`` only. The rolling update (strategy ``ROLLING``) is the
+default; ``BLUE_GREEN``, ``CANARY`` and ``LINEAR`` (ECS native traffic shifting, with
+lifecycle stages and hooks, see :mod:`sandbox.ecs_shift`) plug in at
+:meth:`Scheduler._step_deployment`. :meth:`Scheduler.traffic_weights` is the production
+traffic split a front proxy follows: the live task mix for rolling services, the shifted
+weights while a traffic-shifting deployment runs.
 
 Timing: decisions use sandbox seconds (:class:`SandboxClock`, ``speed`` times real time);
 every timestamp the API returns is real wall-clock UTC, so clients compute real ages.
@@ -27,12 +30,26 @@ import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from moto.core.exceptions import ServiceException
 from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
-from moto.ecs.models import Task, ecs_backends
+from moto.ecs.models import Task, TaskSet, ecs_backends
+
+from sandbox.ecs_shift import (
+    DEFAULT_HOOK_TIMEOUT_ACTION,
+    DEFAULT_HOOK_TIMEOUT_MINUTES,
+    HOOK_ACTIONS,
+    SHIFTING_STRATEGIES,
+    ShiftConfigurationError,
+    ShiftState,
+    SimHook,
+    build_phases,
+    hook_id,
+    hooks_for,
+    validate_configuration,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -157,6 +174,12 @@ class SimDeployment:
     service_deployment: SimServiceDeployment | None = None
     is_rollback: bool = False
     steady_since: float | None = None
+    task_set: Any = None
+    """CODE_DEPLOY services: moto's ``TaskSet`` mirroring this deployment."""
+    weight: float = 0.0
+    """CODE_DEPLOY services: percent of production traffic on this task set."""
+    external_id: str | None = None
+    """CODE_DEPLOY services: the CodeDeploy deployment that created this task set."""
 
     def count(self, *states: TaskState) -> int:
         return sum(1 for t in self.tasks if t.state in states)
@@ -182,6 +205,8 @@ class SimServiceDeployment:
     rollback: dict[str, Any] | None = None
     request: str | None = None
     """A pending ``stop_service_deployment`` stop type, acted on at the next tick."""
+    shift: ShiftState | None = None
+    """Progress of a traffic-shifting (BLUE_GREEN / CANARY / LINEAR) deployment."""
 
 
 @dataclass(eq=False)
@@ -201,6 +226,8 @@ class SimService:
     last_completed: SimDeployment | None = None
     steady: bool = False
     stopped_task_arns: deque[str] = field(default_factory=deque)
+    controller: str = "ECS"
+    """``ECS`` or ``CODE_DEPLOY`` (task sets driven by :mod:`sandbox.codedeploy_sim`)."""
 
     @property
     def primary(self) -> SimDeployment | None:
@@ -221,6 +248,11 @@ class SimService:
     @property
     def steady_seconds(self) -> float:
         return self.spec.steady_seconds if self.spec else 3.0
+
+    @property
+    def minute_seconds(self) -> float:
+        """Sandbox seconds per API minute (bake times, hook timeouts)."""
+        return self.spec.deployment.minute_seconds if self.spec else 60.0
 
     def all_tasks(self) -> Iterable[SimTask]:
         for deployment in self.deployments:
@@ -292,6 +324,7 @@ class Scheduler:
         self._revisions: dict[str, tuple[SimService, SimRevision]] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._tickers: list[Callable[[float], None]] = []
         self.error: Exception | None = None
         """The last exception a tick raised, if any (logged, and the ticks go on)."""
 
@@ -367,8 +400,9 @@ class Scheduler:
             service: moto's new ``Service``.
             configuration: The request's ``deploymentConfiguration``, if any.
         """
-        if (service.deployment_controller or {}).get("type", "ECS") != "ECS":
-            return  # CODE_DEPLOY / EXTERNAL: not modelled yet, plain moto behaviour
+        controller = (service.deployment_controller or {}).get("type", "ECS")
+        if controller not in ("ECS", "CODE_DEPLOY"):
+            return  # EXTERNAL: not modelled, plain moto behaviour
         with self.lock:
             key = (str(service.cluster_name), str(service.name))
             svc = SimService(
@@ -378,6 +412,7 @@ class Scheduler:
                 desired=int(service.desired_count),
                 configuration=merge_configuration(default_configuration(), configuration),
                 spec=self._profiles.get(key),
+                controller=controller,
             )
             self._services[key] = svc
             if service.task_definition:
@@ -392,16 +427,17 @@ class Scheduler:
             creating: True for ``create_service``.
 
         Raises:
-            UnsupportedFeature: A deployment strategy other than ROLLING (not modelled yet).
-            InvalidParameterException: An ``awsvpc`` task definition for a service without
-                a network configuration (ECS refuses it too).
+            InvalidParameterException: An invalid deployment strategy, traffic shift or
+                lifecycle hook, or an ``awsvpc`` task definition for a service without a
+                network configuration (ECS refuses them too).
         """
         with self.lock:
-            strategy = (params.get("deploymentConfiguration") or {}).get("strategy")
-            if strategy not in (None, "ROLLING"):
-                raise UnsupportedFeature(
-                    f"The deploywatch sandbox models only ROLLING deployments, not {strategy}."
-                )
+            configuration = params.get("deploymentConfiguration")
+            if configuration:
+                try:
+                    validate_configuration(configuration)
+                except ShiftConfigurationError as exc:
+                    raise InvalidParameterException(str(exc)) from None
             if not params.get("taskDefinition"):
                 return
             network = params.get("networkConfiguration")
@@ -410,6 +446,11 @@ class Scheduler:
                 svc = self._services.get((cluster, str(params.get("service")).split("/")[-1]))
                 if svc is None:
                     return
+                if svc.controller == "CODE_DEPLOY":
+                    raise InvalidParameterException(
+                        "Unable to update task definition on services with a CODE_DEPLOY "
+                        "deployment controller. Use AWS CodeDeploy to trigger a new deployment."
+                    )
                 network = network or svc.moto.network_configuration
             td = self.backend.describe_task_definition(params["taskDefinition"])
             if td.network_mode == "awsvpc" and not network:
@@ -474,6 +515,9 @@ class Scheduler:
         now = self.clock.wall()
         revision = self._new_revision(svc, task_definition)
         deployment = self._make_primary(svc, revision)
+        if svc.controller == "CODE_DEPLOY":
+            deployment.weight = 100.0  # the first task set takes all production traffic
+            return deployment  # no ECS service deployment: CodeDeploy owns deployments
         sources: list[SimRevision] = []
         for old in svc.deployments[1:]:
             if old.tasks and old.revision not in sources:
@@ -495,10 +539,37 @@ class Scheduler:
             updated_at=now,
             breaker_status="MONITORING" if self._breaker(svc)["enable"] else "DISABLED",
         )
+        strategy = str(svc.configuration.get("strategy") or "ROLLING")
+        blue = self._blue_for(svc)
+        if strategy in SHIFTING_STRATEGIES and blue is not None:
+            sd.shift = ShiftState(
+                strategy=strategy,
+                blue=blue,
+                phases=build_phases(sd.configuration, svc.minute_seconds),
+            )
         deployment.service_deployment = sd
         svc.service_deployments.append(sd)
         self._service_deployments[sd.arn] = (svc, sd)
         return deployment
+
+    @staticmethod
+    def _blue_for(svc: SimService) -> SimDeployment | None:
+        """The deployment serving production when a new one starts (the new one is first).
+
+        The last completed deployment if it still has tasks; else, when a traffic shift
+        was superseded, the side holding most of its production traffic; else the
+        newest older deployment with tasks.
+        """
+        older = [d for d in svc.deployments[1:] if d.tasks]
+        if not older:
+            return None
+        if svc.last_completed in older:
+            return svc.last_completed
+        for old in older:
+            sd = old.service_deployment
+            if sd is not None and sd.shift is not None and sd.shift.blue in older:
+                return old if sd.shift.production_weight >= 50 else sd.shift.blue
+        return older[0]
 
     def _make_primary(
         self,
@@ -558,6 +629,9 @@ class Scheduler:
     def _begin_rollback(
         self, svc: SimService, sd: SimServiceDeployment, target: SimRevision, reason: str
     ) -> None:
+        if sd.shift is not None and sd.shift.blue in svc.deployments:
+            self._begin_shift_rollback(svc, sd, reason)
+            return
         now = self.clock.wall()
         failing = sd.target
         if failing.rollout_state == "IN_PROGRESS":
@@ -577,10 +651,18 @@ class Scheduler:
 
     # ------------------------------------------------------------------ the tick
 
+    def add_ticker(self, ticker: Callable[[float], None]) -> None:
+        """Run ``ticker(now)`` at the start of every tick, under :attr:`lock` (a controller
+        such as CodeDeploy deciding task-set counts and weights before tasks move)."""
+        with self.lock:
+            self._tickers.append(ticker)
+
     def tick(self, now: float | None = None) -> None:
         """Advance every service to sandbox time ``now`` (default: the clock's now)."""
         with self.lock:
             at = self.clock.now() if now is None else now
+            for ticker in self._tickers:
+                ticker(at)
             for svc in list(self._services.values()):
                 if svc.moto.status != "ACTIVE":
                     continue
@@ -589,6 +671,11 @@ class Scheduler:
             self._sync_clusters()
 
     def _tick_service(self, svc: SimService, now: float) -> None:
+        if svc.controller == "CODE_DEPLOY":
+            self._advance_tasks(svc, now)
+            self._step_task_sets(svc, now)
+            self._check_steady(svc)
+            return
         self._handle_requests(svc)
         self._advance_tasks(svc, now)
         self._check_breaker(svc)
@@ -680,6 +767,20 @@ class Scheduler:
             self._finish_sd(sd, "STOPPED", reason)
 
     def _step_deployment(self, svc: SimService, primary: SimDeployment, now: float) -> None:
+        """One step of the primary's strategy (ROLLING unless a traffic shift runs)."""
+        sd = primary.service_deployment
+        if (
+            sd is not None
+            and sd.shift is not None
+            and sd.status == "IN_PROGRESS"
+            and primary.launching
+            and sd.shift.blue in svc.deployments
+        ):
+            self._step_shift(svc, primary, sd, sd.shift, now)
+            return
+        self._step_rolling(svc, primary, now)
+
+    def _step_rolling(self, svc: SimService, primary: SimDeployment, now: float) -> None:
         """One ROLLING step: stop what the bounds allow, then launch what they allow."""
         desired = svc.desired
         min_percent = int(svc.configuration.get("minimumHealthyPercent", 100))
@@ -733,6 +834,327 @@ class Scheduler:
                 f"(service {svc.name}) has started {count} tasks: {_task_list(started)}.",
             )
 
+    # ------------------------------------------------------------------ CODE_DEPLOY task sets
+
+    def _step_task_sets(self, svc: SimService, now: float) -> None:
+        """Keep every task set at its own desired count (CodeDeploy decides the counts)."""
+        stopping: list[SimTask] = []
+        started: list[SimTask] = []
+        for d in list(svc.deployments):
+            live = [t for t in d.tasks if t.state in ("PENDING", "RUNNING")]
+            extra = len(live) - d.desired
+            for task in sorted(live, key=lambda t: t.state != "PENDING")[: max(0, extra)]:
+                if task.state == "RUNNING":
+                    stopping.append(task)
+                self._stopping(svc, d, task, now, "Scheduler stopped the task: task set scaled in")
+            if d.launching:
+                started += [self._launch(svc, d, now) for _ in range(max(0, -extra))]
+        for d in svc.deployments[1:]:
+            if d.desired == 0 and not d.tasks:
+                d.status = "INACTIVE"
+        svc.deployments = [d for d in svc.deployments if d.status != "INACTIVE"]
+        if stopping:
+            self._event(
+                svc,
+                f"(service {svc.name}) has stopped {len(stopping)} running tasks: "
+                f"{_task_list(stopping)}.",
+            )
+        if started:
+            self._event(
+                svc,
+                f"(service {svc.name}) has started {len(started)} tasks: {_task_list(started)}.",
+            )
+
+    def code_deploy_service(self, cluster: str, service: str) -> SimService:
+        """Return a CODE_DEPLOY service (for :mod:`sandbox.codedeploy_sim`; hold :attr:`lock`).
+
+        Raises:
+            ServiceNotFoundException: Unknown service, or not a CODE_DEPLOY one.
+        """
+        svc = self._service(cluster, service)
+        if svc.controller != "CODE_DEPLOY":
+            raise ServiceNotFoundException
+        return svc
+
+    def create_task_set(
+        self, svc: SimService, task_definition: str, external_id: str
+    ) -> SimDeployment:
+        """Add an ACTIVE task set (the replacement, green) at the service's desired count.
+
+        Call with :attr:`lock` held. It takes no production traffic until
+        :meth:`set_task_set_weights` gives it some.
+        """
+        now = self.clock.wall()
+        td = str(self.backend.describe_task_definition(task_definition).arn)
+        revision = self._new_revision(svc, td)
+        deployment_id = _deployment_id()
+        deployment = SimDeployment(
+            id=deployment_id,
+            revision=revision,
+            desired=svc.desired,
+            created_at=now,
+            updated_at=now,
+            status="ACTIVE",
+            rollout_state="IN_PROGRESS",
+            rollout_reason=f"ECS deployment {deployment_id} in progress.",
+            external_id=external_id,
+        )
+        svc.deployments.append(deployment)
+        svc.steady = False
+        self._sync(svc)
+        return deployment
+
+    def promote_task_set(self, svc: SimService, deployment: SimDeployment) -> None:
+        """Make ``deployment`` the PRIMARY task set (``UpdateServicePrimaryTaskSet``)."""
+        now = self.clock.wall()
+        for d in svc.deployments:
+            if d.status == "PRIMARY" and d is not deployment:
+                d.status = "ACTIVE"
+                d.updated_at = now
+        deployment.status = "PRIMARY"
+        deployment.rollout_state = "COMPLETED"
+        deployment.rollout_reason = f"ECS deployment {deployment.id} completed."
+        deployment.updated_at = now
+        svc.deployments.remove(deployment)
+        svc.deployments.insert(0, deployment)
+        svc.moto.task_definition = deployment.revision.task_definition
+        svc.last_completed = deployment
+        self._sync(svc)
+
+    def remove_task_set(self, svc: SimService, deployment: SimDeployment) -> None:
+        """Scale a task set to zero and drop it once drained (``DeleteTaskSet``)."""
+        deployment.desired = 0
+        deployment.launching = False
+        if deployment.rollout_state == "IN_PROGRESS":
+            deployment.rollout_state = "FAILED"
+            deployment.rollout_reason = f"ECS deployment {deployment.id} stopped."
+        deployment.updated_at = self.clock.wall()
+        self._sync(svc)
+
+    # ------------------------------------------------------------------ traffic shifting
+
+    def _step_shift(
+        self,
+        svc: SimService,
+        green: SimDeployment,
+        sd: SimServiceDeployment,
+        shift: ShiftState,
+        now: float,
+    ) -> None:
+        """One tick of a BLUE_GREEN / CANARY / LINEAR deployment (see :mod:`sandbox.ecs_shift`)."""
+        blue = shift.blue
+        stopping: list[SimTask] = []
+        # Deployments other than blue and green (superseded ones) drain at once.
+        for old in svc.deployments[1:]:
+            if old is blue:
+                continue
+            for task in [t for t in old.tasks if t.state in ("PENDING", "RUNNING")]:
+                if task.state == "RUNNING":
+                    stopping.append(task)
+                self._stopping(
+                    svc, old, task, now, "Scheduler stopped the task: deployment replaced"
+                )
+        if shift.index < 0:
+            self._enter_phase(svc, sd, shift, 0, now)
+        # Walk through every phase that completes at once; bounded by the phase count.
+        for _ in range(len(shift.phases) + 1):
+            phase = shift.phase
+            if phase is None or not self._phase_done(svc, green, sd, shift, now):
+                break
+            if sd.status != "IN_PROGRESS":  # a hook timed out into a rollback
+                return
+            self._enter_phase(svc, sd, shift, shift.index + 1, now)
+        phase = shift.phase
+        # Keep each side at its size: green from SCALE_UP on, blue until CLEAN_UP.
+        started: list[SimTask] = []
+        if phase is not None and shift.index >= 1:
+            for _ in range(max(0, svc.desired - green.count("PENDING", "RUNNING"))):
+                started.append(self._launch(svc, green, now))
+        if phase is not None and phase.action != "clean_up" and blue.launching:
+            for _ in range(max(0, svc.desired - blue.count("PENDING", "RUNNING"))):
+                started.append(self._launch(svc, blue, now))
+        if stopping:
+            self._event(
+                svc,
+                f"(service {svc.name}) has stopped {len(stopping)} running tasks: "
+                f"{_task_list(stopping)}.",
+            )
+        if started:
+            self._event(
+                svc,
+                f"(service {svc.name}) has started {len(started)} tasks: {_task_list(started)}.",
+            )
+
+    def _enter_phase(
+        self, svc: SimService, sd: SimServiceDeployment, shift: ShiftState, index: int, now: float
+    ) -> None:
+        shift.index = index
+        shift.entered_at = now
+        shift.hooks = []
+        phase = shift.phase
+        sd.updated_at = self.clock.wall()
+        if phase is None:
+            return
+        shift.stage = phase.stage
+        if phase.action == "test_shift":
+            shift.test_weight = 100.0
+        elif phase.action == "prod_shift":
+            shift.production_weight = phase.value
+        elif phase.action == "clean_up":
+            stopping = []
+            for task in [t for t in shift.blue.tasks if t.state in ("PENDING", "RUNNING")]:
+                if task.state == "RUNNING":
+                    stopping.append(task)
+                self._stopping(
+                    svc, shift.blue, task, now, "Scheduler stopped the task: deployment replaced"
+                )
+            shift.blue.launching = False
+            if stopping:
+                self._event(
+                    svc,
+                    f"(service {svc.name}) has stopped {len(stopping)} running tasks: "
+                    f"{_task_list(stopping)}.",
+                )
+        if phase.hook_stage is None:
+            return
+        for hook in hooks_for(sd.configuration, phase.hook_stage):
+            target = str(hook.get("targetType") or "AWS_LAMBDA")
+            timeout = hook.get("timeoutConfiguration") or {}
+            minutes = float(timeout.get("timeoutInMinutes") or DEFAULT_HOOK_TIMEOUT_MINUTES)
+            seconds = minutes * svc.minute_seconds
+            shift.hooks.append(
+                SimHook(
+                    hook_id=hook_id(target),
+                    target_type=target,
+                    target_arn=hook.get("hookTargetArn") if target != "PAUSE" else None,
+                    status="AWAITING_ACTION" if target == "PAUSE" else "IN_PROGRESS",
+                    expires_at=now + seconds,
+                    expires_wall=self.clock.wall()
+                    + timedelta(seconds=self.clock.real_seconds(seconds)),
+                    timeout_action=str(timeout.get("action") or DEFAULT_HOOK_TIMEOUT_ACTION),
+                    stage=phase.hook_stage,
+                )
+            )
+
+    def _phase_done(
+        self,
+        svc: SimService,
+        green: SimDeployment,
+        sd: SimServiceDeployment,
+        shift: ShiftState,
+        now: float,
+    ) -> bool:
+        phase = shift.phase
+        if phase is None:
+            return False
+        if phase.action == "scale_up":
+            action_done = green.count("RUNNING") >= svc.desired
+        elif phase.action == "wait":
+            action_done = now - shift.entered_at >= phase.value
+        elif phase.action == "clean_up":
+            action_done = False  # _check_completion completes the deployment
+        else:
+            action_done = True
+        hooks_done = True
+        for hook in shift.hooks:
+            if hook.status == "IN_PROGRESS" and hook.target_type != "PAUSE":
+                hook.status = "SUCCEEDED"  # no Lambda in the sandbox: it "succeeds"
+                hooks_done = False  # one tick IN_PROGRESS, visible to a poller
+            elif hook.status == "AWAITING_ACTION" and now >= hook.expires_at:
+                hook.status = "TIMED_OUT"
+                if hook.timeout_action == "ROLLBACK":
+                    self._begin_shift_rollback(svc, sd, f"Lifecycle hook {hook.hook_id} timed out.")
+                    return True
+            if hook.status == "AWAITING_ACTION":
+                hooks_done = False
+        return action_done and hooks_done
+
+    def _begin_shift_rollback(self, svc: SimService, sd: SimServiceDeployment, reason: str) -> None:
+        """Traffic back to blue at once, blue PRIMARY again, green drains."""
+        shift = sd.shift
+        if shift is None:  # pragma: no cover - callers check
+            return
+        now = self.clock.wall()
+        green, blue = sd.target, shift.blue
+        if green.rollout_state == "IN_PROGRESS":
+            self._fail_deployment(svc, green, reason)
+        green.launching = False
+        if green.status == "PRIMARY":
+            green.status = "ACTIVE"
+        for hook in shift.hooks:
+            if hook.status in ("AWAITING_ACTION", "IN_PROGRESS"):
+                hook.status = "FAILED"
+        shift.production_weight = 0.0
+        shift.test_weight = 0.0
+        blue.status = "PRIMARY"
+        blue.launching = True
+        blue.updated_at = now
+        if blue in svc.deployments:
+            svc.deployments.remove(blue)
+        svc.deployments.insert(0, blue)
+        svc.moto.task_definition = blue.revision.task_definition
+        svc.steady = False
+        sd.status = "ROLLBACK_IN_PROGRESS"
+        sd.updated_at = now
+        sd.rollback = {"reason": reason, "startedAt": now, "serviceRevisionArn": blue.revision.arn}
+        self._event(svc, f"(service {svc.name}) rolling back to deployment {blue.id}.")
+
+    def _check_shift_rollbacks(self, svc: SimService) -> None:
+        """A traffic-shift rollback succeeds once green has no task left."""
+        for sd in svc.service_deployments:
+            if sd.shift is None or sd.status != "ROLLBACK_IN_PROGRESS":
+                continue
+            if sd.target.tasks or sd.target in svc.deployments[:1]:
+                continue
+            self._finish_sd(sd, "ROLLBACK_SUCCESSFUL", sd.status_reason)
+            sd.shift.stage = "CLEAN_UP"
+            sd.shift.hooks = []
+
+    def continue_service_deployment(self, arn: str, hook: str, action: str) -> str:
+        """Answer a lifecycle hook that waits (``AWAITING_ACTION``): CONTINUE or ROLLBACK.
+
+        Args:
+            arn: Service deployment ARN.
+            hook: The ``hookId`` from ``lifecycleHookDetails``.
+            action: ``CONTINUE`` (the hook SUCCEEDS, the deployment goes on at the next
+                tick) or ``ROLLBACK`` (the hook FAILS; ROLLBACK_REQUESTED, then traffic
+                back to blue: ROLLBACK_IN_PROGRESS, ROLLBACK_SUCCESSFUL).
+
+        Returns:
+            The ARN.
+
+        Raises:
+            ServiceDeploymentNotFound: Unknown ARN.
+            InvalidParameterException: Bad action, unknown hook, or a hook that does not
+                wait (already answered, timed out, or not a PAUSE hook).
+        """
+        with self.lock:
+            entry = self._service_deployments.get(arn)
+            if entry is None:
+                raise ServiceDeploymentNotFound(f"Service deployment {arn} not found.")
+            _, sd = entry
+            if action not in HOOK_ACTIONS:
+                raise InvalidParameterException(f"Invalid action: {action}.")
+            shift = sd.shift
+            found = next((h for h in shift.hooks if h.hook_id == hook), None) if shift else None
+            if found is None:
+                raise InvalidParameterException(
+                    f"The lifecycle hook {hook} is not active on service deployment {arn}."
+                )
+            if found.status != "AWAITING_ACTION" or sd.status != "IN_PROGRESS":
+                raise InvalidParameterException(
+                    f"The lifecycle hook {hook} is in status {found.status} and is not "
+                    "awaiting action."
+                )
+            sd.updated_at = self.clock.wall()
+            if action == "CONTINUE":
+                found.status = "SUCCEEDED"
+            else:
+                found.status = "FAILED"
+                sd.request = "ROLLBACK"
+                sd.status = "ROLLBACK_REQUESTED"
+            return arn
+
     @staticmethod
     def _healthy(svc: SimService) -> int:
         return sum(1 for t in svc.all_tasks() if t.state == "RUNNING")
@@ -753,9 +1175,16 @@ class Scheduler:
         svc.deployments = [d for d in svc.deployments if d.status != "INACTIVE"]
 
     def _check_completion(self, svc: SimService, now: float) -> None:
+        self._check_shift_rollbacks(svc)
         primary = svc.primary
         if primary is None or primary.rollout_state != "IN_PROGRESS":
             return
+        sd = primary.service_deployment
+        if sd is not None and sd.shift is not None and sd.status == "IN_PROGRESS":
+            phase = sd.shift.phase
+            if phase is None or phase.action != "clean_up":
+                primary.steady_since = None
+                return
         done = (
             not any(d.tasks for d in svc.deployments[1:])
             and primary.count("RUNNING") == svc.desired
@@ -874,6 +1303,44 @@ class Scheduler:
         moto.deployment_configuration = dict(svc.configuration)
         if svc.primary is not None:
             moto.task_definition = svc.primary.revision.task_definition
+        if svc.controller == "CODE_DEPLOY":
+            moto.task_sets = [self._sync_task_set(svc, d) for d in svc.deployments]
+
+    def _sync_task_set(self, svc: SimService, d: SimDeployment) -> Any:
+        if d.task_set is None:
+            task_set: Any = TaskSet(
+                service=svc.arn,
+                cluster=svc.cluster_arn,
+                task_definition=d.revision.task_definition,
+                account_id=self.account_id,
+                region_name=self.region,
+                external_id=d.external_id,
+                launch_type=svc.moto.launch_type,
+            )
+            task_set.service_arn = svc.arn
+            task_set.cluster_arn = svc.cluster_arn
+            task_set.id = d.id
+            task_set.task_set_arn = (
+                f"arn:aws:ecs:{self.region}:{self.account_id}:task-set/"
+                f"{svc.cluster}/{svc.name}/{d.id}"
+            )
+            task_set.createdAt = d.created_at
+            task_set.started_by = "CodeDeploy" if d.external_id else None
+            d.task_set = task_set
+        task_set = d.task_set
+        task_set.status = d.status
+        task_set.computed_desired_count = d.desired
+        task_set.running_count = d.count("RUNNING")
+        task_set.pending_count = d.count("PENDING")
+        percent = 100.0 * d.desired / svc.desired if svc.desired else 0.0
+        task_set.scale = {"value": round(percent, 1), "unit": "PERCENT"}
+        stable = d.count("RUNNING") == d.desired and len(d.tasks) == d.desired
+        status = "STEADY_STATE" if stable else "STABILIZING"
+        if task_set.stabilityStatus != status:
+            task_set.stabilityStatus = status
+            task_set.stabilityStatusAt = self.clock.wall()
+        task_set.updatedAt = d.updated_at
+        return task_set
 
     def _sync_clusters(self) -> None:
         totals: dict[str, list[int]] = {}
@@ -939,6 +1406,19 @@ class Scheduler:
                 else 0
             )
             sources.append(self._revision_summary(svc, revision, requested))
+        target = self._revision_summary(svc, sd.target.revision, target_requested)
+        shift = sd.shift
+        if shift is not None:
+            blue_requested = 0 if shift.stage == "CLEAN_UP" and not rolling_back else svc.desired
+            if rolling_back:
+                target["requestedTaskCount"] = 0
+            for source in sources:
+                if source["arn"] == shift.blue.revision.arn:
+                    source["requestedTaskCount"] = blue_requested
+                    source["requestedProductionTrafficWeight"] = 100.0 - shift.production_weight
+                    source["requestedTestTrafficWeight"] = 100.0 - shift.test_weight
+            target["requestedProductionTrafficWeight"] = shift.production_weight
+            target["requestedTestTrafficWeight"] = shift.test_weight
         result: dict[str, Any] = {
             "serviceDeploymentArn": sd.arn,
             "serviceArn": svc.arn,
@@ -949,11 +1429,11 @@ class Scheduler:
             "stoppedAt": sd.stopped_at,
             "updatedAt": sd.updated_at,
             "sourceServiceRevisions": sources,
-            "targetServiceRevision": self._revision_summary(
-                svc, sd.target.revision, target_requested
-            ),
+            "targetServiceRevision": target,
             "status": sd.status,
             "statusReason": sd.status_reason,
+            "lifecycleStage": shift.stage if shift is not None else None,
+            "lifecycleHookDetails": [h.detail() for h in shift.hooks] if shift else None,
             "deploymentConfiguration": sd.configuration,
             "rollback": sd.rollback,
             "deploymentCircuitBreaker": {
@@ -1048,6 +1528,11 @@ class Scheduler:
                 raise InvalidParameterException(
                     f"The service deployment {arn} is in status {sd.status} and can't be stopped."
                 )
+            if stop_type == "ABORT" and sd.shift is not None:
+                raise InvalidParameterException(
+                    f"The service deployment {arn} uses the {sd.shift.strategy} strategy; "
+                    "only stopType ROLLBACK is supported."
+                )
             if stop_type == "ROLLBACK" and not sd.sources:
                 raise InvalidParameterException(
                     f"The service deployment {arn} has no source service revision to roll back to."
@@ -1124,6 +1609,48 @@ class Scheduler:
                 if task.state == "RUNNING":
                     mix[task.behaviour.version] = mix.get(task.behaviour.version, 0) + 1
             return mix
+
+    def traffic_weights(self, cluster: str, service: str) -> dict[str, float]:
+        """Return the production traffic split of one service: version -> weight.
+
+        A rolling service splits by its live task mix (:meth:`task_mix`). While a
+        traffic-shifting deployment runs (or rolls back), production traffic follows its
+        weights: blue ``100 - w``, green ``w`` percent, each only while that side has a
+        RUNNING task (an empty side gets nothing, as a target group without healthy
+        targets); with neither side running, the task mix again.
+
+        Raises:
+            ServiceNotFoundException: Unknown service.
+        """
+        with self.lock:
+            svc = self._service(cluster, service)
+            mix = {v: float(n) for v, n in self.task_mix(cluster, service).items()}
+            if svc.controller == "CODE_DEPLOY":
+                by_task_set: dict[str, float] = {}
+                for d in svc.deployments:
+                    if d.weight > 0 and d.count("RUNNING") > 0:
+                        version = d.revision.version
+                        by_task_set[version] = by_task_set.get(version, 0.0) + d.weight
+                return by_task_set or mix
+            sd = next(
+                (
+                    sd
+                    for sd in reversed(svc.service_deployments)
+                    if sd.shift is not None and sd.status not in TERMINAL_SD_STATUSES
+                ),
+                None,
+            )
+            if sd is None or sd.shift is None:
+                return mix
+            weights: dict[str, float] = {}
+            for side, weight in (
+                (sd.shift.blue, 100.0 - sd.shift.production_weight),
+                (sd.target, sd.shift.production_weight),
+            ):
+                if weight > 0 and side.count("RUNNING") > 0:
+                    version = side.revision.version
+                    weights[version] = weights.get(version, 0.0) + weight
+            return weights or mix
 
     def services(self) -> list[tuple[str, str]]:
         """Return ``(cluster, service)`` of every simulated service."""

@@ -48,10 +48,12 @@ import boto3
 
 from sandbox.aws import (
     MotoServer,
+    install_codedeploy_extensions,
     install_ecs_extensions,
     reset_ecs_backend,
     uninstall_ecs_extensions,
 )
+from sandbox.codedeploy_sim import CodeDeploySim
 from sandbox.datadog_api import DatadogServer
 from sandbox.ecs_sim import DEFAULT_ACCOUNT, SandboxClock, Scheduler
 from sandbox.faults import Fault, FaultControlServer, FaultRegistry
@@ -104,6 +106,51 @@ def ecs_client(endpoint: str, region: str) -> Any:
         region_name=region,
         aws_access_key_id=CREDENTIALS_ENV["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=CREDENTIALS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def aws_client(kind: str, endpoint: str, region: str) -> Any:
+    """Return a boto3 client of any service for the sandbox endpoint (sandbox credentials).
+
+    Args:
+        kind: boto3 service name, e.g. ``"codedeploy"``, ``"elbv2"``.
+        endpoint: The moto endpoint URL.
+        region: AWS region.
+    """
+    return boto3.session.Session().client(
+        kind,
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id=CREDENTIALS_ENV["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS_ENV["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def codedeploy_names(service: str) -> tuple[str, str]:
+    """``(application, deployment group)`` of a CODE_DEPLOY service in the sandbox."""
+    return service, f"{service}-dg"
+
+
+def appspec(task_definition: str, service: ServiceSpec) -> str:
+    """The ECS AppSpec (JSON) a pipeline sends to CodeDeploy for one task definition."""
+    return json.dumps(
+        {
+            "version": 0.0,
+            "Resources": [
+                {
+                    "TargetService": {
+                        "Type": "AWS::ECS::Service",
+                        "Properties": {
+                            "TaskDefinition": task_definition,
+                            "LoadBalancerInfo": {
+                                "ContainerName": service.name,
+                                "ContainerPort": 8080,
+                            },
+                        },
+                    }
+                }
+            ],
+        }
     )
 
 
@@ -262,8 +309,15 @@ def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
         "poll_interval = 1.0",
     ]
     for service in scenario.services:
+        lines += [""]
+        if service.deployment.controller == "CODE_DEPLOY":
+            application, group = codedeploy_names(service.name)
+            lines += [
+                "# CodeDeploy blue/green (deployment controller CODE_DEPLOY):",
+                f"#   codedeploy.application = {_q(application)}",
+                f"#   codedeploy.deployment_group = {_q(group)}",
+            ]
         lines += [
-            "",
             "[[service]]",
             f"cluster = {_q(scenario.cluster)}",
             f"service = {_q(service.name)}",
@@ -359,6 +413,13 @@ def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
 # --------------------------------------------------------------------------- traffic split
 
 
+def split_name(spec: ServiceSpec) -> str:
+    """What a service's proxy splits by, before any ALB takes over."""
+    if spec.deployment.controller == "CODE_DEPLOY":
+        return "codedeploy-task-sets"
+    return "ecs-task-mix" if spec.deployment.strategy == "ROLLING" else "ecs-traffic-shift"
+
+
 class TrafficSplit:
     """The weights one service's proxy splits traffic by, from a swappable source.
 
@@ -443,6 +504,8 @@ class Sandbox:
         self._own_workdir = False
         self.clock = SandboxClock(speed)
         self.scheduler = Scheduler(self.clock, account_id=DEFAULT_ACCOUNT, region=region)
+        self.codedeploy = CodeDeploySim(self.scheduler)
+        self.scheduler.add_ticker(self.codedeploy.tick)
         self.ready_at = 0.0
         """Sandbox time at which the world was in steady state; timeline offsets count from it."""
         self.faults = FaultRegistry(clock=self.now)
@@ -521,9 +584,17 @@ class Sandbox:
                 "proxy": world.proxy.url,
                 "rate": world.traffic.rate,
                 "split": world.split.source_name,
+                "controller": world.spec.deployment.controller,
+                "strategy": world.spec.deployment.strategy,
                 "versions": {v: p.url for v, p in processes.items()},
                 "never_runs": [v.name for v in world.spec.versions if not v.runs],
             }
+            if world.spec.deployment.controller == "CODE_DEPLOY":
+                application, group = codedeploy_names(name)
+                services[name]["codedeploy"] = {
+                    "application": application,
+                    "deployment_group": group,
+                }
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -569,6 +640,7 @@ class Sandbox:
         self._started = True
         try:
             install_ecs_extensions(self.scheduler)
+            install_codedeploy_extensions(self.codedeploy)
             reset_ecs_backend(DEFAULT_ACCOUNT, self.region)
             for spec in self.scenario.services:
                 self.scheduler.register_profile(self.scenario.cluster, spec)
@@ -616,7 +688,7 @@ class Sandbox:
 
     def _spawn_services(self) -> None:
         for spec in self.scenario.services:
-            split = TrafficSplit(self._task_mix(spec.name), "ecs-task-mix")
+            split = TrafficSplit(self._traffic_weights(spec.name), split_name(spec))
             proxy = WeightedProxy(
                 spec.name,
                 self.request_log,
@@ -639,13 +711,14 @@ class Sandbox:
                     world.processes[version.name].start(wait=False)
                     world.restarts[version.name] = 0
 
-    def _task_mix(self, service: str) -> Callable[[], Mapping[str, float]]:
+    def _traffic_weights(self, service: str) -> Callable[[], Mapping[str, float]]:
+        """The scheduler's production split: the task mix, or a traffic shift's weights."""
         cluster = self.scenario.cluster
 
-        def mix() -> Mapping[str, float]:
-            return {v: float(n) for v, n in self.scheduler.task_mix(cluster, service).items()}
+        def weights() -> Mapping[str, float]:
+            return self.scheduler.traffic_weights(cluster, service)
 
-        return mix
+        return weights
 
     def _start_proxies(self) -> None:
         for world in self.services.values():
@@ -666,10 +739,57 @@ class Sandbox:
                 taskDefinition=task_definition,
                 desiredCount=spec.desired_count,
                 launchType="EC2",
-                deploymentController={"type": "ECS"},
+                deploymentController={"type": spec.deployment.controller},
                 deploymentConfiguration=spec.deployment.to_api(),
             )
             self.scheduler.settle(cluster, spec.name)
+            if spec.deployment.controller == "CODE_DEPLOY":
+                self._create_codedeploy_group(spec)
+
+    def _create_codedeploy_group(self, spec: ServiceSpec) -> None:
+        """The CodeDeploy application and deployment group of a CODE_DEPLOY service."""
+        client = aws_client("codedeploy", self._internal_url(), self.region)
+        application, group = codedeploy_names(spec.name)
+        client.create_application(applicationName=application, computePlatform="ECS")
+        ready: dict[str, Any] = {"actionOnTimeout": "CONTINUE_DEPLOYMENT"}
+        if spec.deployment.ready_wait_minutes is not None:
+            ready = {
+                "actionOnTimeout": "STOP_DEPLOYMENT",
+                "waitTimeInMinutes": spec.deployment.ready_wait_minutes,
+            }
+        client.create_deployment_group(
+            applicationName=application,
+            deploymentGroupName=group,
+            deploymentConfigName=spec.deployment.codedeploy_config,
+            serviceRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT}:role/sandbox-codedeploy",
+            deploymentStyle={
+                "deploymentType": "BLUE_GREEN",
+                "deploymentOption": "WITH_TRAFFIC_CONTROL",
+            },
+            blueGreenDeploymentConfiguration={
+                "deploymentReadyOption": ready,
+                "terminateBlueInstancesOnDeploymentSuccess": {
+                    "action": "TERMINATE",
+                    "terminationWaitTimeInMinutes": spec.deployment.termination_wait_minutes,
+                },
+            },
+            autoRollbackConfiguration={
+                "enabled": True,
+                "events": ["DEPLOYMENT_FAILURE", "DEPLOYMENT_STOP_ON_REQUEST"],
+            },
+            ecsServices=[{"serviceName": spec.name, "clusterName": self.scenario.cluster}],
+            loadBalancerInfo={
+                "targetGroupPairInfoList": [
+                    {
+                        "targetGroups": [
+                            {"name": f"{spec.name}-blue"},
+                            {"name": f"{spec.name}-green"},
+                        ],
+                        "prodTrafficRoute": {"listenerArns": []},
+                    }
+                ]
+            },
+        )
 
     def _internal_url(self) -> str:
         if self._internal_endpoint is None:
@@ -708,9 +828,22 @@ class Sandbox:
         if action.action == "deploy":
             spec = self.scenario.service(action.service)
             task_definition = register_version(client, spec, action.version)
-            client.update_service(
-                cluster=self.scenario.cluster, service=spec.name, taskDefinition=task_definition
-            )
+            if spec.deployment.controller == "CODE_DEPLOY":
+                application, group = codedeploy_names(spec.name)
+                aws_client("codedeploy", self._internal_url(), self.region).create_deployment(
+                    applicationName=application,
+                    deploymentGroupName=group,
+                    revision={
+                        "revisionType": "AppSpecContent",
+                        "appSpecContent": {"content": appspec(task_definition, spec)},
+                    },
+                )
+            else:
+                client.update_service(
+                    cluster=self.scenario.cluster,
+                    service=spec.name,
+                    taskDefinition=task_definition,
+                )
             log.info("deployed %s %s (%s)", spec.name, action.version, task_definition)
         else:  # pragma: no cover - the loader refuses unknown actions
             raise ValueError(f"unknown action {action.action!r}")

@@ -38,6 +38,7 @@ breaker does not count these, because a task that reaches RUNNING resets its cou
 """
 
 FAILURE_MODES: tuple[FailureMode, ...] = ("none", "fail_to_start", "crash")
+STRATEGIES: tuple[str, ...] = ("ROLLING", "BLUE_GREEN", "CANARY", "LINEAR")
 ACTIONS: tuple[str, ...] = ("deploy",)
 
 
@@ -54,12 +55,62 @@ class CircuitBreakerSpec:
 
 
 @dataclass(frozen=True)
+class HookSpec:
+    """One ECS deployment lifecycle hook (``deploymentConfiguration.lifecycleHooks``)."""
+
+    target_type: str
+    """``PAUSE`` (waits for ``ContinueServiceDeployment``) or ``AWS_LAMBDA``."""
+    stages: tuple[str, ...]
+    timeout_minutes: int | None = None
+    timeout_action: str | None = None
+    target_arn: str | None = None
+
+    def to_api(self) -> dict[str, Any]:
+        """Return the hook in the shape of the ECS API."""
+        hook: dict[str, Any] = {
+            "targetType": self.target_type,
+            "lifecycleStages": list(self.stages),
+        }
+        if self.target_arn is not None:
+            hook["hookTargetArn"] = self.target_arn
+        timeout: dict[str, Any] = {}
+        if self.timeout_minutes is not None:
+            timeout["timeoutInMinutes"] = self.timeout_minutes
+        if self.timeout_action is not None:
+            timeout["action"] = self.timeout_action
+        if timeout:
+            hook["timeoutConfiguration"] = timeout
+        return hook
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     """The parts of ECS ``deploymentConfiguration`` the sandbox honours."""
 
     minimum_healthy_percent: int = 100
     maximum_percent: int = 200
     circuit_breaker: CircuitBreakerSpec = field(default_factory=CircuitBreakerSpec)
+    strategy: str = "ROLLING"
+    """``ROLLING``, ``BLUE_GREEN``, ``CANARY`` or ``LINEAR``."""
+    bake_time_minutes: int | None = None
+    canary_percent: float | None = None
+    canary_bake_time_minutes: int | None = None
+    linear_step_percent: float | None = None
+    linear_step_bake_time_minutes: int | None = None
+    hooks: tuple[HookSpec, ...] = ()
+    minute_seconds: float = 60.0
+    """Sandbox seconds one API minute lasts (bake times, hook timeouts, CodeDeploy
+    waits): a rehearsal may compress AWS's whole-minute durations."""
+    controller: str = "ECS"
+    """Deployment controller: ``ECS`` or ``CODE_DEPLOY``."""
+    codedeploy_config: str = "CodeDeployDefault.ECSAllAtOnce"
+    """CODE_DEPLOY: the deployment config (ECSAllAtOnce, ECSCanary<P>Percent<M>Minutes,
+    ECSLinear<P>PercentEvery<M>Minutes)."""
+    ready_wait_minutes: int | None = None
+    """CODE_DEPLOY: wait this long for ``ContinueDeployment(READY_WAIT)`` before traffic
+    moves (``deploymentReadyOption`` STOP_DEPLOYMENT); ``None``: traffic moves at once."""
+    termination_wait_minutes: int = 0
+    """CODE_DEPLOY: keep the original task set this long after the traffic moved."""
 
     def to_api(self) -> dict[str, Any]:
         """Return the configuration in the shape of the ECS API.
@@ -67,7 +118,7 @@ class DeploymentSpec:
         Returns:
             A ``deploymentConfiguration`` dict for ``create_service``/``update_service``.
         """
-        return {
+        api: dict[str, Any] = {
             "minimumHealthyPercent": self.minimum_healthy_percent,
             "maximumPercent": self.maximum_percent,
             "deploymentCircuitBreaker": {
@@ -75,6 +126,28 @@ class DeploymentSpec:
                 "rollback": self.circuit_breaker.rollback,
             },
         }
+        if self.strategy == "ROLLING":
+            return api
+        api["strategy"] = self.strategy
+        if self.bake_time_minutes is not None:
+            api["bakeTimeInMinutes"] = self.bake_time_minutes
+        if self.strategy == "CANARY":
+            canary: dict[str, Any] = {}
+            if self.canary_percent is not None:
+                canary["canaryPercent"] = self.canary_percent
+            if self.canary_bake_time_minutes is not None:
+                canary["canaryBakeTimeInMinutes"] = self.canary_bake_time_minutes
+            api["canaryConfiguration"] = canary
+        if self.strategy == "LINEAR":
+            linear: dict[str, Any] = {}
+            if self.linear_step_percent is not None:
+                linear["stepPercent"] = self.linear_step_percent
+            if self.linear_step_bake_time_minutes is not None:
+                linear["stepBakeTimeInMinutes"] = self.linear_step_bake_time_minutes
+            api["linearConfiguration"] = linear
+        if self.hooks:
+            api["lifecycleHooks"] = [h.to_api() for h in self.hooks]
+        return api
 
 
 @dataclass(frozen=True)
@@ -348,8 +421,75 @@ def _load_alerts(table: _Table) -> AlertSpec:
     return AlertSpec(**values)
 
 
+def _optional_int(table: _Table, key: str, maximum: int) -> int | None:
+    if key not in table.data:
+        return None
+    value = table.integer(key)
+    if value > maximum:
+        raise table.error(key, f"must be <= {maximum}")
+    return value
+
+
+def _optional_percent(table: _Table, key: str, minimum: float) -> float | None:
+    if key not in table.data:
+        return None
+    value = table.number(key, minimum=minimum)
+    if value > 100:
+        raise table.error(key, "is a percentage: must be <= 100")
+    return value
+
+
+def _load_hook(table: _Table) -> HookSpec:
+    from sandbox.ecs_shift import (  # lazy, like the behaviour check
+        HOOK_ACTIONS,
+        HOOK_STAGES,
+        HOOK_TARGETS,
+        PAUSE_FORBIDDEN_STAGES,
+    )
+
+    table.check_keys({"type", "stages", "timeout_minutes", "timeout_action", "target_arn"})
+    target = table.string("type")
+    if target not in HOOK_TARGETS:
+        raise table.error("type", f"must be one of {', '.join(sorted(HOOK_TARGETS))}")
+    stages = table.strings("stages", ())
+    for stage in stages:
+        if stage not in HOOK_STAGES:
+            raise table.error("stages", f"{stage!r} is not one of {', '.join(HOOK_STAGES)}")
+        if target == "PAUSE" and stage in PAUSE_FORBIDDEN_STAGES:
+            raise table.error("stages", f"ECS refuses PAUSE hooks at {stage}")
+    action = table.data.get("timeout_action")
+    if action is not None and action not in HOOK_ACTIONS:
+        raise table.error("timeout_action", f"must be one of {', '.join(sorted(HOOK_ACTIONS))}")
+    timeout = _optional_int(table, "timeout_minutes", 20160)
+    if timeout is not None and timeout < 1:
+        raise table.error("timeout_minutes", "must be >= 1")
+    return HookSpec(
+        target_type=target,
+        stages=stages,
+        timeout_minutes=timeout,
+        timeout_action=action,
+        target_arn=table.string("target_arn") if "target_arn" in table.data else None,
+    )
+
+
 def _load_deployment(table: _Table, desired: int) -> DeploymentSpec:
-    table.check_keys({"minimum_healthy_percent", "maximum_percent", "circuit_breaker"})
+    table.check_keys(
+        {
+            "minimum_healthy_percent",
+            "maximum_percent",
+            "circuit_breaker",
+            "strategy",
+            "bake_time_minutes",
+            "canary",
+            "linear",
+            "hook",
+            "minute_seconds",
+            "controller",
+            "codedeploy_config",
+            "ready_wait_minutes",
+            "termination_wait_minutes",
+        }
+    )
     minimum = table.integer("minimum_healthy_percent", 100)
     maximum = table.integer("maximum_percent", 200, minimum=100)
     if minimum > 100:
@@ -362,12 +502,58 @@ def _load_deployment(table: _Table, desired: int) -> DeploymentSpec:
         )
     breaker = table.table("circuit_breaker")
     breaker.check_keys({"enable", "rollback"})
+    strategy = table.string("strategy", "ROLLING")
+    if strategy not in STRATEGIES:
+        raise table.error("strategy", f"must be one of {', '.join(STRATEGIES)}")
+    canary = table.table("canary")
+    canary.check_keys({"percent", "bake_time_minutes"})
+    linear = table.table("linear")
+    linear.check_keys({"step_percent", "step_bake_time_minutes"})
+    if canary.data and strategy != "CANARY":
+        raise table.error("canary", 'only with strategy = "CANARY"')
+    if linear.data and strategy != "LINEAR":
+        raise table.error("linear", 'only with strategy = "LINEAR"')
+    hooks = tuple(_load_hook(t) for t in table.tables("hook"))
+    if (hooks or "bake_time_minutes" in table.data) and strategy == "ROLLING":
+        raise table.error(
+            "strategy", "lifecycle hooks and bake times need BLUE_GREEN, CANARY or LINEAR"
+        )
+    minute_seconds = table.number("minute_seconds", 60.0)
+    if minute_seconds <= 0:
+        raise table.error("minute_seconds", "must be > 0")
+    controller = table.string("controller", "ECS")
+    if controller not in ("ECS", "CODE_DEPLOY"):
+        raise table.error("controller", 'must be "ECS" or "CODE_DEPLOY"')
+    codedeploy_keys = {"codedeploy_config", "ready_wait_minutes", "termination_wait_minutes"}
+    if controller == "ECS" and codedeploy_keys & set(table.data):
+        raise table.error("controller", 'CodeDeploy settings need controller = "CODE_DEPLOY"')
+    if controller == "CODE_DEPLOY" and strategy != "ROLLING":
+        raise table.error("strategy", "CODE_DEPLOY services take no ECS strategy")
+    codedeploy_config = table.string("codedeploy_config", "CodeDeployDefault.ECSAllAtOnce")
+    from sandbox.codedeploy_sim import CodeDeployError, traffic_steps  # lazy
+
+    try:
+        traffic_steps(codedeploy_config, minute_seconds)
+    except CodeDeployError as exc:
+        raise table.error("codedeploy_config", exc.message) from None
     return DeploymentSpec(
         minimum_healthy_percent=minimum,
         maximum_percent=maximum,
         circuit_breaker=CircuitBreakerSpec(
             enable=breaker.boolean("enable", False), rollback=breaker.boolean("rollback", False)
         ),
+        strategy=strategy,
+        bake_time_minutes=_optional_int(table, "bake_time_minutes", 1440),
+        canary_percent=_optional_percent(canary, "percent", 0.1),
+        canary_bake_time_minutes=_optional_int(canary, "bake_time_minutes", 1440),
+        linear_step_percent=_optional_percent(linear, "step_percent", 3.0),
+        linear_step_bake_time_minutes=_optional_int(linear, "step_bake_time_minutes", 1440),
+        hooks=hooks,
+        minute_seconds=minute_seconds,
+        controller=controller,
+        codedeploy_config=codedeploy_config,
+        ready_wait_minutes=_optional_int(table, "ready_wait_minutes", 2880),
+        termination_wait_minutes=_optional_int(table, "termination_wait_minutes", 2880) or 0,
     )
 
 
