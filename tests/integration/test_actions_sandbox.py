@@ -1,0 +1,212 @@
+"""Every verb the product can send, on each deployment kind, against the sandbox.
+
+The product path end to end: the ECS source (real boto3) feeds the store, the action
+plan is computed from what it saw, the engine audits and sends the call through
+``AwsActions`` (real boto3), and the outcome is checked in the sandbox's own state as
+the ECS API then describes it — not merely that a call was made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import pytest
+
+from sources.aws_actions import AwsActions
+from sources.ecs import EcsSource, EcsTarget
+from tui.engine.actions import ActionEngine, Outcome, Verb, plan
+from tui.engine.audit import AuditLog
+from tui.engine.store import EcsStatus, ServiceState, Store
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from tests.conftest import StartSandboxProcess
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(autouse=True)
+def sandbox_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "sandbox")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "sandbox")
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+class World:
+    """One service watched through the product's ECS source, acted on by its engine."""
+
+    def __init__(
+        self, endpoint: str, cluster: str, tmp_path: Path, *, read_only: bool = False
+    ) -> None:
+        self.key = f"{cluster}/web"
+        self.source = EcsSource(
+            [EcsTarget(self.key, cluster, "web")], region="us-east-1", endpoint_url=endpoint
+        )
+        self.store = Store([(self.key, "web")])
+        self.aws = AwsActions(region="us-east-1", endpoint_url=endpoint)
+        self.engine = ActionEngine(
+            audit=AuditLog(tmp_path / "audit.jsonl"),
+            executor=self.aws,
+            read_only=read_only,
+            operator=lambda: "test",
+            clock=lambda: datetime.now(UTC),
+        )
+
+    @property
+    def state(self) -> ServiceState:
+        return self.store.services[self.key]
+
+    async def until(
+        self, what: str, done: Callable[[ServiceState], bool], timeout: float
+    ) -> ServiceState:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for item in await self.source.poll_once():
+                self.store.ingest(item)
+            if done(self.state):
+                return self.state
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"not within {timeout:g}s: {what}; last status {self.state.status}")
+
+    def plan(self, verb: Verb) -> object:
+        return plan(verb, self.state, environment="rehearsal", production=False)
+
+    async def act(self, verb: Verb) -> str:
+        planned = plan(verb, self.state, environment="rehearsal", production=False)
+        assert planned.enabled, planned.disabled_reason
+        result = await self.engine.request(planned)
+        assert result.outcome is Outcome.DONE, result.message
+        assert planned.call is not None
+        return planned.call.operation
+
+
+def newest_status(state: ServiceState) -> str | None:
+    sample = state.sample
+    return sample.service_deployments[0].status if sample and sample.service_deployments else None
+
+
+def progress(state: ServiceState) -> tuple[str | None, int | None]:
+    """Lifecycle stage and the PRIMARY deployment's running count: what CONTINUE moves."""
+    sample = state.sample
+    if sample is None or not sample.service_deployments:
+        return None, None
+    primary = next((d.running for d in sample.deployments if d.status == "PRIMARY"), None)
+    return sample.service_deployments[0].lifecycle_stage, primary
+
+
+def primary_revision(state: ServiceState) -> str | None:
+    sample = state.sample
+    if sample is None:
+        return None
+    return next((d.revision for d in sample.deployments if d.status == "PRIMARY"), None)
+
+
+async def test_rolling_in_flight_rolls_back_to_rollback_successful(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("bad-release", speed=4)
+    world = World(sandbox.aws_endpoint, "rehearsal", tmp_path)
+    await world.until(
+        "web:2 rolling out",
+        lambda s: newest_status(s) == "IN_PROGRESS" and primary_revision(s) == "web:2",
+        30,
+    )
+    for verb in (Verb.PAUSE, Verb.RESUME, Verb.PROMOTE):
+        assert not plan(verb, world.state, environment="x", production=False).enabled
+    assert await world.act(Verb.ROLLBACK) == "stop_service_deployment"
+    final = await world.until(
+        "ROLLBACK_SUCCESSFUL", lambda s: s.status is EcsStatus.ROLLBACK_SUCCESSFUL, 60
+    )
+    assert primary_revision(final) == "web:1"
+    assert final.sample is not None and final.sample.running == 4
+    phases = [e["phase"] for e in world.engine.audit.read()]
+    assert phases == ["intent", "result"]
+
+
+async def test_rolling_finished_rolls_forward_to_the_old_revision(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("clean-rollout", speed=8)
+    world = World(sandbox.aws_endpoint, "rehearsal", tmp_path)
+    await world.until(
+        "web:2 completed",
+        lambda s: s.status is EcsStatus.COMPLETED and primary_revision(s) == "web:2",
+        45,
+    )
+    planned = plan(Verb.ROLLBACK, world.state, environment="x", production=False)
+    assert planned.change == "web:2 → web:1" and "roll forward" in planned.effect
+    assert await world.act(Verb.ROLLBACK) == "update_service"
+    final = await world.until(
+        "web:1 deployed again",
+        lambda s: s.status is EcsStatus.COMPLETED and primary_revision(s) == "web:1",
+        45,
+    )
+    assert final.sample is not None and final.sample.running == 4
+
+
+async def test_native_canary_promote_then_roll_back_at_the_hook(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("canary", speed=4)
+    world = World(sandbox.aws_endpoint, "canary", tmp_path)
+
+    def waiting(s: ServiceState) -> bool:
+        sd = s.sample.service_deployments[0] if s.sample and s.sample.service_deployments else None
+        return sd is not None and sd.awaiting_hook is not None
+
+    first = await world.until("the PAUSE hook waits", waiting, 45)
+    assert first.sample is not None
+    first_hook = first.sample.service_deployments[0].awaiting_hook
+    assert first_hook is not None
+    pause = plan(Verb.PAUSE, first, environment="x", production=False)
+    assert not pause.enabled and "already paused" in (pause.disabled_reason or "")
+    assert plan(Verb.PROMOTE, first, environment="x", production=False).kind == "ECS canary"
+    assert await world.act(Verb.PROMOTE) == "continue_service_deployment"
+
+    first_progress = progress(first)
+
+    def waiting_again(s: ServiceState) -> bool:
+        sd = s.sample.service_deployments[0] if s.sample and s.sample.service_deployments else None
+        return sd is not None and sd.awaiting_hook is not None and progress(s) != first_progress
+
+    # CONTINUE moved the canary on: the next traffic step's hook waits (or a new stage).
+    await world.until("the canary moved past the first hook", waiting_again, 45)
+    rollback = plan(Verb.ROLLBACK, world.state, environment="x", production=False)
+    assert rollback.call is not None and rollback.call.params.get("action") == "ROLLBACK"
+    assert await world.act(Verb.ROLLBACK) == "continue_service_deployment"
+    final = await world.until(
+        "ROLLBACK_SUCCESSFUL", lambda s: s.status is EcsStatus.ROLLBACK_SUCCESSFUL, 60
+    )
+    assert primary_revision(final) == "web:1"
+
+
+async def test_codedeploy_verbs_are_disabled_with_a_reason(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("codedeploy", speed=8)
+    world = World(sandbox.aws_endpoint, "codedeploy", tmp_path)
+    state = await world.until("the service is described", lambda s: s.sample is not None, 30)
+    for verb in Verb:
+        planned = plan(verb, state, environment="x", production=False)
+        assert planned.kind == "CodeDeploy blue/green"
+        assert not planned.enabled and "CodeDeploy" in (planned.disabled_reason or "")
+
+
+async def test_read_only_changes_nothing_in_the_sandbox(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("bad-release", speed=4)
+    world = World(sandbox.aws_endpoint, "rehearsal", tmp_path, read_only=True)
+    await world.until("web:2 rolling out", lambda s: newest_status(s) == "IN_PROGRESS", 30)
+    planned = plan(Verb.ROLLBACK, world.state, environment="x", production=False)
+    result = await world.engine.request(planned)
+    assert result.outcome is Outcome.REFUSED
+    final = await world.until("web:2 completed", lambda s: s.status is EcsStatus.COMPLETED, 60)
+    assert primary_revision(final) == "web:2"  # the rollout went on untouched
+    assert [e["phase"] for e in world.engine.audit.read()] == ["refused"]
