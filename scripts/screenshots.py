@@ -2,8 +2,18 @@
 
     .venv/bin/python scripts/screenshots.py            # or: make screenshots
 
-Runs the demo scenario through the real ECS source (boto3 → sandbox), waits for the
-states worth showing, and saves SVGs at 200x50. Look at them after regenerating.
+Runs two sandbox scenarios through the real sources (ECS via boto3, Datadog, Sentry and
+the HTTP probes, all on 127.0.0.1), waits for the states worth showing, and saves SVGs
+at 200x50:
+
+- ``dashboard-mid-deploy.svg``: clean-rollout, web halfway from v1 to v2;
+- ``dashboard-healthy.svg``: clean-rollout done, every pane with data, banner HEALTHY;
+- ``help.svg``: the help screen over the healthy dashboard;
+- ``dashboard-failing.svg``: bad-release, banner FAILING on the error-rate rule, with
+  the new Sentry issue in its pane.
+
+Any other ``*.svg`` in screenshots/ is stale and deleted. Look at them after
+regenerating (``rsvg-convert -w 1800 screenshots/x.svg -o /tmp/x.png``).
 """
 
 from __future__ import annotations
@@ -12,7 +22,7 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,61 +32,162 @@ from sandbox.process import SandboxProcess  # noqa: E402
 from tui.app import DeployWatchApp  # noqa: E402
 from tui.config import load_config  # noqa: E402
 from tui.engine.store import EcsStatus  # noqa: E402
+from tui.engine.verdict import Verdict  # noqa: E402
 
 OUT = ROOT / "screenshots"
 SIZE = (200, 50)
-SPEED = 2.0
+SPEED = 1.0
+"""Sandbox seconds per real second: at 1, the signals arrive before web's rollout ends."""
+TIMEOUT = 120.0
+"""Real seconds to wait for one state before giving up."""
+
+HISTORY = 0.6
+"""Share of the metrics' window with data before the healthy picture is taken."""
+
+Check = Callable[[DeployWatchApp], bool]
+Until = Callable[[str, Check], Awaitable[None]]
+"""Wait (bounded) until a check holds, then let the screen repaint."""
+Scene = Callable[[DeployWatchApp, Until], Awaitable[None]]
 
 
-async def capture(config: Path) -> None:
-    settings = load_config(config)
-    app = DeployWatchApp(settings)
+def signals_in(app: DeployWatchApp) -> bool:
+    """Every configured metric, Sentry and every probe has answered at least once."""
+    store, settings = app.store, app.settings
+    metrics = all(
+        any(p.value is not None for s in store.metrics.get(m.name, {}).values() for p in s.points)
+        for m in settings.metrics
+    )
+    sentry = settings.sentry is None or store.sentry is not None
+    probes = all(p.name in store.probes for p in settings.probes)
+    return metrics and sentry and probes
+
+
+def history(app: DeployWatchApp) -> float:
+    """How much of the metrics' window has data (the worst metric's best group), 0..1.
+
+    Datadog answers the whole window with gaps before the sandbox began: a picture
+    taken too early shows sparklines that are mostly gap dots.
+    """
+    shares = []
+    for m in app.settings.metrics:
+        groups = app.store.metrics.get(m.name, {}).values()
+        shares.append(
+            max(
+                (
+                    sum(p.value is not None for p in s.points) / len(s.points)
+                    for s in groups
+                    if s.points
+                ),
+                default=0.0,
+            )
+        )
+    return min(shares, default=1.0)
+
+
+def verdict(app: DeployWatchApp) -> Verdict | None:
+    report = app.dashboard.report
+    return report.verdict if report is not None else None
+
+
+def statuses(app: DeployWatchApp) -> set[EcsStatus]:
+    return {state.status for state in app.store.services.values()}
+
+
+def halfway(app: DeployWatchApp) -> bool:
+    """Some service is mid-rollout with at least half its new tasks running."""
+    for state in app.store.services.values():
+        sample = state.sample
+        if state.status is not EcsStatus.IN_PROGRESS or sample is None:
+            continue
+        primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+        if primary is not None and (primary.running or 0) * 2 >= (primary.desired or 1):
+            return True
+    return False
+
+
+def healthy_after_rollout(app: DeployWatchApp) -> bool:
+    return (
+        signals_in(app)
+        and statuses(app) <= {EcsStatus.COMPLETED, EcsStatus.STEADY}
+        and verdict(app) is Verdict.HEALTHY
+        and history(app) >= HISTORY
+    )
+
+
+def failing_on_error_rate(app: DeployWatchApp) -> bool:
+    report = app.dashboard.report
+    return (
+        report is not None
+        and report.verdict is Verdict.FAILING
+        and any(e.subject.endswith("error_rate") for e in report.driving)
+        and app.store.sentry is not None
+        and bool(app.store.sentry.new_issues)
+        and signals_in(app)
+    )
+
+
+async def clean_rollout(app: DeployWatchApp, until: Until) -> None:
+    await until("web halfway through its rollout", halfway)
+    save(app, "dashboard-mid-deploy.svg")
+    await until(
+        f"the rollout done, the banner HEALTHY, {HISTORY:.0%} of the metrics' window in",
+        healthy_after_rollout,
+    )
+    save(app, "dashboard-healthy.svg")
+    app.action_help()  # what `?` does
+    await until("the help screen", lambda a: a.screen is not a.dashboard)
+    save(app, "help.svg")
+
+
+async def bad_release(app: DeployWatchApp, until: Until) -> None:
+    await until("the banner FAILING on the error-rate rule", failing_on_error_rate)
+    save(app, "dashboard-failing.svg")
+
+
+WRITTEN: list[str] = []
+
+
+def save(app: DeployWatchApp, name: str) -> None:
+    app.save_screenshot(name, path=str(OUT))
+    WRITTEN.append(name)
+    print(f"wrote screenshots/{name}", flush=True)
+
+
+async def capture(config: Path, scene: Scene) -> None:
+    app = DeployWatchApp(load_config(config))
     async with app.run_test(size=SIZE) as pilot:
 
-        async def until(check: str, done: Callable[[], bool], timeout: float = 90) -> None:
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if done():
-                    return
+        async def until(what: str, done: Check) -> None:
+            deadline = time.monotonic() + TIMEOUT
+            while not done(app):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"timed out waiting for: {what}")
                 await pilot.pause(0.25)
-            raise SystemExit(f"timed out waiting for: {check}")
+            await pilot.pause(0.5)  # let the screen repaint what the store now says
 
-        def status(key: str) -> EcsStatus:
-            return app.store.services[key].status
+        await scene(app, until)
 
-        def web_halfway() -> bool:
-            sample = app.store.services["demo/web"].sample
-            primary = sample.deployments[0] if sample and sample.deployments else None
-            return (
-                status("demo/web") is EcsStatus.IN_PROGRESS
-                and primary is not None
-                and (primary.running or 0) >= 2
-            )
 
-        await until("web halfway through its rollout", web_halfway)
-        app.save_screenshot("dashboard-mid-deploy.svg", path=str(OUT))
-        await until(
-            "web completed, api rolled back",
-            lambda: (
-                status("demo/web") is EcsStatus.COMPLETED
-                and status("demo/api") is EcsStatus.ROLLBACK_SUCCESSFUL
-            ),
-        )
-        await pilot.pause(0.5)
-        app.save_screenshot("dashboard.svg", path=str(OUT))
-        await pilot.press("question_mark")
-        await pilot.pause(0.3)
-        app.save_screenshot("help.svg", path=str(OUT))
+def run(scenario: str, scene: Scene) -> None:
+    print(f"scenario {scenario}…", flush=True)
+    with SandboxProcess(scenario, speed=SPEED) as sandbox:
+        # The sandbox's own credentials (AWS, DD_*, SENTRY_AUTH_TOKEN): a real key in
+        # this shell is never sent anywhere, not even to loopback.
+        os.environ.update(sandbox.client_env)
+        asyncio.run(capture(sandbox.config_path, scene))
 
 
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     os.environ.pop("AWS_PROFILE", None)
-    os.environ.update(AWS_ACCESS_KEY_ID="sandbox", AWS_SECRET_ACCESS_KEY="sandbox")
-    with SandboxProcess("demo", speed=SPEED) as sandbox:
-        asyncio.run(capture(sandbox.config_path))
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    run("clean-rollout", clean_rollout)
+    run("bad-release", bad_release)
     for svg in sorted(OUT.glob("*.svg")):
-        print(f"wrote {svg.relative_to(ROOT)}")
+        if svg.name not in WRITTEN:
+            svg.unlink()
+            print(f"deleted stale {svg.relative_to(ROOT)}")
     return 0
 
 
