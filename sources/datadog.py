@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -277,6 +278,12 @@ def parse_response(
     except (TypeError, ValueError, OverflowError) as exc:
         raise SourceBadResponse("times are not epoch milliseconds") from exc
     order = sorted(range(len(stamps)), key=stamps.__getitem__)
+    # The bucket holding the poll's own moment is still filling: its value is that of a
+    # fraction of the interval (2 requests, 0 errors: 0 %), and the next poll reads it
+    # again, complete. Only buckets that ended by ``at`` are data.
+    steps = [stamps[b] - stamps[a] for a, b in itertools.pairwise(order) if stamps[b] > stamps[a]]
+    if steps:
+        order = [i for i in order if stamps[i] + min(steps) <= at]
     samples: list[MetricSample] = []
     answered: set[int] = set()
     for meta, row in zip(series, values, strict=True):

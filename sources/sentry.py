@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import email.utils
 import importlib
+import itertools
 import math
 import os
 import re
@@ -213,6 +214,16 @@ def map_stats(body: Any) -> tuple[MetricPoint, ...]:
         points.append(MetricPoint(datetime.fromtimestamp(ts, UTC), value))
     points.sort(key=lambda p: p.at)
     return tuple(points)
+
+
+def complete_buckets(points: tuple[MetricPoint, ...], now: datetime) -> tuple[MetricPoint, ...]:
+    """Drop the bucket still filling at ``now``: it holds a fraction of an interval's
+    errors (a falling count that is not one), and the next poll reads it complete."""
+    steps = [b.at - a.at for a, b in itertools.pairwise(points) if b.at > a.at]
+    if not steps:
+        return points
+    step = min(steps)
+    return tuple(p for p in points if p.at + step <= now)
 
 
 def _seconds(raw: str | None) -> float | None:
@@ -509,7 +520,7 @@ class SentrySource:
             ("end", _iso(now + timedelta(seconds=1))),
         ]
         body, _ = await self._get(client, f"/api/0/organizations/{self.org}/events-stats/", params)
-        return map_stats(body)
+        return complete_buckets(map_stats(body), now)
 
     def _bucket(self, span: timedelta) -> str:
         seconds = max(span.total_seconds(), 1.0)

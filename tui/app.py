@@ -163,13 +163,15 @@ class DeployWatchApp(App[None]):
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):
             return
-        rows: dict[tuple[str, str], list[str]] = {}
+        rows: dict[str, tuple[str, str, list[str]]] = {}
         for key, active in self.screen.active_bindings.items():
             binding = active.binding
             if not binding.description or not binding.tooltip:
                 continue  # ours all carry a tooltip; Textual's scroll keys are noise here
             display = binding.key_display or self.get_key_display(binding) or key
-            rows.setdefault((binding.description, binding.tooltip), []).append(display)
-        # One row per action, its keys together: "j / ↓  Next service".
-        keys = [(" / ".join(k), d, t) for (d, t), k in rows.items()]
+            # One row per action (q and Textual's ^q both quit), its keys together.
+            row = rows.setdefault(binding.action, (binding.description, binding.tooltip, []))
+            if display not in row[2]:
+                row[2].append(display)
+        keys = [(" / ".join(k), d, t) for d, t, k in rows.values()]
         self.push_screen(HelpScreen(keys))

@@ -92,10 +92,13 @@ def spark(
     hi = ceiling if ceiling is not None else max(known)
     span = hi - lo
     out: list[tuple[str, str]] = [(" ", "gap")] * pad
+    started = False
     for value in cells[pad:]:
         if value is None:
-            out.append(("·", "gap"))
+            # Before the first point there is no history (blank); after it, a gap (·).
+            out.append(("·" if started else " ", "gap"))
             continue
+        started = True
         level = 0 if span <= 0 else int((value - lo) / span * (len(SPARK_BLOCKS) - 1) + 0.5)
         char = SPARK_BLOCKS[max(0, min(len(SPARK_BLOCKS) - 1, level))]
         out.append((char, "bad" if breaches is not None and breaches(value) else "ok"))

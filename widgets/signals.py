@@ -117,6 +117,10 @@ class MetricView:
     unit: str
 
 
+LABEL_MAX = 16
+"""Widest group label column of a metric row; longer labels end in a visible "…"."""
+
+
 class MetricRow(Toned):
     """One metric: its rules' thresholds and state, then one sparkline per group."""
 
@@ -159,7 +163,11 @@ class MetricRow(Toned):
             text.append("\n  waiting for Datadog…", self.tone("muted"))
             return text
         breaches = _breach_test(self.evidence)
-        width = max(8, self.size.width - 20)
+        labels = {g: (g or "all").split(":", 1)[-1] for g in self.samples}
+        # One label column for every group (long ones cut with a visible "…"), so the
+        # values and sparklines stay in line.
+        col = min(LABEL_MAX, max(6, *(len(label) for label in labels.values())))
+        width = max(8, self.size.width - col - 14)
         # One scale for every group, threshold included: old and new compare at a glance,
         # and a flat healthy line stays low instead of filling its cells.
         known = [p.value for s in self.samples.values() for p in s.points if p.value is not None]
@@ -168,9 +176,11 @@ class MetricRow(Toned):
             sample = self.samples[group]
             values = [p.value for p in sample.points]
             latest = next((v for v in reversed(values) if v is not None), None)
-            label = (group or "all").split(":", 1)[-1]
+            label = labels[group]
+            if len(label) > col:
+                label = label[: col - 1] + "…"
             bad = latest is not None and breaches is not None and breaches(latest)
-            text.append(f"\n  {label:<6}", self.tone("muted"))
+            text.append(f"\n  {label:<{col}}", self.tone("muted"))
             text.append(f"{number(latest, view.unit):>9}  ", self.tone("bad" if bad else "label"))
             cells = spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling)
             for char, kind in cells:
@@ -259,8 +269,9 @@ class ErrorsPane(Toned):
     ) -> None:
         """New answer, judgement or failure."""
         evidence = tuple(evidence)
-        if (sample, evidence, failure) == (self.sample, self.evidence, self.failure):
-            return
+        unchanged = (sample, evidence, failure) == (self.sample, self.evidence, self.failure)
+        if unchanged and failure is None:
+            return  # while STALE, repaint anyway: the age moves with ``now``
         self.sample, self.evidence, self.failure, self.now = sample, evidence, failure, now
         self.refresh(layout=True)
 

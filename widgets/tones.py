@@ -22,7 +22,7 @@ class Toned(Widget):
     Toned > .tone--label { text-style: bold; }
     Toned > .tone--muted { color: $text-muted; }
     Toned > .tone--ok { color: $success; text-style: bold; }
-    Toned > .tone--busy { color: $accent; text-style: bold; }
+    Toned > .tone--busy { color: $primary-lighten-2; text-style: bold; }
     Toned > .tone--warn { color: $warning; text-style: bold; }
     Toned > .tone--bad { color: $error; text-style: bold; }
     Toned > .tone--none { color: $text-muted; text-style: bold; }

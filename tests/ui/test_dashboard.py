@@ -183,7 +183,13 @@ async def test_help_lists_keys_and_closes() -> None:
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
         rows = {(description, key) for key, description, _ in app.screen.keys}
-        assert ("Quit", "q") in rows
+        quits = [
+            set(key.split(" / "))
+            for key, description, _ in app.screen.keys
+            if description == "Quit"
+        ]
+        assert quits == [{"q", "^q"}]  # one row per action, its keys together
+        assert ("Roll back", "R") in rows and ("Cancel auto", "c") in rows
         assert ("Help", "?") in rows
         assert ("Next service", "j / ↓") in rows or ("Next service", "↓ / j") in rows
         await pilot.press("escape")

@@ -185,7 +185,8 @@ async def test_one_request_carries_every_query_with_one_formula_each(server: Scr
 
 
 async def test_groups_by_version_oldest_first_and_gaps_kept(server: Scripted) -> None:
-    t = [AT - timedelta(seconds=30 * i) for i in range(3)]  # newest first, on purpose
+    # Newest first, on purpose; the newest bucket ended at the poll (AT).
+    t = [AT - timedelta(seconds=30 * (i + 1)) for i in range(3)]
     server.add(
         Answer(
             body=series_answer(
@@ -214,6 +215,18 @@ async def test_groups_by_version_oldest_first_and_gaps_kept(server: Scripted) ->
     assert v2.service == "web" and v2.unit == "%" and v2.at == AT
     # No configured unit: Datadog's own unit is used.
     assert samples[("p95", "version:v1,env:prod")].unit == "millisecond"
+
+
+async def test_the_bucket_still_filling_at_the_poll_is_not_data(server: Scripted) -> None:
+    # Buckets of 10 s; the last one began 4 s before the poll: a partial count (0 % of
+    # 2 requests where the complete bucket says 15 %). The next poll reads it complete.
+    t = [AT - timedelta(seconds=s) for s in (24, 14, 4)]
+    server.add(
+        Answer(body=series_answer([(0, ["version:v2"], [15.0, 15.0, 0.0])], [ms(x) for x in t]))
+    )
+    (sample,) = await source(server.url, [ERROR_RATE]).poll_once()
+    assert isinstance(sample, MetricSample)
+    assert [(p.at, p.value) for p in sample.points] == [(t[0], 15.0), (t[1], 15.0)]
 
 
 async def test_unit_per_second_from_datadog(server: Scripted) -> None:

@@ -173,8 +173,11 @@ class Evidence:
         value = "—" if self.value is None else f"{_fmt(self.value)}{self.unit}"
         name = f"{self.rule} [{self.group}]" if self.group else self.rule
         limit = f"{_fmt(self.threshold)}{self.unit}"
-        parts = [f"{name} {value} {self.op} {limit} for {_dur(self.window)}"]
-        parts.append(f"{self.samples} sample{'s' if self.samples != 1 else ''}")
+        if self.window:
+            parts = [f"{name} {value} {self.op} {limit} for {_dur(self.window)}"]
+            parts.append(f"{self.samples} sample{'s' if self.samples != 1 else ''}")
+        else:  # an instant rule: the latest value decides, there is no window to count
+            parts = [f"{name} {value} {self.op} {limit}"]
         if self.since is not None:
             parts.append(f"since {self.since.strftime('%H:%M:%S')}")
         if self.reason:

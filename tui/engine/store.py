@@ -8,7 +8,7 @@ with its age and the error.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -176,7 +176,10 @@ class Store:
         self.sentry: SentrySample | None = None
         self.probes: dict[str, ProbeSample] = {}
         self.signal_failures: dict[tuple[str, str | None], SourceFailure] = {}
-        """Current failures of the signal sources, by ``(source, key)``."""
+        """Current failures of the signal sources, by ``(source, key)``; a failure's
+        ``at`` is when its data went stale (the last good answer, else the first failure)."""
+        self.signal_last_ok: dict[tuple[str, str | None], datetime] = {}
+        """When each signal source (and key) last answered well."""
         self.dirty_panes: set[str] = set()
         self._dirty: set[str] = set()
         self._pending_events: deque[tuple[str, EcsEvent]] = deque(maxlen=PENDING_EVENTS_MAX)
@@ -225,15 +228,27 @@ class Store:
     def _ingest_signal(self, item: Sample) -> bool:
         """Metrics, errors and probes: keep the latest for the panes, feed the rules."""
         if isinstance(item, MetricSample):
-            self.metrics.setdefault(item.metric, {})[item.group] = item
-            self._recovered("datadog", item.metric)
+            groups = self.metrics.setdefault(item.metric, {})
+            has_values = any(p.value is not None for p in item.points)
+            if item.group is not None:
+                # Datadog answers a grouped query that has no series yet with one empty,
+                # group-less result: once real groups arrive it means nothing.
+                placeholder = groups.get(None)
+                if placeholder is not None and not any(
+                    p.value is not None for p in placeholder.points
+                ):
+                    del groups[None]
+                groups[item.group] = item
+            elif has_values or not any(g is not None for g in groups):
+                groups[None] = item
+            self._recovered("datadog", item.metric, item.at)
             for point in item.points:
                 if point.value is not None:
                     self.rules.record(f"metric:{item.metric}", point.at, point.value, item.group)
             self.dirty_panes.add("metrics")
         elif isinstance(item, SentrySample):
             self.sentry = item
-            self._recovered("sentry", None)
+            self._recovered("sentry", None, item.at)
             self.rules.record("sentry:new_issues", item.at, float(len(item.new_issues)))
             for point in item.error_counts:
                 if point.value is not None:
@@ -248,7 +263,11 @@ class Store:
             self.dirty_panes.add("probes")
         return True
 
-    def _recovered(self, source: str, key: str | None) -> None:
+    def _recovered(self, source: str, key: str | None, at: datetime | None = None) -> None:
+        if at is not None:
+            self.signal_last_ok[(source, key)] = at
+            if key is not None:
+                self.signal_last_ok[(source, None)] = at
         for failed in [k for k in self.signal_failures if k[0] == source and k[1] in (key, None)]:
             del self.signal_failures[failed]
 
@@ -300,7 +319,12 @@ class Store:
 
     def _fail(self, failure: SourceFailure) -> bool:
         if failure.source != "ecs":
-            self.signal_failures[(failure.source, failure.key)] = failure
+            # The age a pane shows is that of its last good data: keep when this run of
+            # failures began (or the last good answer), not when the latest retry failed.
+            ident = (failure.source, failure.key)
+            previous = self.signal_failures.get(ident)
+            since = self.signal_last_ok.get(ident) or (previous.at if previous else failure.at)
+            self.signal_failures[ident] = replace(failure, at=min(since, failure.at))
             self.dirty_panes.add(
                 {"datadog": "metrics", "sentry": "errors"}.get(failure.source, "probes")
             )
