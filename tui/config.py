@@ -247,6 +247,51 @@ class KeySettings(_Frozen):
         return self
 
 
+class CodeDeploySettings(_Frozen):
+    """The CodeDeploy application and deployment group of a ``CODE_DEPLOY`` service."""
+
+    application: Annotated[str, Field(min_length=1)]
+    deployment_group: Annotated[str, Field(min_length=1)]
+
+
+class CanaryStep(_Frozen):
+    """One step of an ALB weighted canary: a canary weight, then a wait or a pause."""
+
+    weight: Annotated[int, Field(ge=0, le=100)]
+    """Percent of traffic to the canary target group."""
+    wait: Duration | None = None
+    """Advance by itself after this long (only while no rule is FAILING)."""
+    pause: bool = False
+    """Wait for an operator's promote."""
+
+    @model_validator(mode="after")
+    def _wait_or_pause(self) -> CanaryStep:
+        if self.wait is not None and self.pause:
+            raise ValueError("either wait or pause = true, not both")
+        return self
+
+
+class AlbCanarySettings(_Frozen):
+    """An ALB weighted canary that deploywatch drives: its forward action's two target
+    groups, and the steps from config."""
+
+    listener_arn: Annotated[str, Field(pattern=r"^arn:")]
+    rule_arn: Annotated[str | None, Field(pattern=r"^arn:")] = None
+    """The listener rule whose forward action holds the weights (default: the listener's
+    default action)."""
+    stable_target_group_arn: Annotated[str, Field(pattern=r"^arn:")]
+    canary_target_group_arn: Annotated[str, Field(pattern=r"^arn:")]
+    steps: Annotated[tuple[CanaryStep, ...], Field(min_length=1)]
+
+    @field_validator("steps")
+    @classmethod
+    def _rising(cls, steps: tuple[CanaryStep, ...]) -> tuple[CanaryStep, ...]:
+        weights = [s.weight for s in steps]
+        if weights != sorted(weights):
+            raise ValueError("steps with rising weights")
+        return steps
+
+
 class ServiceRef(_Frozen):
     """One ECS service to watch."""
 
@@ -256,6 +301,10 @@ class ServiceRef(_Frozen):
     """Service name or ARN."""
     label: str | None = None
     """Short name shown on screen; defaults to the service name."""
+    codedeploy: CodeDeploySettings | None = None
+    """For a ``CODE_DEPLOY`` service: where its deployments are."""
+    canary: AlbCanarySettings | None = None
+    """An ALB weighted canary deploywatch drives for this service."""
 
     @property
     def key(self) -> str:
