@@ -14,12 +14,13 @@ import threading
 from collections import OrderedDict, deque
 from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from sources.model import (
     CircuitBreaker,
+    CodeDeployDeployment,
     EcsDeployment,
     EcsEvent,
     EcsServiceSample,
@@ -77,6 +78,8 @@ class EcsTarget:
     key: str
     cluster: str
     service: str
+    codedeploy: tuple[str, str] | None = None
+    """``(application, deployment group)`` of a ``CODE_DEPLOY`` service."""
 
 
 def revision_of(task_definition_arn: str | None) -> str:
@@ -222,6 +225,22 @@ def map_service(
     )
 
 
+def map_codedeploy(info: dict[str, Any]) -> CodeDeployDeployment:
+    """Map one ``deploymentInfo`` of ``get_deployment`` / ``batch_get_deployments``."""
+    error = info.get("errorInformation") or {}
+    rollback = info.get("rollbackInfo") or {}
+    return CodeDeployDeployment(
+        id=str(info.get("deploymentId") or "?"),
+        status=str(info.get("status") or "?"),
+        termination_wait=bool(info.get("instanceTerminationWaitTimeStarted")),
+        created_at=_time(info.get("createTime")),
+        error=error.get("message") if isinstance(error, dict) else None,
+        rollback_of=rollback.get("rollbackTriggeringDeploymentId")
+        if isinstance(rollback, dict)
+        else None,
+    )
+
+
 def classify(exc: BaseException) -> SourceError:
     """Turn a boto3/botocore exception into our error hierarchy (never leaks secrets)."""
     if isinstance(exc, SourceError):
@@ -297,6 +316,7 @@ class EcsSource:
         max_concurrency: int = 8,
         client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        codedeploy_factory: Callable[[], Any] | None = None,
     ) -> None:
         self.targets = tuple(targets)
         self.region = region
@@ -307,6 +327,9 @@ class EcsSource:
         self.read_timeout = read_timeout
         self.max_concurrency = max_concurrency
         self._client_factory = client_factory or self._default_client
+        self._codedeploy_factory = codedeploy_factory or self._default_codedeploy_client
+        self._cd_client: Any = None
+        self._codedeploy_last: dict[str, str] = {}
         self._clock = clock
         self._client: Any = None
         self._client_lock = threading.Lock()
@@ -464,7 +487,7 @@ class EcsSource:
         self._describe_task_definitions(
             client, (str(d.get("taskDefinition")) for d in deployments if d.get("taskDefinition"))
         )
-        return map_service(
+        sample = map_service(
             raw,
             key=target.key,
             at=at,
@@ -472,6 +495,56 @@ class EcsSource:
             service_deployments=self._service_deployments(client, target, raw),
             images=dict(self._images),
             service_deployments_supported=self._sd_supported,
+        )
+        if target.codedeploy is not None and sample.controller == "CODE_DEPLOY":
+            sample = replace(sample, codedeploy=self._codedeploy(target))
+        return sample
+
+    def _codedeploy(self, target: EcsTarget) -> CodeDeployDeployment | None:
+        """The newest deployment of the service's CodeDeploy group (in flight first)."""
+        assert target.codedeploy is not None
+        application, group = target.codedeploy
+        client = self.codedeploy_client()
+        listed = client.list_deployments(
+            applicationName=application,
+            deploymentGroupName=group,
+            includeOnlyStatuses=["Created", "Queued", "InProgress", "Baking", "Ready"],
+        )
+        ids = list(listed.get("deployments") or ())
+        last = self._codedeploy_last.get(target.key)
+        if not ids and last is not None:
+            ids = [last]  # follow the last one to its end (Succeeded, Stopped...)
+        if not ids:
+            return None
+        infos = client.batch_get_deployments(deploymentIds=ids[:25]).get("deploymentsInfo") or ()
+        mapped = [map_codedeploy(info) for info in infos if isinstance(info, dict)]
+        if not mapped:
+            return None
+        newest = max(mapped, key=lambda d: d.created_at or datetime.min.replace(tzinfo=UTC))
+        self._codedeploy_last[target.key] = newest.id
+        return newest
+
+    def codedeploy_client(self) -> Any:
+        """The CodeDeploy client, built on first use (call from a worker thread)."""
+        with self._client_lock:
+            if self._cd_client is None:
+                self._cd_client = self._codedeploy_factory()
+            return self._cd_client
+
+    def _default_codedeploy_client(self) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        return session.client(
+            "codedeploy",
+            endpoint_url=self.endpoint_url,
+            config=Config(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                retries={"total_max_attempts": 2, "mode": "standard"},
+                user_agent_appid="deploywatch",
+            ),
         )
 
     def _new_events(self, key: str, events: Iterable[dict[str, Any]]) -> tuple[EcsEvent, ...]:

@@ -149,6 +149,28 @@ class EcsEvent:
 
 
 @dataclass(frozen=True, slots=True)
+class CodeDeployDeployment:
+    """The newest CodeDeploy deployment of a ``CODE_DEPLOY`` service (``get_deployment``)."""
+
+    id: str
+    status: str
+    """``Created``, ``Queued``, ``InProgress``, ``Baking``, ``Ready``, ``Succeeded``,
+    ``Failed`` or ``Stopped``."""
+    termination_wait: bool
+    """Traffic moved and the blue tasks wait out their termination time."""
+    created_at: datetime | None
+    error: str | None = None
+    """``errorInformation.message`` of a failed or stopped deployment."""
+    rollback_of: str | None = None
+    """For a rollback deployment, the id it rolls back."""
+
+    @property
+    def in_flight(self) -> bool:
+        """Whether the deployment can still be continued or stopped."""
+        return self.status in ("Created", "Queued", "InProgress", "Baking", "Ready")
+
+
+@dataclass(frozen=True, slots=True)
 class EcsServiceSample:
     """What the ECS source knows about one service after one poll."""
 
@@ -171,6 +193,8 @@ class EcsServiceSample:
     """The deployment controller: ``ECS``, ``CODE_DEPLOY`` or ``EXTERNAL``."""
     strategy: str | None = None
     """The service's deployment strategy: ``ROLLING``, ``BLUE_GREEN``, ``CANARY``, ``LINEAR``."""
+    codedeploy: CodeDeployDeployment | None = None
+    """For a ``CODE_DEPLOY`` service with its application configured: its newest deployment."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -115,7 +115,17 @@ def _sentry_source(
 def _ecs_source(settings: Settings) -> EcsSource:
     ecs = settings.ecs
     return EcsSource(
-        [EcsTarget(ref.key, ref.cluster, ref.service) for ref in settings.services],
+        [
+            EcsTarget(
+                ref.key,
+                ref.cluster,
+                ref.service,
+                (ref.codedeploy.application, ref.codedeploy.deployment_group)
+                if ref.codedeploy is not None
+                else None,
+            )
+            for ref in settings.services
+        ],
         region=settings.aws.region,
         profile=settings.aws.profile,
         endpoint_url=settings.aws.endpoint_url,

@@ -173,6 +173,23 @@ class ServiceCard(Toned, can_focus=True):
             self._service_deployment_line(text, newest, sample)
         elif not sample.service_deployments_supported:
             text.append("\n  service deployments API not available here", self.tone("muted"))
+        if sample.codedeploy is not None:
+            cd = sample.codedeploy
+            text.append("\n  codedeploy ", self.tone("muted"))
+            tone = _CODEDEPLOY_TONE.get(cd.status, "busy")
+            text.append(f"{cd.status:<10} ", self.tone(tone))
+            text.append(cd.id, self.tone("label"))
+            if cd.rollback_of:
+                text.append(f"  rollback of {cd.rollback_of}", self.tone("warn"))
+            if cd.status == "Ready":
+                text.append("  waiting to reroute traffic: P promotes", self.tone("warn"))
+            elif cd.termination_wait and cd.in_flight:
+                text.append(
+                    "  traffic moved; original task set kept until its wait ends",
+                    self.tone("muted"),
+                )
+            if cd.error:
+                text.append(f"\n    {cd.error}", self.tone(tone))
         return text
 
     def _deployment_line(self, text: Text, d: EcsDeployment) -> None:
@@ -231,6 +248,14 @@ class ServiceCard(Toned, can_focus=True):
             and sd.status not in ("IN_PROGRESS", "SUCCESSFUL", "PENDING")
         ):
             text.append(f"\n    {reason}", self.tone(_STATE_TONE.get(sd.status, "muted")))
+
+
+_CODEDEPLOY_TONE = {
+    "Succeeded": "ok",
+    "Failed": "bad",
+    "Stopped": "warn",
+    "Ready": "warn",
+}
 
 
 def _revision(task_definition: str | None) -> str:

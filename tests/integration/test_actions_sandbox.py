@@ -42,11 +42,19 @@ class World:
     """One service watched through the product's ECS source, acted on by its engine."""
 
     def __init__(
-        self, endpoint: str, cluster: str, tmp_path: Path, *, read_only: bool = False
+        self,
+        endpoint: str,
+        cluster: str,
+        tmp_path: Path,
+        *,
+        read_only: bool = False,
+        codedeploy: tuple[str, str] | None = None,
     ) -> None:
         self.key = f"{cluster}/web"
         self.source = EcsSource(
-            [EcsTarget(self.key, cluster, "web")], region="us-east-1", endpoint_url=endpoint
+            [EcsTarget(self.key, cluster, "web", codedeploy)],
+            region="us-east-1",
+            endpoint_url=endpoint,
         )
         self.store = Store([(self.key, "web")])
         self.aws = AwsActions(region="us-east-1", endpoint_url=endpoint)
@@ -186,16 +194,42 @@ async def test_native_canary_promote_then_roll_back_at_the_hook(
     assert primary_revision(final) == "web:1"
 
 
-async def test_codedeploy_verbs_are_disabled_with_a_reason(
+async def test_codedeploy_promote_then_stop_with_rollback(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_process("codedeploy", speed=8)
-    world = World(sandbox.aws_endpoint, "codedeploy", tmp_path)
-    state = await world.until("the service is described", lambda s: s.sample is not None, 30)
-    for verb in Verb:
-        planned = plan(verb, state, environment="x", production=False)
-        assert planned.kind == "CodeDeploy blue/green"
-        assert not planned.enabled and "CodeDeploy" in (planned.disabled_reason or "")
+    sandbox = sandbox_process("codedeploy", speed=4)
+    world = World(sandbox.aws_endpoint, "codedeploy", tmp_path, codedeploy=("web", "web-dg"))
+
+    def status(s: ServiceState) -> str | None:
+        cd = s.sample.codedeploy if s.sample is not None else None
+        return cd.status if cd is not None else None
+
+    ready = await world.until(
+        "the deployment waits at READY_WAIT", lambda s: status(s) == "Ready", 45
+    )
+    pause = plan(Verb.PAUSE, ready, environment="x", production=False)
+    assert pause.kind == "CodeDeploy blue/green" and not pause.enabled
+    promote = plan(Verb.PROMOTE, ready, environment="x", production=False)
+    assert promote.call is not None
+    assert promote.call.params["deploymentWaitType"] == "READY_WAIT"
+    assert await world.act(Verb.PROMOTE) == "continue_deployment"
+    await world.until("traffic rerouting", lambda s: status(s) not in (None, "Ready"), 30)
+    rollback = plan(Verb.ROLLBACK, world.state, environment="x", production=False)
+    assert rollback.call is not None and rollback.call.params["autoRollbackEnabled"] is True
+    assert ready.sample is not None and ready.sample.codedeploy is not None
+    original = ready.sample.codedeploy.id
+    assert await world.act(Verb.ROLLBACK) == "stop_deployment"
+
+    def rolled_back(s: ServiceState) -> bool:
+        cd = s.sample.codedeploy if s.sample is not None else None
+        # CodeDeploy answers the stop with a rollback deployment of the original.
+        return cd is not None and cd.rollback_of == original and cd.status == "Succeeded"
+
+    final = await world.until("the rollback deployment succeeded", rolled_back, 45)
+    assert not plan(Verb.ROLLBACK, final, environment="x", production=False).enabled
+    cd = world.aws.client("codedeploy")
+    stopped = cd.get_deployment(deploymentId=original)["deploymentInfo"]
+    assert stopped["status"] == "Stopped"
 
 
 async def test_read_only_changes_nothing_in_the_sandbox(

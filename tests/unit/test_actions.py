@@ -33,7 +33,7 @@ def state(
         KEY,
         [
             deployment("web:2", rollout="IN_PROGRESS", running=2),
-            deployment("web:1", status="ACTIVE"),
+            deployment("web:1", status="ACTIVE", created=T0 - timedelta(minutes=30)),
         ],
         service_deployments=sds,
     )
@@ -119,6 +119,44 @@ def test_codedeploy_and_external_are_disabled_with_a_reason() -> None:
     for controller, words in (("CODE_DEPLOY", "CodeDeploy"), ("EXTERNAL", "external")):
         p = make_plan(Verb.ROLLBACK, state(in_flight(), controller=controller))
         assert not p.enabled and words in (p.disabled_reason or "")
+
+
+@pytest.mark.parametrize(
+    ("status", "termination_wait", "promote_wait"),
+    [
+        ("Ready", False, "READY_WAIT"),
+        ("InProgress", True, "TERMINATION_WAIT"),
+        ("InProgress", False, None),
+    ],
+)
+def test_codedeploy_continue_and_stop(
+    status: str, termination_wait: bool, promote_wait: str | None
+) -> None:
+    from sources.model import CodeDeployDeployment
+
+    st = state(in_flight(), controller="CODE_DEPLOY")
+    assert st.sample is not None
+    cd = CodeDeployDeployment("d-ABC", status, termination_wait, T0)
+    st = ServiceState(KEY, "web", sample=replace(st.sample, codedeploy=cd))
+    promote = make_plan(Verb.PROMOTE, st)
+    if promote_wait is None:
+        assert not promote.enabled and "nothing waits" in (promote.disabled_reason or "")
+    else:
+        assert promote.call == ApiCall(
+            "codedeploy",
+            "continue_deployment",
+            {"deploymentId": "d-ABC", "deploymentWaitType": promote_wait},
+        )
+    rollback = make_plan(Verb.ROLLBACK, st)
+    assert rollback.call == ApiCall(
+        "codedeploy", "stop_deployment", {"deploymentId": "d-ABC", "autoRollbackEnabled": True}
+    )
+    assert rollback.change == "web:2 → web:1"
+    assert not make_plan(Verb.PAUSE, st).enabled
+    assert st.sample is not None
+    done_sample = replace(st.sample, codedeploy=replace(cd, status="Succeeded"))
+    done = ServiceState(KEY, "web", sample=done_sample)
+    assert not make_plan(Verb.ROLLBACK, done).enabled
 
 
 def test_no_data_yet_is_disabled() -> None:

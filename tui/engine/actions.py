@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -207,10 +207,10 @@ def plan(verb: Verb, state: ServiceState, *, environment: str, production: bool)
 
     if sample is None:
         return disabled("no ECS data yet for this service")
-    if kind in ("CodeDeploy blue/green", "external controller"):
-        return disabled(
-            f"{kind}: deploywatch does not drive this controller yet; act in its own console"
-        )
+    if kind == "external controller":
+        return disabled(f"{kind}: act in the tool that drives this service's deployments")
+    if kind == "CodeDeploy blue/green":
+        return _codedeploy_plan(verb, sample, replace(base, effect=""))
     sd = _in_flight(sample)
     new, old, old_td = _revisions(sample, sd)
     base = replace(base, from_revision=new, to_revision=old)
@@ -288,6 +288,64 @@ def plan(verb: Verb, state: ServiceState, *, environment: str, production: bool)
         )
     return disabled(
         f"{kind}: ECS pauses only at a PAUSE lifecycle hook (none is waiting); configure one in the deployment"
+    )
+
+
+def _codedeploy_plan(verb: Verb, sample: EcsServiceSample, base: Plan) -> Plan:
+    """CodeDeploy blue/green: continue READY_WAIT / TERMINATION_WAIT; stop with rollback."""
+    # The task sets (PRIMARY serves production; the replacement is the newer one).
+    by_age = sorted(
+        sample.deployments, key=lambda d: d.created_at or datetime.min.replace(tzinfo=UTC)
+    )
+    new = by_age[-1].revision if by_age else None
+    old = by_age[-2].revision if len(by_age) > 1 else None
+    base = replace(base, from_revision=new, to_revision=old)
+
+    def disabled(reason: str) -> Plan:
+        return replace(base, effect=reason, disabled_reason=reason)
+
+    deployment = sample.codedeploy
+    if deployment is None:
+        return disabled(
+            "CodeDeploy: no deployment seen (set [service.codedeploy] application and "
+            "deployment_group)"
+        )
+    if not deployment.in_flight:
+        return disabled(f"CodeDeploy deployment {deployment.id} is {deployment.status}")
+    if verb is Verb.ROLLBACK:
+        # Traffic goes back to the original (blue) task set: new → old.
+        return replace(
+            base,
+            call=ApiCall(
+                "codedeploy",
+                "stop_deployment",
+                {"deploymentId": deployment.id, "autoRollbackEnabled": True},
+            ),
+            effect=f"stop CodeDeploy deployment {deployment.id} and roll back to the original task set",
+        )
+    if verb is Verb.PROMOTE:
+        if deployment.status == "Ready":
+            wait, effect = "READY_WAIT", "reroute production traffic to the replacement task set"
+        elif deployment.termination_wait:
+            wait, effect = (
+                "TERMINATION_WAIT",
+                "end the wait and terminate the original task set now",
+            )
+        else:
+            return disabled(f"CodeDeploy is {deployment.status}: nothing waits for a go")
+        return replace(
+            base,
+            from_revision=old,
+            to_revision=new,
+            call=ApiCall(
+                "codedeploy",
+                "continue_deployment",
+                {"deploymentId": deployment.id, "deploymentWaitType": wait},
+            ),
+            effect=effect,
+        )
+    return disabled(
+        "CodeDeploy has no pause: a deployment with a wait time holds at READY_WAIT until promoted"
     )
 
 
