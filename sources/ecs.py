@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sources.model import (
+    AlbWeights,
     CircuitBreaker,
     CodeDeployDeployment,
     EcsDeployment,
@@ -80,6 +81,36 @@ class EcsTarget:
     service: str
     codedeploy: tuple[str, str] | None = None
     """``(application, deployment group)`` of a ``CODE_DEPLOY`` service."""
+    alb: AlbTarget | None = None
+    """The ALB forward action of a canary deploywatch drives for this service."""
+
+
+@dataclass(frozen=True, slots=True)
+class AlbTarget:
+    """Where an ALB canary's weights live."""
+
+    listener_arn: str
+    rule_arn: str | None
+    stable_target_group_arn: str
+    canary_target_group_arn: str
+
+
+def forward_weights(actions: Iterable[dict[str, Any]], alb: AlbTarget) -> AlbWeights:
+    """The stable/canary weights of the forward action among ``actions``."""
+    weights: dict[str, int] = {}
+    for action in actions:
+        if action.get("Type") != "forward":
+            continue
+        groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or ()
+        if not groups and action.get("TargetGroupArn"):
+            groups = [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}]
+        for group in groups:
+            weight = group.get("Weight", 1)
+            weights[str(group.get("TargetGroupArn"))] = weight if isinstance(weight, int) else 1
+    return AlbWeights(
+        stable=weights.get(alb.stable_target_group_arn),
+        canary=weights.get(alb.canary_target_group_arn, 0 if weights else None),
+    )
 
 
 def revision_of(task_definition_arn: str | None) -> str:
@@ -316,7 +347,7 @@ class EcsSource:
         max_concurrency: int = 8,
         client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        codedeploy_factory: Callable[[], Any] | None = None,
+        aux_factory: Callable[[str], Any] | None = None,
     ) -> None:
         self.targets = tuple(targets)
         self.region = region
@@ -327,8 +358,8 @@ class EcsSource:
         self.read_timeout = read_timeout
         self.max_concurrency = max_concurrency
         self._client_factory = client_factory or self._default_client
-        self._codedeploy_factory = codedeploy_factory or self._default_codedeploy_client
-        self._cd_client: Any = None
+        self._aux_factory = aux_factory or self._default_aux_client
+        self._aux_clients: dict[str, Any] = {}
         self._codedeploy_last: dict[str, str] = {}
         self._clock = clock
         self._client: Any = None
@@ -498,13 +529,27 @@ class EcsSource:
         )
         if target.codedeploy is not None and sample.controller == "CODE_DEPLOY":
             sample = replace(sample, codedeploy=self._codedeploy(target))
+        if target.alb is not None:
+            sample = replace(sample, alb=self._alb_weights(target.alb))
         return sample
+
+    def _alb_weights(self, alb: AlbTarget) -> AlbWeights:
+        client = self.aux_client("elbv2")
+        if alb.rule_arn is not None:
+            rules = client.describe_rules(RuleArns=[alb.rule_arn]).get("Rules") or ()
+            actions = rules[0].get("Actions") or () if rules else ()
+        else:
+            listeners = (
+                client.describe_listeners(ListenerArns=[alb.listener_arn]).get("Listeners") or ()
+            )
+            actions = listeners[0].get("DefaultActions") or () if listeners else ()
+        return forward_weights(actions, alb)
 
     def _codedeploy(self, target: EcsTarget) -> CodeDeployDeployment | None:
         """The newest deployment of the service's CodeDeploy group (in flight first)."""
         assert target.codedeploy is not None
         application, group = target.codedeploy
-        client = self.codedeploy_client()
+        client = self.aux_client("codedeploy")
         listed = client.list_deployments(
             applicationName=application,
             deploymentGroupName=group,
@@ -524,20 +569,20 @@ class EcsSource:
         self._codedeploy_last[target.key] = newest.id
         return newest
 
-    def codedeploy_client(self) -> Any:
-        """The CodeDeploy client, built on first use (call from a worker thread)."""
+    def aux_client(self, name: str) -> Any:
+        """The ``codedeploy`` or ``elbv2`` client, built on first use (worker thread)."""
         with self._client_lock:
-            if self._cd_client is None:
-                self._cd_client = self._codedeploy_factory()
-            return self._cd_client
+            if name not in self._aux_clients:
+                self._aux_clients[name] = self._aux_factory(name)
+            return self._aux_clients[name]
 
-    def _default_codedeploy_client(self) -> Any:
+    def _default_aux_client(self, name: str) -> Any:
         import boto3
         from botocore.config import Config
 
         session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
         return session.client(
-            "codedeploy",
+            name,
             endpoint_url=self.endpoint_url,
             config=Config(
                 connect_timeout=self.connect_timeout,

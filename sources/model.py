@@ -171,6 +171,23 @@ class CodeDeployDeployment:
 
 
 @dataclass(frozen=True, slots=True)
+class AlbWeights:
+    """The live weights of an ALB forward action between a stable and a canary target group."""
+
+    stable: int | None
+    canary: int | None
+    """Percent-like weights as the listener holds them; ``None`` if the group is absent."""
+
+    @property
+    def canary_percent(self) -> float | None:
+        """The canary's share of traffic, 0..100."""
+        if self.stable is None or self.canary is None:
+            return None
+        total = self.stable + self.canary
+        return 0.0 if total == 0 else 100.0 * self.canary / total
+
+
+@dataclass(frozen=True, slots=True)
 class EcsServiceSample:
     """What the ECS source knows about one service after one poll."""
 
@@ -195,6 +212,8 @@ class EcsServiceSample:
     """The service's deployment strategy: ``ROLLING``, ``BLUE_GREEN``, ``CANARY``, ``LINEAR``."""
     codedeploy: CodeDeployDeployment | None = None
     """For a ``CODE_DEPLOY`` service with its application configured: its newest deployment."""
+    alb: AlbWeights | None = None
+    """For a service with an ALB canary configured: the listener's current weights."""
 
 
 @dataclass(frozen=True, slots=True)

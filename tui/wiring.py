@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from sources.datadog import DatadogQuery, DatadogSource
-from sources.ecs import EcsSource, EcsTarget
+from sources.ecs import AlbTarget, EcsSource, EcsTarget
 from sources.probes import Probe, ProbeSource
 from sources.sentry import SentrySource
 from tui.engine.rules import NoDataPolicy, Rule, RuleBook, Severity
@@ -122,6 +122,14 @@ def _ecs_source(settings: Settings) -> EcsSource:
                 ref.service,
                 (ref.codedeploy.application, ref.codedeploy.deployment_group)
                 if ref.codedeploy is not None
+                else None,
+                AlbTarget(
+                    ref.canary.listener_arn,
+                    ref.canary.rule_arn,
+                    ref.canary.stable_target_group_arn,
+                    ref.canary.canary_target_group_arn,
+                )
+                if ref.canary is not None
                 else None,
             )
             for ref in settings.services

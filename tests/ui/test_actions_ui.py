@@ -247,3 +247,61 @@ async def test_keymap_from_config_rebinds_rollback(tmp_path: Path) -> None:
         await pilot.press("ctrl+r")
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen)
+
+
+async def test_alb_canary_advances_holds_and_rolls_back(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from sources.model import AlbWeights
+    from tests.fakes import deployment, sample
+    from tests.unit.test_canary import driver
+
+    base = settings(services=(("demo", "web"),))
+    ref = base.services[0].model_copy(update={"canary": driver().settings})
+    canary_settings = base.model_copy(update={"services": (ref,)})
+    clock = FrozenClock()
+    web = replace(sample("demo/web", [deployment("web:2")]), alb=AlbWeights(90, 10))
+    source = FakeSource([web])
+    rec = Recorder()
+    app = DeployWatchApp(
+        canary_settings, [source], clock=clock, executor=rec, audit_path=tmp_path / "a.jsonl"
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.pause(1.1)
+        assert "CANARY" in bar(app) and "canary 10% · step 1/4 · next 25% in 30s" in bar(app)
+        clock.advance(30)
+        await pilot.pause(1.2)
+        assert [c.operation for c in rec.calls] == ["modify_listener"]
+        sent = rec.calls[0].params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+        assert [g["Weight"] for g in sent] == [75, 25]
+        # The listener now says 25 (a pause step): nothing moves by itself.
+        source.push(replace(web, alb=AlbWeights(75, 25)))
+        clock.advance(600)
+        await pilot.pause(1.2)
+        assert len(rec.calls) == 1 and "paused: P promotes" in bar(app)
+        await pilot.press("p")  # hold our automation: no dialog, no AWS call
+        await pilot.pause(0.3)
+        assert "held by the operator: r resumes" in bar(app) and len(rec.calls) == 1
+        await pilot.press("r")
+        await pilot.pause(0.3)
+        assert "paused: P promotes" in bar(app)
+        await pilot.press("R")
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "canary 25% → canary 0%" in confirm_text(app)
+        await pilot.press("y")
+        await pilot.pause(0.3)
+        assert [
+            g["Weight"]
+            for g in rec.calls[-1].params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+        ] == [100, 0]
+    phases = [(e["phase"], e.get("automatic")) for e in AuditLog(tmp_path / "a.jsonl").read()]
+    assert (
+        phases == [("intent", True), ("result", None)] + [("intent", False), ("result", None)] * 3
+    )
+    operations = [
+        e["call"]["operation"]
+        for e in AuditLog(tmp_path / "a.jsonl").read()
+        if e["phase"] == "intent"
+    ]
+    assert operations == ["modify_listener", "hold_canary", "release_canary", "modify_listener"]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from sources.model import EcsServiceSample, ServiceDeployment
+    from tui.engine.canary import CanaryDriver
     from tui.engine.rules import Evidence
     from tui.engine.store import ServiceState
 
@@ -182,11 +183,18 @@ def _newest(sample: EcsServiceSample) -> ServiceDeployment | None:
     return sample.service_deployments[0] if sample.service_deployments else None
 
 
-def plan(verb: Verb, state: ServiceState, *, environment: str, production: bool) -> Plan:
+def plan(
+    verb: Verb,
+    state: ServiceState,
+    *,
+    environment: str,
+    production: bool,
+    canary: CanaryDriver | None = None,
+) -> Plan:
     """What ``verb`` would do to this service now (see DESIGN.md's table per kind)."""
     cluster, _, service = state.key.partition("/")
     sample = state.sample
-    kind = deployment_kind(sample)
+    kind = "ALB canary" if canary is not None else deployment_kind(sample)
     base = Plan(
         verb=verb,
         key=state.key,
@@ -205,6 +213,8 @@ def plan(verb: Verb, state: ServiceState, *, environment: str, production: bool)
     def disabled(reason: str, **changes: Any) -> Plan:
         return replace(base, effect=reason, disabled_reason=reason, **changes)
 
+    if canary is not None:
+        return _canary_plan(verb, canary, base)
     if sample is None:
         return disabled("no ECS data yet for this service")
     if kind == "external controller":
@@ -288,6 +298,53 @@ def plan(verb: Verb, state: ServiceState, *, environment: str, production: bool)
         )
     return disabled(
         f"{kind}: ECS pauses only at a PAUSE lifecycle hook (none is waiting); configure one in the deployment"
+    )
+
+
+def _canary_plan(verb: Verb, canary: CanaryDriver, base: Plan) -> Plan:
+    """An ALB weighted canary driven by deploywatch: weights, and our own hold."""
+    now = canary.observed
+
+    def disabled(reason: str) -> Plan:
+        return replace(base, effect=reason, disabled_reason=reason)
+
+    def weights(canary_weight: int, effect: str) -> Plan:
+        operation, params = canary.weights_params(canary_weight)
+        return replace(
+            base,
+            from_revision=f"canary {now:.0f}%" if now is not None else "canary ?",
+            to_revision=f"canary {canary_weight}%",
+            call=ApiCall("elbv2", operation, params),
+            effect=effect,
+        )
+
+    if now is None:
+        return disabled("ALB canary: the listener's weights are not known yet")
+    if verb is Verb.ROLLBACK:
+        if not canary.started:
+            return disabled("the canary already gets no traffic")
+        return weights(0, "set the ALB weights to stable 100 / canary 0")
+    if verb is Verb.PROMOTE:
+        target = canary.next_weight()
+        if target is None:
+            return disabled("the canary already gets all the traffic")
+        return weights(target, f"move the canary to {target}% of the traffic")
+    if verb is Verb.PAUSE:
+        if not canary.started or canary.complete:
+            return disabled("the canary is not moving: nothing to pause")
+        if canary.held:
+            return disabled("the canary is already held: r resumes")
+        return replace(
+            base,
+            call=ApiCall("deploywatch", "hold_canary", {"service": base.key}),
+            effect="stop advancing the canary's steps (traffic stays as it is)",
+        )
+    if not canary.held:
+        return disabled("the canary is not held")
+    return replace(
+        base,
+        call=ApiCall("deploywatch", "release_canary", {"service": base.key}),
+        effect="advance the canary's steps again (only while no rule is FAILING)",
     )
 
 
@@ -387,6 +444,8 @@ class ActionEngine:
     operator: Callable[[], str]
     clock: Callable[[], datetime]
     timeout: float = ACTION_TIMEOUT
+    local: dict[str, Callable[[ApiCall], Mapping[str, Any]]] = field(default_factory=dict)
+    """Handlers of ``deploywatch`` calls (our own automation, e.g. holding a canary)."""
     _busy: set[str] = field(default_factory=set)
     history: list[ActionResult] = field(default_factory=list)
     """Results, oldest first (bounded by :data:`HISTORY`)."""
@@ -434,9 +493,12 @@ class ActionEngine:
             except AuditError as exc:
                 return self._done(plan, Outcome.REFUSED, f"not sent: {exc}", automatic, action_id)
             try:
-                response = await asyncio.wait_for(
-                    asyncio.to_thread(self.executor, call), timeout=self.timeout
-                )
+                if call.client == "deploywatch":
+                    response = self.local[call.operation](call)
+                else:
+                    response = await asyncio.wait_for(
+                        asyncio.to_thread(self.executor, call), timeout=self.timeout
+                    )
             except Exception as exc:  # every failure is reported and audited
                 error = _error_text(exc)
                 await asyncio.to_thread(

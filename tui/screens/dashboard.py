@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import Footer
 
 from tui.engine.actions import ActionResult, Outcome, Plan, Verb, plan
+from tui.engine.canary import CanaryDriver
 from tui.engine.store import EcsStatus, Store
 from tui.engine.verdict import judge
 from tui.messages import SourceCrashed, StoreChanged
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
     from textual.events import DescendantFocus
 
     from tui.config import Settings
-    from tui.engine.actions import ActionEngine
+    from tui.engine.actions import ActionEngine, ApiCall
     from tui.engine.autopilot import AutoPilot, MttrClock
     from tui.engine.rules import Evidence
     from tui.engine.verdict import Report
@@ -130,6 +131,13 @@ class DashboardScreen(Screen[None]):
         self.sending: dict[str, Plan] = {}
         """Actions being sent, per service."""
         self.last_result: ActionResult | None = None
+        self.canaries = {
+            ref.key: CanaryDriver(ref.key, ref.canary)
+            for ref in settings.services
+            if ref.canary is not None
+        }
+        """ALB canaries deploywatch drives, per service."""
+        actions.local.update(hold_canary=self._hold_canary, release_canary=self._release_canary)
 
     def compose(self) -> ComposeResult:
         env = self.settings.environment
@@ -209,8 +217,24 @@ class DashboardScreen(Screen[None]):
     def plan(self, verb: Verb, key: str | None = None) -> Plan:
         """What ``verb`` would do to a service (the selected one by default) now."""
         env = self.settings.environment
-        state = self.store.services[key or self.selected]
-        return plan(verb, state, environment=env.name, production=env.production)
+        key = key or self.selected
+        return plan(
+            verb,
+            self.store.services[key],
+            environment=env.name,
+            production=env.production,
+            canary=self.canaries.get(key),
+        )
+
+    def _hold_canary(self, call: ApiCall) -> dict[str, Any]:
+        self.canaries[str(call.params["service"])].held = True
+        return {"held": True}
+
+    def _release_canary(self, call: ApiCall) -> dict[str, Any]:
+        driver = self.canaries[str(call.params["service"])]
+        driver.held = False
+        driver.since = self.clock()  # the step's wait starts again from the release
+        return {"held": False}
 
     def action_act(self, verb_name: str) -> None:
         """A verb key: confirm (naming the target), then send through the engine."""
@@ -230,6 +254,11 @@ class DashboardScreen(Screen[None]):
                 severity="warning",
                 timeout=8,
             )
+            return
+
+        if verb in (Verb.PAUSE, Verb.RESUME):
+            # Holding or releasing our own automation changes no traffic: no dialog.
+            self.run_worker(self._send(planned, reason="operator request"), group="actions")
             return
 
         def confirmed(ok: bool | None) -> None:
@@ -323,6 +352,20 @@ class DashboardScreen(Screen[None]):
                 ),
                 group="actions",
             )
+        failing = self.report is not None and self.report.verdict.value == "FAILING"
+        for key, driver in self.canaries.items():
+            sample = self.store.services[key].sample
+            driver.observe(sample.alb if sample is not None else None, now)
+            weight = driver.due(now, failing)
+            if weight is None or key in self.sending:
+                continue
+            planned = self.plan(Verb.PROMOTE, key)
+            if planned.enabled and planned.to_revision == f"canary {weight}%":
+                driver.sent = weight
+                self.run_worker(
+                    self._send(planned, reason="canary step: its wait is over", automatic=True),
+                    group="actions",
+                )
         self.mttr.observe(evidence)
         for key, state in self.store.services.items():
             if state.status in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED):
@@ -339,6 +382,13 @@ class DashboardScreen(Screen[None]):
                     f"AUTO {countdown.verb.value.upper()} in {countdown.remaining(now):.0f}s",
                     f"{labels.get(countdown.key, countdown.key)} · {countdown.evidence.summary()}"
                     f" · press {cancel_key} to cancel",
+                )
+            )
+        failing = self.report is not None and self.report.verdict.value == "FAILING"
+        for key, driver in self.canaries.items():
+            lines.append(
+                ActionLine(
+                    "busy", "CANARY", f"{labels.get(key, key)}: {driver.describe(now, failing)}"
                 )
             )
         for planned in self.sending.values():
