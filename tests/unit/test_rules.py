@@ -164,3 +164,15 @@ def test_a_group_that_stops_reporting_loses_its_breach_and_its_say() -> None:
         solo.record("metric:error_rate", T0 + at(i), 15.0)
     (ev,) = solo.evaluate(T0 + at(11) + 2 * MIN - timedelta(seconds=1))
     assert ev.state is RuleState.NO_DATA and ev.samples == 0
+
+
+def test_a_failing_source_makes_its_rules_stale_at_once_and_keeps_the_streak() -> None:
+    book = RuleBook([rule(window=MIN)])
+    feed(book, "metric:error_rate", [14.0] * 5)  # 0..40 s breaching
+    (ev,) = book.evaluate(T0 + at(4), lambda _s, _g: "timeout: no answer")
+    assert ev.state is RuleState.STALE and ev.value is None
+    assert "timeout: no answer" in ev.reason
+    # The source answers again: the breach began at 0 s, not after the outage.
+    book.record("metric:error_rate", T0 + at(6), 14.0)
+    (ev,) = book.evaluate(T0 + at(6))
+    assert ev.state is RuleState.CRITICAL and ev.since == T0

@@ -220,6 +220,13 @@ class RuleTracker:
             # rollback), the rule has no data, whatever its last point said.
             if fresh and rule.window > timedelta(0) and not series.since(now - rule.window):
                 fresh = False
+        if source_error is not None:
+            # The source is failing right now: what it said before is not evidence that
+            # all is well (nor that it is not). STALE at once; the streak is kept so a
+            # short outage does not restart a breach's window.
+            evidence = self._no_data(series, latest, now, source_error)
+            self.evidence = evidence
+            return evidence
         if not fresh:
             self.streak_start = None
             evidence = self._no_data(series, latest, now, source_error)
