@@ -71,7 +71,19 @@ def describe(info: dict[str, Any]) -> list[str]:
             rows.append((f"  {name} {version}", url))
         for version in service["never_runs"]:
             rows.append((f"  {name} {version}", "(no process: its tasks never start)"))
+        alb = service.get("alb")
+        if alb:
+            rows.append(
+                (
+                    f"  {name} ALB",
+                    f"{alb['rule_arn'] or alb['listener_arn']}  (weights on the "
+                    f"{alb['weights_on']}; canary ECS service {alb['canary_service']})",
+                )
+            )
     width = max(len(label) for label, _ in rows)
+    ecs_services = [*info["services"]]
+    albs = [s["alb"] for s in info["services"].values() if s.get("alb")]
+    ecs_services += [alb["canary_service"] for alb in albs]
     lines = [
         f"deploywatch sandbox: scenario {info['scenario']!r} at speed {info['speed']:g}",
         f"  {info['description']}",
@@ -86,7 +98,12 @@ def describe(info: dict[str, Any]) -> list[str]:
         "Then, in another terminal:",
         f"  deploywatch --config {shlex.quote(info['config'])}",
         f"  aws --endpoint-url {info['aws']} ecs describe-services "
-        f"--cluster {info['cluster']} --services {' '.join(info['services'])}",
+        f"--cluster {info['cluster']} --services {' '.join(ecs_services)}",
+        *(
+            f"  aws --endpoint-url {info['aws']} elbv2 describe-listeners "
+            f"--listener-arns {alb['listener_arn']}"
+            for alb in albs
+        ),
         f"  curl -s -X POST {info['faults']} "
         """-d '{"endpoint": "datadog", "fault": "http429", "retry_after": 5}'""",
         f"  curl -s -X DELETE {info['faults']}/datadog",

@@ -21,6 +21,12 @@ is wrapped so the simulation adopts the deployment; ``GetDeployment`` /
 ``BatchGetDeploymentTargets`` are added. CodeDeploy requests run under the scheduler's
 lock too.
 
+:class:`moto.elbv2.responses.ELBV2Response` (the ALB of a weighted canary,
+:mod:`sandbox.alb_sim`): every elbv2 request runs under the scheduler's lock, so the
+proxy never reads half-applied weights; ``ModifyListener`` and ``ModifyRule`` check
+their forward actions as ELB does (moto skips it for ``ModifyListener``): every target
+group exists, at most five per action, weights 0..999.
+
 moto's backends are process-global, so one process serves one scheduler at a time.
 
 :class:`MotoServer` serves moto's WSGI app on the sandbox's own :class:`WsgiServer`,
@@ -40,6 +46,10 @@ from moto.codedeploy.responses import CodeDeployResponse
 from moto.core.responses import ActionResult, BaseResponse
 from moto.ecs.exceptions import InvalidParameterException, ServiceNotFoundException
 from moto.ecs.responses import EC2ContainerServiceResponse
+from moto.elbv2.exceptions import ActionTargetGroupNotFoundError
+from moto.elbv2.exceptions import ValidationError as ElbValidationError
+from moto.elbv2.models import elbv2_backends
+from moto.elbv2.responses import ELBV2Response
 from moto.moto_api import state_manager
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
@@ -328,6 +338,61 @@ def _cd_batch_get_deployment_targets(self: Any) -> ActionResult:
     return ActionResult({"deploymentTargets": targets})
 
 
+def _elb_call_action(self: Any) -> Any:
+    scheduler = _scheduler
+    if scheduler is None:
+        return _originals["elb_call_action"](self)
+    with scheduler.lock:
+        return _originals["elb_call_action"](self)
+
+
+def check_forward_actions(self: Any, actions: list[dict[str, Any]], member: str) -> None:
+    """Refuse forward actions ELB refuses: unknown target groups, more than five of
+    them, weights outside 0..999.
+
+    Args:
+        self: The elbv2 response handler.
+        actions: The request's actions.
+        member: The request member, e.g. ``"defaultActions"`` (for the message).
+    """
+    from sandbox.alb_sim import MAX_TARGET_GROUPS, MAX_WEIGHT
+
+    known = set(elbv2_backends[self.current_account][self.region].target_groups)
+    for i, action in enumerate(actions, start=1):
+        if action.get("Type") != "forward":
+            continue
+        groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or []
+        if len(groups) > MAX_TARGET_GROUPS:
+            raise ElbValidationError(
+                f"A forward action can have at most {MAX_TARGET_GROUPS} target groups"
+            )
+        arns = [g.get("TargetGroupArn") for g in groups]
+        if action.get("TargetGroupArn"):
+            arns.append(action["TargetGroupArn"])
+        for arn in arns:
+            if arn not in known:
+                raise ActionTargetGroupNotFoundError(str(arn))
+        for j, group in enumerate(groups, start=1):
+            weight = int(group.get("Weight", 1))
+            if not 0 <= weight <= MAX_WEIGHT:
+                raise ElbValidationError(
+                    f"1 validation error detected: Value '{weight}' at "
+                    f"'{member}.{i}.member.forwardConfig.targetGroups.{j}.member.weight' "
+                    f"failed to satisfy constraint: Member must have value between 0 and "
+                    f"{MAX_WEIGHT}"
+                )
+
+
+def _elb_modify_listener(self: Any) -> Any:
+    check_forward_actions(self, list(self._get_param("DefaultActions") or []), "defaultActions")
+    return _originals["elb_modify_listener"](self)
+
+
+def _elb_modify_rule(self: Any) -> Any:
+    check_forward_actions(self, list(self._get_param("Actions") or []), "actions")
+    return _originals["elb_modify_rule"](self)
+
+
 def _patch_once() -> None:
     if _originals:
         return
@@ -355,6 +420,13 @@ def _patch_once() -> None:
     cd.get_deployment_target = _cd_get_deployment_target
     cd.batch_get_deployment_targets = _cd_batch_get_deployment_targets
     codedeploy_responses._deployment_info = _cd_deployment_info
+    elb: Any = ELBV2Response
+    _originals["elb_call_action"] = BaseResponse.call_action
+    _originals["elb_modify_listener"] = elb.modify_listener
+    _originals["elb_modify_rule"] = elb.modify_rule
+    elb.call_action = _elb_call_action
+    elb.modify_listener = _elb_modify_listener
+    elb.modify_rule = _elb_modify_rule
     # moto advances a task one lifecycle state per describe_tasks; the scheduler owns
     # task states, so freeze moto's own progression.
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 2**62})
@@ -402,8 +474,10 @@ def uninstall_ecs_extensions(scheduler: Scheduler) -> None:
 
 
 def reset_ecs_backend(account_id: str, region: str) -> None:
-    """Forget every ECS resource of one account and region (moto's state is global)."""
+    """Forget every ECS, CodeDeploy and ELB resource of one account and region (moto's
+    state is global)."""
     from moto.ecs.models import ecs_backends
 
     ecs_backends[account_id][region].reset()
     codedeploy_backends[account_id][region].reset()
+    elbv2_backends[account_id][region].reset()

@@ -13,6 +13,10 @@
   A version process that exits (a scripted crash) is restarted after the version's
   ``start_seconds``, as ECS would start a replacement task; meanwhile the proxy answers
   502 for the requests it sends there.
+- **ALB**: a service with ``[service.alb]`` gets an :class:`~sandbox.alb_sim.AlbCanary`
+  (load balancer, stable and canary target groups, listener or rule, and a second ECS
+  service behind the canary group); its proxy's :class:`TrafficSplit` then follows the
+  forward action's weights in moto, and the config gets ``[service.canary]``.
 - **Datadog** (:class:`~sandbox.datadog_api.DatadogServer`) over the proxies' shared
   :class:`~sandbox.requestlog.RequestLog`; **Sentry**
   (:class:`~sandbox.sentry_api.SentryServer`), one project per service.
@@ -46,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import boto3
 
+from sandbox.alb_sim import AlbArns, AlbCanary
 from sandbox.aws import (
     MotoServer,
     install_codedeploy_extensions,
@@ -59,7 +64,14 @@ from sandbox.ecs_sim import DEFAULT_ACCOUNT, SandboxClock, Scheduler
 from sandbox.faults import Fault, FaultControlServer, FaultRegistry
 from sandbox.proxy import WeightedProxy
 from sandbox.requestlog import RequestLog
-from sandbox.scenario import Scenario, ServiceSpec, TimelineAction, VersionSpec, load_scenario
+from sandbox.scenario import (
+    CanaryStepSpec,
+    Scenario,
+    ServiceSpec,
+    TimelineAction,
+    VersionSpec,
+    load_scenario,
+)
 from sandbox.sentry_api import DEFAULT_TOKEN, SentryServer
 from sandbox.service import ServiceProcess, ServiceStartError
 from sandbox.traffic import TrafficGenerator
@@ -280,7 +292,64 @@ def _rule(
     return lines
 
 
-def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
+def _step(step: CanaryStepSpec) -> str:
+    parts = [f"weight = {step.weight}"]
+    if step.wait is not None:
+        parts.append(f"wait = {_secs(step.wait)}")
+    if step.pause:
+        parts.append("pause = true")
+    return "{ " + ", ".join(parts) + " }"
+
+
+def _service_tables(
+    scenario: Scenario, service: ServiceSpec, albs: Mapping[str, AlbArns]
+) -> list[str]:
+    """The ``[[service]]`` table(s) of one scenario service: the service, its
+    ``[service.codedeploy]`` or ``[service.canary]``, and an ALB canary's second ECS
+    service."""
+    lines = [
+        "",
+        "[[service]]",
+        f"cluster = {_q(scenario.cluster)}",
+        f"service = {_q(service.name)}",
+    ]
+    if service.deployment.controller == "CODE_DEPLOY":
+        application, group = codedeploy_names(service.name)
+        lines += [
+            "",
+            "[service.codedeploy]",
+            f"application = {_q(application)}",
+            f"deployment_group = {_q(group)}",
+        ]
+    arns = albs.get(service.name)
+    if service.alb is not None and arns is not None:
+        lines += [
+            "",
+            "# ALB weighted canary: deploywatch moves the weights of this forward action",
+            f"# (stable {service.name} / canary {service.alb.canary_service}).",
+            "[service.canary]",
+            f"listener_arn = {_q(arns.listener_arn)}",
+        ]
+        if arns.rule_arn is not None:
+            lines.append(f"rule_arn = {_q(arns.rule_arn)}")
+        lines += [
+            f"stable_target_group_arn = {_q(arns.stable_target_group_arn)}",
+            f"canary_target_group_arn = {_q(arns.canary_target_group_arn)}",
+            "steps = [" + ", ".join(_step(s) for s in service.alb.steps) + "]",
+            "",
+            "[[service]]",
+            f"cluster = {_q(scenario.cluster)}",
+            f"service = {_q(service.alb.canary_service)}",
+        ]
+    return lines
+
+
+def config_text(
+    scenario: Scenario,
+    urls: SandboxUrls,
+    region: str,
+    albs: Mapping[str, AlbArns] | None = None,
+) -> str:
     """Return the product's config file (TOML) for a scenario served at ``urls``.
 
     No credential goes into it: the product reads them from the environment
@@ -290,6 +359,8 @@ def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
         scenario: The running scenario.
         urls: Where the sandbox's endpoints listen (loopback).
         region: AWS region.
+        albs: Front service name -> the ARNs of its ALB (services with ``[service.alb]``);
+            without them no ``[service.canary]`` is written.
     """
     names = [s.name for s in scenario.services]
     lines = [
@@ -309,19 +380,7 @@ def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
         "poll_interval = 1.0",
     ]
     for service in scenario.services:
-        lines += [""]
-        if service.deployment.controller == "CODE_DEPLOY":
-            application, group = codedeploy_names(service.name)
-            lines += [
-                "# CodeDeploy blue/green (deployment controller CODE_DEPLOY):",
-                f"#   codedeploy.application = {_q(application)}",
-                f"#   codedeploy.deployment_group = {_q(group)}",
-            ]
-        lines += [
-            "[[service]]",
-            f"cluster = {_q(scenario.cluster)}",
-            f"service = {_q(service.name)}",
-        ]
+        lines += _service_tables(scenario, service, albs or {})
     lines += [
         "",
         "[datadog]",
@@ -406,6 +465,18 @@ def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
             n,
             no_data="ok",
         )
+        if service.alb is not None and albs and service.name in albs:
+            canary = service.alb.canary_service
+            lines += _rule(
+                f"{canary} new tasks failing",
+                "ecs:failed_tasks",
+                ">=",
+                1,
+                10,
+                "warn",
+                canary,
+                no_data="ok",
+            )
     lines += _rule("new Sentry issues", "sentry:new_issues", ">=", 1, 0, "warn", no_data="ok")
     return "\n".join(lines) + "\n"
 
@@ -414,7 +485,8 @@ def config_text(scenario: Scenario, urls: SandboxUrls, region: str) -> str:
 
 
 def split_name(spec: ServiceSpec) -> str:
-    """What a service's proxy splits by, before any ALB takes over."""
+    """What a service's proxy splits by, before an ALB takes over (``alb-listener`` or
+    ``alb-rule`` once the world is built)."""
     if spec.deployment.controller == "CODE_DEPLOY":
         return "codedeploy-task-sets"
     return "ecs-task-mix" if spec.deployment.strategy == "ROLLING" else "ecs-traffic-shift"
@@ -523,6 +595,8 @@ class Sandbox:
             faults=self.faults,
         )
         self.services: dict[str, ServiceWorld] = {}
+        self.albs: dict[str, AlbCanary] = {}
+        """Front service name -> its ALB (services with ``[service.alb]``)."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -595,6 +669,14 @@ class Sandbox:
                     "application": application,
                     "deployment_group": group,
                 }
+            alb = self.albs.get(name)
+            if alb is not None:
+                services[name]["alb"] = {
+                    **alb.arns.to_dict(),
+                    "canary_service": alb.spec.canary_service,
+                    "canary_version": alb.spec.canary_version,
+                    "weights_on": alb.spec.weights_on,
+                }
         return {
             "scenario": self.scenario.name,
             "description": self.scenario.description,
@@ -644,6 +726,9 @@ class Sandbox:
             reset_ecs_backend(DEFAULT_ACCOUNT, self.region)
             for spec in self.scenario.services:
                 self.scheduler.register_profile(self.scenario.cluster, spec)
+                canary = spec.canary_spec()
+                if canary is not None:
+                    self.scheduler.register_profile(self.scenario.cluster, canary)
             self.fault_control.start()
             self._endpoint = self._server.start()
             self._internal_endpoint = self._internal.start()
@@ -732,19 +817,35 @@ class Sandbox:
         cluster = self.scenario.cluster
         client.create_cluster(clusterName=cluster)
         for spec in self.scenario.services:
-            task_definition = register_version(client, spec, spec.initial_version)
-            client.create_service(
-                cluster=cluster,
-                serviceName=spec.name,
-                taskDefinition=task_definition,
-                desiredCount=spec.desired_count,
-                launchType="EC2",
-                deploymentController={"type": spec.deployment.controller},
-                deploymentConfiguration=spec.deployment.to_api(),
-            )
-            self.scheduler.settle(cluster, spec.name)
+            alb: AlbCanary | None = None
+            if spec.alb is not None:
+                alb = AlbCanary(self.scheduler, cluster, spec)
+                alb.build(
+                    aws_client("elbv2", self._internal_url(), self.region),
+                    aws_client("ec2", self._internal_url(), self.region),
+                )
+                self.albs[spec.name] = alb
+            canary = spec.canary_spec()
+            for ecs_spec in (spec,) if canary is None else (spec, canary):
+                extra: dict[str, Any] = {}
+                if alb is not None:
+                    extra["loadBalancers"] = alb.load_balancers(ecs_spec.name)
+                task_definition = register_version(client, ecs_spec, ecs_spec.initial_version)
+                client.create_service(
+                    cluster=cluster,
+                    serviceName=ecs_spec.name,
+                    taskDefinition=task_definition,
+                    desiredCount=ecs_spec.desired_count,
+                    launchType="EC2",
+                    deploymentController={"type": ecs_spec.deployment.controller},
+                    deploymentConfiguration=ecs_spec.deployment.to_api(),
+                    **extra,
+                )
+                self.scheduler.settle(cluster, ecs_spec.name)
             if spec.deployment.controller == "CODE_DEPLOY":
                 self._create_codedeploy_group(spec)
+            if alb is not None:
+                self.services[spec.name].split.use(alb.weights, alb.source_name)
 
     def _create_codedeploy_group(self, spec: ServiceSpec) -> None:
         """The CodeDeploy application and deployment group of a CODE_DEPLOY service."""
@@ -801,7 +902,12 @@ class Sandbox:
             self._workdir = Path(tempfile.mkdtemp(prefix="deploywatch-sandbox-"))
             self._own_workdir = True
         self._workdir.mkdir(parents=True, exist_ok=True)
-        text = config_text(self.scenario, self.urls(), self.region)
+        text = config_text(
+            self.scenario,
+            self.urls(),
+            self.region,
+            {name: alb.arns for name, alb in self.albs.items()},
+        )
         tmp = self.config_path.with_suffix(".toml.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(self.config_path)

@@ -197,6 +197,44 @@ class AlertSpec:
 
 
 @dataclass(frozen=True)
+class CanaryStepSpec:
+    """One step of an ALB weighted canary, as written into the product's config."""
+
+    weight: int
+    """Percent of traffic on the canary target group (0..100)."""
+    wait: float | None = None
+    """REAL seconds the product waits before the next step (the product's clock)."""
+    pause: bool = False
+    """The product waits for an operator's promote."""
+
+
+@dataclass(frozen=True)
+class AlbSpec:
+    """An ALB in front of a service: a listener (or a listener rule) whose forward action
+    has two weighted target groups, stable (the service itself) and canary (a second
+    ECS service running another version). The product drives the weights."""
+
+    canary_service: str
+    """The second ECS service, behind the canary target group."""
+    canary_version: str
+    """The version the canary service runs (one of the front service's versions)."""
+    canary_desired_count: int = 1
+    load_balancer: str = ""
+    """ALB name (``<service>-alb`` when not given)."""
+    stable_target_group: str = ""
+    """Stable target group name (``<service>-stable`` when not given)."""
+    canary_target_group: str = ""
+    """Canary target group name (``<service>-canary`` when not given)."""
+    canary_weight: int = 0
+    """Initial canary weight; the stable target group gets ``100 - canary_weight``."""
+    weights_on: str = "listener"
+    """``listener`` (the listener's default action) or ``rule`` (a listener rule matching
+    every path, priority 10; the default action then answers a fixed 404)."""
+    steps: tuple[CanaryStepSpec, ...] = ()
+    """The canary steps written into ``[service.canary]`` of the product's config."""
+
+
+@dataclass(frozen=True)
 class ServiceSpec:
     """One ECS service of the scenario."""
 
@@ -215,6 +253,22 @@ class ServiceSpec:
     """Paths the traffic generator requests in turn."""
     alerts: AlertSpec = field(default_factory=AlertSpec)
     """Thresholds of the rules written into the product's config."""
+    alb: AlbSpec | None = None
+    """An ALB weighted canary in front of this service (its proxy follows the ALB)."""
+
+    def canary_spec(self) -> ServiceSpec | None:
+        """The ECS service behind the ALB's canary target group, as a service of its own
+        (same versions, rolling, ``canary_desired_count`` tasks of ``canary_version``)."""
+        if self.alb is None:
+            return None
+        return dataclasses.replace(
+            self,
+            name=self.alb.canary_service,
+            desired_count=self.alb.canary_desired_count,
+            initial_version=self.alb.canary_version,
+            deployment=DeploymentSpec(),
+            alb=None,
+        )
 
     def version(self, name: str) -> VersionSpec:
         """Return the version called ``name``.
@@ -557,6 +611,79 @@ def _load_deployment(table: _Table, desired: int) -> DeploymentSpec:
     )
 
 
+_TARGET_GROUP = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,30}[A-Za-z0-9])?$")
+_WEIGHTS_ON = ("listener", "rule")
+
+
+def _elb_name(table: _Table, key: str, default: str) -> str:
+    name = table.string(key, default)
+    if not _TARGET_GROUP.match(name):
+        raise table.error(
+            key, f"{name!r}: an ELB name is 1-32 letters, digits or '-', not at either end"
+        )
+    return name
+
+
+def _load_step(table: _Table) -> CanaryStepSpec:
+    table.check_keys({"weight", "wait", "pause"})
+    weight = table.integer("weight")
+    if weight > 100:
+        raise table.error("weight", "is a percentage: must be <= 100")
+    wait = table.number("wait") if "wait" in table.data else None
+    pause = table.boolean("pause", False)
+    if wait is not None and pause:
+        raise table.error("pause", "either wait or pause = true, not both")
+    return CanaryStepSpec(weight=weight, wait=wait, pause=pause)
+
+
+def _load_alb(table: _Table, service: str, versions: tuple[VersionSpec, ...]) -> AlbSpec:
+    table.check_keys(
+        {
+            "canary_service",
+            "canary_version",
+            "canary_desired_count",
+            "load_balancer",
+            "stable_target_group",
+            "canary_target_group",
+            "canary_weight",
+            "weights_on",
+            "steps",
+        }
+    )
+    canary_service = table.string("canary_service")
+    if not _LABEL.match(canary_service) or "." in canary_service:
+        raise table.error("canary_service", "a service name is ASCII letters, digits, '-' or '_'")
+    if canary_service == service:
+        raise table.error("canary_service", "must differ from the front service")
+    canary_version = table.string("canary_version")
+    if canary_version not in {v.name for v in versions}:
+        raise table.error("canary_version", f"{canary_version!r} is not one of the versions")
+    stable_tg = _elb_name(table, "stable_target_group", f"{service}-stable")
+    canary_tg = _elb_name(table, "canary_target_group", f"{service}-canary")
+    if stable_tg == canary_tg:
+        raise table.error("canary_target_group", "must differ from stable_target_group")
+    canary_weight = table.integer("canary_weight", 0)
+    if canary_weight > 100:
+        raise table.error("canary_weight", "is a percentage: must be <= 100")
+    weights_on = table.string("weights_on", "listener")
+    if weights_on not in _WEIGHTS_ON:
+        raise table.error("weights_on", f"must be one of {', '.join(_WEIGHTS_ON)}")
+    steps = tuple(_load_step(t) for t in table.tables("steps"))
+    if [s.weight for s in steps] != sorted(s.weight for s in steps):
+        raise table.error("steps", "weights must rise from step to step")
+    return AlbSpec(
+        canary_service=canary_service,
+        canary_version=canary_version,
+        canary_desired_count=table.integer("canary_desired_count", 1, minimum=1),
+        load_balancer=_elb_name(table, "load_balancer", f"{service}-alb"),
+        stable_target_group=stable_tg,
+        canary_target_group=canary_tg,
+        canary_weight=canary_weight,
+        weights_on=weights_on,
+        steps=steps or (CanaryStepSpec(weight=100),),
+    )
+
+
 def _load_service(table: _Table) -> ServiceSpec:
     table.check_keys(
         {
@@ -570,6 +697,7 @@ def _load_service(table: _Table) -> ServiceSpec:
             "rate",
             "paths",
             "alerts",
+            "alb",
         }
     )
     name = table.string("name")
@@ -588,12 +716,21 @@ def _load_service(table: _Table) -> ServiceSpec:
     initial = table.string("initial_version")
     if initial not in {v.name for v in versions}:
         raise table.error("initial_version", f"{initial!r} is not one of the service's versions")
+    deployment = _load_deployment(table.table("deployment"), desired)
+    alb = None
+    if "alb" in table.data:
+        alb = _load_alb(table.table("alb"), name, tuple(versions))
+        if deployment.controller != "ECS" or deployment.strategy != "ROLLING":
+            raise table.error(
+                "alb", "an ALB weighted canary needs a rolling service (controller ECS)"
+            )
     return ServiceSpec(
         name=name,
         desired_count=desired,
         initial_version=initial,
         versions=tuple(versions),
-        deployment=_load_deployment(table.table("deployment"), desired),
+        deployment=deployment,
+        alb=alb,
         stop_seconds=table.number("stop_seconds", 2.0),
         steady_seconds=table.number("steady_seconds", 3.0),
         rate=_rate(table),
@@ -687,6 +824,13 @@ def parse_scenario(path: Path, text: str) -> Scenario:
         services[spec.name] = spec
     if not services:
         raise root.error("service", "at least one [[service]] is required")
+    ecs_names = set(services)
+    for table, spec in zip(root.tables("service"), services.values(), strict=True):
+        if spec.alb is None:
+            continue
+        if spec.alb.canary_service in ecs_names:
+            raise table.error("alb.canary_service", f"{spec.alb.canary_service!r} exists already")
+        ecs_names.add(spec.alb.canary_service)
     timeline = [_load_action(t, services) for t in root.tables("timeline")]
     scenario = Scenario(
         name=path.stem,
