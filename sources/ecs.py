@@ -444,10 +444,14 @@ class EcsSource:
     async def poll_once(self) -> list[Item]:
         """One full poll of every batch (for scripts and tests)."""
         loop = asyncio.get_running_loop()
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as executor:
+        executor = ThreadPoolExecutor(max_workers=self.max_concurrency)
+        try:
             results = await asyncio.gather(
                 *(self._run_batch(loop, executor, c, b) for c, b in self._batches)
             )
+        finally:
+            # Never wait for the threads on the event loop (a hung call would block it).
+            executor.shutdown(wait=False, cancel_futures=True)
         return [item for batch in results for item in batch]
 
     async def _run_batch(

@@ -99,13 +99,14 @@ def newest_status(state: ServiceState) -> str | None:
     return sample.service_deployments[0].status if sample and sample.service_deployments else None
 
 
-def progress(state: ServiceState) -> tuple[str | None, int | None]:
-    """Lifecycle stage and the PRIMARY deployment's running count: what CONTINUE moves."""
+def progress(state: ServiceState) -> tuple[str | None, str | None, object]:
+    """Lifecycle stage and the waiting hook (id, expiry): a new wait is a new expiry."""
     sample = state.sample
     if sample is None or not sample.service_deployments:
-        return None, None
-    primary = next((d.running for d in sample.deployments if d.status == "PRIMARY"), None)
-    return sample.service_deployments[0].lifecycle_stage, primary
+        return None, None, None
+    sd = sample.service_deployments[0]
+    hook = sd.awaiting_hook
+    return sd.lifecycle_stage, hook.hook_id if hook else None, hook.expires_at if hook else None
 
 
 def primary_revision(state: ServiceState) -> str | None:
@@ -118,7 +119,7 @@ def primary_revision(state: ServiceState) -> str | None:
 async def test_rolling_in_flight_rolls_back_to_rollback_successful(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_process("bad-release", speed=4)
+    sandbox = await asyncio.to_thread(sandbox_process, "bad-release", speed=4)
     world = World(sandbox.aws_endpoint, "rehearsal", tmp_path)
     await world.until(
         "web:2 rolling out",
@@ -133,14 +134,14 @@ async def test_rolling_in_flight_rolls_back_to_rollback_successful(
     )
     assert primary_revision(final) == "web:1"
     assert final.sample is not None and final.sample.running == 4
-    phases = [e["phase"] for e in world.engine.audit.read()]
+    phases = [e["phase"] for e in await asyncio.to_thread(world.engine.audit.read)]
     assert phases == ["intent", "result"]
 
 
 async def test_rolling_finished_rolls_forward_to_the_old_revision(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_process("clean-rollout", speed=8)
+    sandbox = await asyncio.to_thread(sandbox_process, "clean-rollout", speed=8)
     world = World(sandbox.aws_endpoint, "rehearsal", tmp_path)
     await world.until(
         "web:2 completed",
@@ -161,7 +162,7 @@ async def test_rolling_finished_rolls_forward_to_the_old_revision(
 async def test_native_canary_promote_then_roll_back_at_the_hook(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_process("canary", speed=4)
+    sandbox = await asyncio.to_thread(sandbox_process, "canary", speed=4)
     world = World(sandbox.aws_endpoint, "canary", tmp_path)
 
     def waiting(s: ServiceState) -> bool:
@@ -197,7 +198,7 @@ async def test_native_canary_promote_then_roll_back_at_the_hook(
 async def test_codedeploy_promote_then_stop_with_rollback(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_process("codedeploy", speed=4)
+    sandbox = await asyncio.to_thread(sandbox_process, "codedeploy", speed=4)
     world = World(sandbox.aws_endpoint, "codedeploy", tmp_path, codedeploy=("web", "web-dg"))
 
     def status(s: ServiceState) -> str | None:
@@ -227,15 +228,15 @@ async def test_codedeploy_promote_then_stop_with_rollback(
 
     final = await world.until("the rollback deployment succeeded", rolled_back, 45)
     assert not plan(Verb.ROLLBACK, final, environment="x", production=False).enabled
-    cd = world.aws.client("codedeploy")
-    stopped = cd.get_deployment(deploymentId=original)["deploymentInfo"]
+    cd = await asyncio.to_thread(world.aws.client, "codedeploy")
+    stopped = (await asyncio.to_thread(cd.get_deployment, deploymentId=original))["deploymentInfo"]
     assert stopped["status"] == "Stopped"
 
 
 async def test_read_only_changes_nothing_in_the_sandbox(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = sandbox_process("bad-release", speed=4)
+    sandbox = await asyncio.to_thread(sandbox_process, "bad-release", speed=4)
     world = World(sandbox.aws_endpoint, "rehearsal", tmp_path, read_only=True)
     await world.until("web:2 rolling out", lambda s: newest_status(s) == "IN_PROGRESS", 30)
     planned = plan(Verb.ROLLBACK, world.state, environment="x", production=False)
@@ -243,4 +244,4 @@ async def test_read_only_changes_nothing_in_the_sandbox(
     assert result.outcome is Outcome.REFUSED
     final = await world.until("web:2 completed", lambda s: s.status is EcsStatus.COMPLETED, 60)
     assert primary_revision(final) == "web:2"  # the rollout went on untouched
-    assert [e["phase"] for e in world.engine.audit.read()] == ["refused"]
+    assert [e["phase"] for e in await asyncio.to_thread(world.engine.audit.read)] == ["refused"]
