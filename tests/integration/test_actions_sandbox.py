@@ -11,19 +11,21 @@ from __future__ import annotations
 import asyncio
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 from sources.aws_actions import AwsActions
-from sources.ecs import EcsSource, EcsTarget
+from sources.ecs import AlbTarget, EcsSource, EcsTarget
+from tui.config import load_config
 from tui.engine.actions import ActionEngine, Outcome, Verb, plan
 from tui.engine.audit import AuditLog
+from tui.engine.canary import CanaryDriver
 from tui.engine.store import EcsStatus, ServiceState, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
     from tests.conftest import StartSandboxProcess
 
@@ -245,3 +247,73 @@ async def test_read_only_changes_nothing_in_the_sandbox(
     final = await world.until("web:2 completed", lambda s: s.status is EcsStatus.COMPLETED, 60)
     assert primary_revision(final) == "web:2"  # the rollout went on untouched
     assert [e["phase"] for e in await asyncio.to_thread(world.engine.audit.read)] == ["refused"]
+
+
+async def test_alb_canary_promote_hold_and_roll_back(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = await asyncio.to_thread(sandbox_process, "alb-canary", speed=4)
+    settings = await asyncio.to_thread(load_config, Path(sandbox.config_path))
+    canary = settings.services[0].canary
+    assert canary is not None
+    world = World(sandbox.aws_endpoint, "alb", tmp_path)
+    world.source = EcsSource(
+        [
+            EcsTarget(
+                world.key,
+                "alb",
+                "web",
+                alb=AlbTarget(
+                    canary.listener_arn,
+                    canary.rule_arn,
+                    canary.stable_target_group_arn,
+                    canary.canary_target_group_arn,
+                ),
+            )
+        ],
+        region="us-east-1",
+        endpoint_url=sandbox.aws_endpoint,
+    )
+    driver = CanaryDriver(world.key, canary)
+
+    def hold(call: object) -> dict[str, bool]:
+        driver.held = True
+        return {"held": True}
+
+    world.engine.local["hold_canary"] = hold
+
+    def weight(s: ServiceState) -> float | None:
+        alb = s.sample.alb if s.sample is not None else None
+        return alb.canary_percent if alb is not None else None
+
+    async def act(verb: Verb) -> None:
+        driver.observe(world.state.sample.alb if world.state.sample else None, datetime.now(UTC))
+        planned = plan(verb, world.state, environment="x", production=False, canary=driver)
+        assert planned.enabled, planned.disabled_reason
+        result = await world.engine.request(planned)
+        assert result.outcome is Outcome.DONE, result.message
+
+    await world.until("the listener at stable 100 / canary 0", lambda s: weight(s) == 0, 30)
+    await act(Verb.PROMOTE)  # starts the canary at its first step
+    await world.until("canary at 10 %", lambda s: weight(s) == 10, 15)
+    await act(Verb.PROMOTE)
+    await world.until("canary at 25 %", lambda s: weight(s) == 25, 15)
+    await act(Verb.PAUSE)  # our own hold: no AWS call, audited
+    assert driver.held
+    await act(Verb.ROLLBACK)
+    await world.until("canary back to 0 %", lambda s: weight(s) == 0, 15)
+    elbv2 = await asyncio.to_thread(world.aws.client, "elbv2")
+    listener = (
+        await asyncio.to_thread(elbv2.describe_listeners, ListenerArns=[canary.listener_arn])
+    )["Listeners"][0]
+    groups = listener["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
+    assert {g["TargetGroupArn"]: g["Weight"] for g in groups} == {
+        canary.stable_target_group_arn: 100,
+        canary.canary_target_group_arn: 0,
+    }
+    operations = [
+        e["call"]["operation"]
+        for e in await asyncio.to_thread(world.engine.audit.read)
+        if e["phase"] == "intent"
+    ]
+    assert operations == ["modify_listener", "modify_listener", "hold_canary", "modify_listener"]
