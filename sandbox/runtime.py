@@ -241,20 +241,22 @@ def _secs(seconds: float) -> str:
     return _q(f"{seconds:g}s")
 
 
-def metric_queries(service: str) -> list[tuple[str, str, str]]:
+def metric_queries(service: str, rollup_seconds: float = 0) -> list[tuple[str, str, str]]:
     """``(name, query, unit)`` of the Datadog metrics written for ``service``.
 
     Names carry the service (metric names are unique across a config).
 
     Args:
         service: Service name.
+        rollup_seconds: Bucket of the error-rate counts (0: native).
     """
     scope = f"{{service:{service}}}"
+    rollup = f".rollup(sum, {int(rollup_seconds)})" if rollup_seconds > 0 else ""
     return [
         (
             f"{service}_error_rate",
-            f"sum:sandbox.errors{scope} by {{version}}.as_count() / "
-            f"sum:sandbox.requests{scope} by {{version}}.as_count() * 100",
+            f"sum:sandbox.errors{scope} by {{version}}.as_count(){rollup} / "
+            f"sum:sandbox.requests{scope} by {{version}}.as_count(){rollup} * 100",
             "%",
         ),
         (f"{service}_p95_ms", f"p95:sandbox.latency{scope} by {{version}}", "ms"),
@@ -389,7 +391,7 @@ def config_text(
         'window = "2m"',
     ]
     for service in scenario.services:
-        for name, query, unit in metric_queries(service.name):
+        for name, query, unit in metric_queries(service.name, service.alerts.rollup_seconds):
             lines += [
                 "",
                 "[[metric]]",

@@ -194,6 +194,10 @@ class AlertSpec:
     """Health probe success percentage below which ..."""
     availability_for: float = 20.0
     """... for this long: critical."""
+    rollup_seconds: float = 0.0
+    """Datadog rollup of the error-rate counts (0: native 1 s buckets). A service with a
+    few requests a second (a small canary) needs longer buckets for a ratio to mean
+    anything."""
 
 
 @dataclass(frozen=True)

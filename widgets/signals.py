@@ -151,7 +151,7 @@ class MetricRow(Toned):
         text = Text()
         worst = min(self.evidence, key=lambda e: e.state.rank, default=None)
         text.append(view.name, self.tone("label"))
-        for ev in self.evidence:
+        for ev in sorted(self.evidence, key=lambda e: (e.threshold, e.rule)):  # stable order
             text.append(f"  {ev.op} {number(ev.threshold, view.unit)}", self.tone("muted"))
             if ev.action != "none":
                 text.append(f" → {ev.action}", self.tone("muted"))

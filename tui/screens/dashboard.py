@@ -218,6 +218,10 @@ class DashboardScreen(Screen[None]):
         """What ``verb`` would do to a service (the selected one by default) now."""
         env = self.settings.environment
         key = key or self.selected
+        driver = self.canaries.get(key)
+        if driver is not None:  # plan on the latest weights, not last second's
+            sample = self.store.services[key].sample
+            driver.observe(sample.alb if sample is not None else None, self.clock())
         return plan(
             verb,
             self.store.services[key],
@@ -295,7 +299,7 @@ class DashboardScreen(Screen[None]):
         finally:
             self.sending.pop(planned.key, None)
         self.last_result = result
-        if result.outcome is Outcome.DONE:
+        if result.outcome is Outcome.DONE and planned.verb is Verb.ROLLBACK:
             self.mttr.decided(planned.key, result.at)
         how = "automatic " if automatic else ""
         severity = {"done": "information", "failed": "error", "refused": "warning"}[
@@ -368,7 +372,11 @@ class DashboardScreen(Screen[None]):
                 )
         self.mttr.observe(evidence)
         for key, state in self.store.services.items():
-            if state.status in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED):
+            canary = self.canaries.get(key)
+            if canary is not None:
+                if canary.observed is not None and not canary.started:
+                    self.mttr.recovered(key, now)  # the canary gets no traffic any more
+            elif state.status in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED):
                 self.mttr.recovered(key, now)
 
     def _show_actions(self, now: datetime) -> None:
