@@ -36,5 +36,11 @@ test: $(STAMP) system-deps check
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py
 
+bench: $(STAMP) system-deps
+	$(BIN)/python -m bench.startup
+	$(BIN)/python -m bench.scale
+	$(BIN)/python -m bench.keys
+	$(BIN)/python -m bench.rollback
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
