@@ -42,7 +42,7 @@ class ActionBar(Toned):
         self.lines = lines
         self.set_class(bool(lines), "-shown")
         self.set_class(any(line.label.startswith("AUTO") for line in lines), "-countdown")
-        self.refresh(layout=True)
+        self.repaint()
 
     def render(self) -> Text:
         text = Text(overflow="fold")

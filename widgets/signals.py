@@ -87,7 +87,7 @@ class VerdictBanner(Toned):
         self.report = report
         for verdict, css in _VERDICT_CLASS.items():
             self.set_class(verdict is report.verdict, css)
-        self.refresh(layout=True)
+        self.repaint()
 
     def render(self) -> Text:
         report = self.report
@@ -273,7 +273,7 @@ class ErrorsPane(Toned):
         if unchanged and failure is None:
             return  # while STALE, repaint anyway: the age moves with ``now``
         self.sample, self.evidence, self.failure, self.now = sample, evidence, failure, now
-        self.refresh(layout=True)
+        self.repaint()
 
     def render(self) -> Text:
         text = Text()
@@ -330,7 +330,7 @@ class ProbesPane(Toned):
         if dict(samples) == self.samples and evidence == self.evidence:
             return
         self.samples, self.evidence = dict(samples), evidence
-        self.refresh(layout=True)
+        self.repaint()
 
     def render(self) -> Text:
         text = Text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from textual.app import ComposeResult
     from textual.binding import BindingType
+    from textual.dom import DOMNode
     from textual.events import DescendantFocus
 
     from tui.config import Settings
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
 
 FLUSH_DELAY = 0.1
 """Seconds a burst of store changes is collected before one repaint (≤ 10 flushes/s)."""
+
+JUDGE_EVERY = 0.5
+"""Seconds between two judgements of every rule on flushes (the 1 s tick judges too)."""
 
 
 def fleet_summary(store: Store) -> str:
@@ -123,6 +128,9 @@ class DashboardScreen(Screen[None]):
         self.mttr = mttr
         self._flush_scheduled = False
         self._missed_flush = False
+        self._focused_pane: DOMNode | None = None
+        self._judged_at = 0.0
+        """Monotonic time of the last judgement (at most JUDGE_EVERY apart on flushes)."""
         self.frozen = False
         self.report: Report | None = None
         """The latest verdict, re-judged every second and on every change."""
@@ -211,6 +219,13 @@ class DashboardScreen(Screen[None]):
     def on_descendant_focus(self, event: DescendantFocus) -> None:
         if isinstance(event.widget, ServiceCard):
             self.selected = event.widget.key
+        pane = next((w for w in event.widget.ancestors_with_self if w.has_class("pane")), None)
+        if pane is not self._focused_pane:
+            if self._focused_pane is not None:
+                self._focused_pane.remove_class("-focused")
+            if pane is not None:
+                pane.add_class("-focused")
+            self._focused_pane = pane
 
     # ---- actions ------------------------------------------------------------------
 
@@ -440,7 +455,10 @@ class DashboardScreen(Screen[None]):
                 pane.update_states((self.store.services[k] for k in dirty), now)
                 self.query_one(TopBar).summary = fleet_summary(self.store)
         if self.store.take_dirty_panes():
-            self._judge(now)
+            if time.monotonic() - self._judged_at >= JUDGE_EVERY:
+                self._judge(now)
+            else:  # judged a moment ago: the next flush or the 1 s tick catches up
+                self.store.dirty_panes.add("metrics")
         events = self.store.take_events()
         if events:
             labels = {k: s.label for k, s in self.store.services.items()}
@@ -458,6 +476,7 @@ class DashboardScreen(Screen[None]):
     def _judge(self, now: datetime) -> None:
         """Evaluate every rule, show the verdict, and hand each pane its evidence."""
         store = self.store
+        self._judged_at = time.monotonic()
         evidence = store.rules.evaluate(now, store.source_error)
         report = judge(evidence, {key: state.status for key, state in store.services.items()})
         self.report = report
