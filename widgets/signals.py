@@ -241,9 +241,11 @@ class MetricsPane(Vertical):
     ) -> None:
         """Update every row (rows with nothing new do not repaint)."""
         self.stale.show(failure, now)
+        by_subject: dict[str, list[Evidence]] = {}
+        for ev in evidence:  # one pass, not one per row
+            by_subject.setdefault(ev.subject, []).append(ev)
         for name, row in self.rows.items():
-            mine = [e for e in evidence if e.subject == f"metric:{name}"]
-            row.show(samples.get(name, {}), mine)
+            row.show(samples.get(name, {}), by_subject.get(f"metric:{name}", ()))
 
 
 class ErrorsPane(Toned):

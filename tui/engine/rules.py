@@ -322,6 +322,8 @@ class RuleBook:
         self.series: dict[tuple[str, str | None], Series] = {}
         self.trackers: dict[tuple[str, str | None], RuleTracker] = {}
         self._keep: dict[str, timedelta] = {}
+        self._groups: dict[str, list[str | None]] = {}
+        """Groups seen per subject (an index: scanning every series per rule would be quadratic)."""
         for rule in self.rules:
             span = rule.window + rule.fresh_for
             self._keep[rule.subject] = max(self._keep.get(rule.subject, timedelta()), span)
@@ -334,15 +336,15 @@ class RuleBook:
         series = self.series.get((subject, group))
         if series is None:
             series = self.series[(subject, group)] = Series(keep)
+            self._groups.setdefault(subject, []).append(group)
         series.add(at, value)
         return True
 
     def groups(self, rule: Rule) -> list[str | None]:
         """The groups of ``rule``'s subject seen so far, within its scope."""
         wanted = self.scope.get(rule.name)
-        found = [
-            g for (s, g) in self.series if s == rule.subject and (wanted is None or g == wanted)
-        ]
+        seen = self._groups.get(rule.subject, ())
+        found = [g for g in seen if wanted is None or g == wanted]
         return found or [wanted]
 
     def evaluate(
