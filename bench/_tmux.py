@@ -8,6 +8,7 @@ within microseconds of tmux receiving the command.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import shlex
@@ -39,11 +40,15 @@ def terminal_env(colorterm: str | None = "truecolor") -> dict[str, str]:
     return env
 
 
+_SERVERS = itertools.count()
+
+
 class Tmux:
     """One private tmux server and one session of :data:`TERMINAL` size."""
 
     def __init__(self, name: str, colorterm: str | None = "truecolor") -> None:
-        self.base = [tmux_path(), "-L", f"{name}-{os.getpid()}", "-f", "/dev/null"]
+        # One server per instance: a server being killed can still hold its socket name.
+        self.base = [tmux_path(), "-L", f"{name}-{os.getpid()}-{next(_SERVERS)}", "-f", "/dev/null"]
         self.session = name
         self.target = f"{name}:0"
         self.env = terminal_env(colorterm)
