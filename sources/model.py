@@ -287,7 +287,11 @@ class SentrySample:
     release_issues: tuple[SentryIssue, ...]
     """Unresolved issues of ``release`` (empty when no release is known)."""
     error_counts: tuple[MetricPoint, ...]
-    """Error events per bucket (events-stats), oldest first."""
+    """Error events per complete bucket (events-stats), oldest first."""
+    errors_so_far: float | None = None
+    """Events in the bucket still filling at the poll (shown, never judged)."""
+    bucket_seconds: int | None = None
+    """The events-stats bucket size."""
 
 
 @dataclass(frozen=True, slots=True)

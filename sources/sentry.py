@@ -216,6 +216,15 @@ def map_stats(body: Any) -> tuple[MetricPoint, ...]:
     return tuple(points)
 
 
+def _interval_seconds(text: str) -> int | None:
+    """``"1m"`` → 60, ``"30s"`` → 30."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return int(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError):
+        return None
+
+
 def complete_buckets(points: tuple[MetricPoint, ...], now: datetime) -> tuple[MetricPoint, ...]:
     """Drop the bucket still filling at ``now``: it holds a fraction of an interval's
     errors (a falling count that is not one), and the next poll reads it complete."""
@@ -471,7 +480,9 @@ class SentrySource:
             new_issues=new.result(),
             release=release,
             release_issues=released.result() if released is not None else (),
-            error_counts=counts.result(),
+            error_counts=counts.result()[0],
+            errors_so_far=counts.result()[1],
+            bucket_seconds=_interval_seconds(self._bucket(now - start)),
         )
 
     async def _issues(
@@ -507,7 +518,8 @@ class SentrySource:
 
     async def _error_counts(
         self, client: httpx.AsyncClient, release: str | None, start: datetime, now: datetime
-    ) -> tuple[MetricPoint, ...]:
+    ) -> tuple[tuple[MetricPoint, ...], float | None]:
+        """Complete buckets, and the count so far of the one still filling."""
         query = "event.type:error"
         if release:
             query += f" release:{search_value(release)}"
@@ -520,7 +532,10 @@ class SentrySource:
             ("end", _iso(now + timedelta(seconds=1))),
         ]
         body, _ = await self._get(client, f"/api/0/organizations/{self.org}/events-stats/", params)
-        return complete_buckets(map_stats(body), now)
+        points = map_stats(body)
+        complete = complete_buckets(points, now)
+        partial = points[len(complete) :]
+        return complete, (partial[-1].value if partial else None)
 
     def _bucket(self, span: timedelta) -> str:
         seconds = max(span.total_seconds(), 1.0)

@@ -297,9 +297,17 @@ class ErrorsPane(Toned):
                 text.append(f"{ev.state.value}  ", self.tone(_STATE_TONE[ev.state]))
         values = [p.value for p in sample.error_counts]
         latest = next((v for v in reversed(values) if v is not None), None)
-        text.append(f"\nerrors {number(latest):>6}  ", self.tone("label"))
+        per = f"/{_per(sample.bucket_seconds)}" if sample.bucket_seconds else ""
+        head = f"errors{per} {number(latest):>5}"
+        text.append(f"\n{head}", self.tone("label"))
+        so_far = ""
+        if sample.errors_so_far is not None:
+            so_far = f"  {number(sample.errors_so_far)} so far"
+            text.append(so_far, self.tone("muted"))
+        text.append("  ")
+        width = max(8, self.size.width - len(head) - len(so_far) - 3)
         breaches = _breach_test([e for e in self.evidence if e.subject == "sentry:errors"])
-        for char, kind in spark(values, max(8, self.size.width - 18), breaches=breaches):
+        for char, kind in spark(values, width, breaches=breaches):
             text.append(char, self.tone({"bad": "bad", "gap": "muted"}.get(kind, "busy")))
         for issue in sample.new_issues[:ISSUES_SHOWN]:
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
@@ -311,6 +319,15 @@ class ErrorsPane(Toned):
         if hidden > 0:
             text.append(f"\n        and {hidden} more", self.tone("muted"))
         return text
+
+
+def _per(seconds: int) -> str:
+    """A bucket size in words: ``1m``, ``5m``, ``1h``, ``30s``."""
+    if seconds % 3600 == 0:
+        return f"{seconds // 3600}h"
+    if seconds % 60 == 0:
+        return f"{seconds // 60}m"
+    return f"{seconds}s"
 
 
 class ProbesPane(Toned):
