@@ -302,7 +302,7 @@ class ErrorsPane(Toned):
         text.append(f"\n{head}", self.tone("label"))
         so_far = ""
         if sample.errors_so_far is not None:
-            so_far = f"  {number(sample.errors_so_far)} so far"
+            so_far = f" · {number(sample.errors_so_far)} so far"
             text.append(so_far, self.tone("muted"))
         text.append("  ")
         width = max(8, self.size.width - len(head) - len(so_far) - 3)
