@@ -489,6 +489,11 @@ class EcsSource:
         client = self.client()
         answer = client.describe_services(cluster=cluster, services=[t.service for t in batch])
         at = self._clock()
+        if "services" not in answer and "failures" not in answer:
+            # A 200 whose body botocore could not read comes back as {"message": ...}
+            # (no exception): an unreadable answer, not every service gone.
+            error = SourceBadResponse("unreadable answer: describe_services has no services")
+            return [self._failure(t.key, error) for t in batch]
         by_name: dict[str, dict[str, Any]] = {}
         for svc in answer.get("services") or ():
             by_name[str(svc.get("serviceName"))] = svc
