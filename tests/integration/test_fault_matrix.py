@@ -58,6 +58,7 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import statistics
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -109,7 +110,9 @@ APP_CASES = {
 
 SKEW = timedelta(minutes=10)
 KEY_BUDGET_S = 0.25
-"""A key must be answered within this, fault or not."""
+"""A key must be answered within this, fault or not (the median of :data:`KEY_PRESSES`:
+one press can land on a frame being drawn, and CI machines are shared)."""
+KEY_PRESSES = 5
 FREEZE_S = 1.0
 """The loop may be late by a repaint (a few hundred ms on a busy 2-core machine), never
 by a request: a source blocking the loop on a faulty upstream stalls it for its whole
@@ -784,6 +787,15 @@ async def key_latency(app: DeployWatchApp) -> float:
     return took
 
 
+async def median_key_latency(app: DeployWatchApp) -> float:
+    """The median of :data:`KEY_PRESSES` key latencies, a short gap apart."""
+    took = []
+    for i in range(KEY_PRESSES):
+        took.append(await key_latency(app))
+        await asyncio.sleep(0.03 + 0.02 * (i % 3))
+    return statistics.median(took)
+
+
 class LoopLag:
     """The longest the event loop was late on a 10 ms timer, while running."""
 
@@ -832,7 +844,7 @@ async def test_app_under_fault(
     async with app.run_test(size=(160, 50)) as pilot:
         await wait_for("first good sample", lambda: watch.fresh_at() is not None, 25)
         await pilot.pause()
-        baseline_key_s = await key_latency(app)
+        baseline_key_s = await median_key_latency(app)
         expected = REASONS[source_name][fault]
         # The failing source must not stall the loop (measured up to STALE, before the
         # help screen's own drawing), and keys answer while it is down.
@@ -843,7 +855,7 @@ async def test_app_under_fault(
                 "pane STALE", lambda: pane_down(app, source_name, expected), bound + 2.0
             )
         check_rules_while_down(watch)
-        key_s = await key_latency(app)
+        key_s = await median_key_latency(app)
         cleared = datetime.now(UTC)
         await switch.off()
         recovery = await wait_for(
@@ -858,7 +870,7 @@ async def test_app_under_fault(
     # Outside run_test(): Textual captures print() while the app runs.
     print(
         f"app {source_name} x {fault}: pane STALE in {to_stale:.2f}s (bound {bound:g}s), "
-        f"'?' answered in {key_s * 1000:.0f} ms (before the fault {baseline_key_s * 1000:.0f}"
+        f"'?' answered in {key_s * 1000:.0f} ms median (before the fault {baseline_key_s * 1000:.0f}"
         f" ms), worst loop lag {lag.worst * 1000:.0f} ms, recovered in {recovery:.2f}s"
     )
     RESULTS.append(
@@ -866,5 +878,5 @@ async def test_app_under_fault(
         f"{recovery:6.2f}s   '?' in {key_s * 1000:.0f} ms, loop lag {lag.worst * 1000:.0f} ms"
     )
     assert to_stale <= bound
-    assert key_s < KEY_BUDGET_S, f"'?' took {key_s * 1000:.0f} ms"
+    assert key_s < KEY_BUDGET_S, f"'?' took {key_s * 1000:.0f} ms (median of {KEY_PRESSES})"
     assert lag.worst < FREEZE_S, f"the event loop stalled {lag.worst * 1000:.0f} ms"
