@@ -329,7 +329,8 @@ async def test_metrics_go_stale_with_age_and_reason_and_recover() -> None:
         assert not app.screen.query_one(MetricsPane).stale.display
 
         source.push(down("datadog", "no answer within 10s", "timeout", clock.now))
-        await wait_for(pilot, lambda: "STALE" in pane_text(app, METRICS))
+        # The pane's STALE line, not only a rule row saying STALE (they can land apart).
+        await wait_for(pilot, lambda: pane_lines(app, METRICS)[0].strip().startswith("STALE"))
         stale = pane_lines(app, METRICS)[0]
         assert stale.strip() == "STALE 0s  timeout: no answer within 10s"
         assert colour_of(app, METRICS, "STALE") == theme(app, "warning")
