@@ -4,19 +4,37 @@ boto3 is imported lazily (in a worker thread, on the first poll) so importing th
 module costs nothing before the first paint. Every failure becomes a
 :class:`~sources.model.SourceFailure` for the services it concerns; the stream never
 raises.
+
+A poll has two phases, so that a large fleet is on screen long before its details are:
+
+1. ``describe_services``, 10 services per call. A service whose details are known and
+   cannot have changed gets its sample as soon as its batch answers: a steady fleet
+   costs one call per 10 services and nothing else.
+2. Details, for the services that need them, 20 services at a time: service
+   deployments (listed only when the service's deployments changed; described 20 ARNs
+   per call across services, a settled one never again), service revisions (20 per
+   call, cached; they also carry the images), task definitions whose images are still
+   unknown (cached), CodeDeploy and ALB weights. The service's sample follows.
+
+Every call goes through one gate of ``max_concurrency`` worker threads that serves
+``describe_services`` first, then the detail groups in order. The event loop owns all
+state (caches, seen events); the worker threads only make boto3 calls and return the
+answers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
+import itertools
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from sources.model import (
     AlbWeights,
@@ -41,12 +59,21 @@ from sources.poll import Backoff
 
 DESCRIBE_BATCH = 10
 """``describe_services`` accepts at most 10 services per call."""
+DESCRIBE_ARNS = 20
+"""``describe_service_deployments`` and ``describe_service_revisions`` accept at most 20
+ARNs per call."""
+DETAIL_GROUP = 20
+"""Services whose details are fetched together, sharing their describe calls."""
 SEEN_EVENTS_PER_SERVICE = 500
 """Bound on remembered event ids per service (ECS returns the latest 100)."""
 SERVICE_DEPLOYMENTS_PER_SERVICE = 5
 """How many recent service deployments are listed and described per service."""
 CACHE_MAX = 4096
-"""Bound on the immutable-object caches (task definitions, service revisions)."""
+"""Least bound on the immutable-object caches (task definitions' images, service
+revisions)."""
+CACHE_PER_SERVICE = 4
+"""The same caches hold at least this many entries per watched service, so that a large
+fleet's working set (one or two task definitions per service) is never evicted."""
 
 TERMINAL_SERVICE_DEPLOYMENT = frozenset(
     {"SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"}
@@ -70,6 +97,10 @@ _AUTH_CODES = frozenset(
         "AuthFailure",
     }
 )
+_DESCRIBE_FIRST = 0
+"""Gate priority of ``describe_services``; detail group ``n`` has priority ``n``."""
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +347,161 @@ def classify(exc: BaseException) -> SourceError:
     return SourceError(f"{name}: {exc}"[:240])
 
 
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """The service deployments last fetched for one service."""
+
+    ids: frozenset[str]
+    """The ``describe_services`` deployment ids they were fetched for."""
+    arns: tuple[str, ...]
+    """The listed service deployment ARNs, newest first."""
+    deployments: tuple[ServiceDeployment, ...]
+    """Their descriptions, newest first (an ARN ECS did not describe is left out)."""
+
+    def settled(self) -> dict[str, ServiceDeployment]:
+        """The deployments that can no longer change, by ARN."""
+        return {sd.arn: sd for sd in self.deployments if sd.status in TERMINAL_SERVICE_DEPLOYMENT}
+
+    def unsettled(self) -> bool:
+        """Whether a listed deployment may still change (or was not described)."""
+        settled = self.settled()
+        return any(arn not in settled for arn in self.arns)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One service whose sample waits for details, and what was fetched for it."""
+
+    target: EcsTarget
+    raw: dict[str, Any]
+    """Its ``describe_services`` entry."""
+    at: datetime
+    events: tuple[EcsEvent, ...]
+    """Its new events, not yet delivered."""
+    ids: frozenset[str]
+    """Its deployment ids."""
+    relist: bool
+    """List its service deployments: none are known, or its deployments changed."""
+    refresh: bool
+    """Describe again its known service deployments that are not settled."""
+    task_definitions: tuple[str, ...]
+    """Task definitions of its deployments whose images are not known."""
+    codedeploy: bool
+    """Fetch the newest deployment of its CodeDeploy group."""
+    arns: tuple[str, ...] = ()
+    """Its service deployment ARNs, newest first, once listed (or known)."""
+    error: SourceError | None = None
+    """The first failure of a call it needed: it gets a failure, not a sample."""
+    deployment: CodeDeployDeployment | None = None
+    weights: AlbWeights | None = None
+
+    @property
+    def waits(self) -> bool:
+        """Whether anything must be fetched before its sample is complete."""
+        return (
+            self.relist
+            or self.refresh
+            or bool(self.task_definitions)
+            or self.codedeploy
+            or self.target.alb is not None
+        )
+
+    def fail(self, error: SourceError) -> None:
+        """Remember ``error`` unless an earlier call failed already."""
+        if self.error is None:
+            self.error = error
+
+
+class _Calls:
+    """The boto3 calls of one poll, made in worker threads.
+
+    At most ``limit`` calls are in flight; the others wait, lowest priority first, then in
+    order of arrival. Each call must answer within ``deadline`` seconds, counted from when
+    it gets its slot.
+
+    When ``limit`` calls in a row found ECS unreachable (no answer, connection refused,
+    5xx, credentials refused), ECS is taken as down for the rest of the poll: the calls
+    still waiting fail at once with that error instead of each waiting out its own
+    deadline in turn, so that a large fleet goes STALE as fast as a small one.
+
+    Args:
+        executor: The worker threads.
+        limit: Calls in flight at once.
+        deadline: Seconds one call may take.
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, limit: int, deadline: float) -> None:
+        self._executor = executor
+        self._limit = max(1, limit)
+        self._free = self._limit
+        self._deadline = deadline
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._arrival = itertools.count()
+        self._unreachable = 0
+        """Calls in a row that found ECS unreachable."""
+        self.down: SourceError | None = None
+        """Why ECS is taken as down for the rest of the poll, once it is."""
+
+    async def run(self, priority: int, call: Callable[..., _T], *args: Any) -> _T:
+        """Run ``call(*args)`` in a worker thread once a slot is free.
+
+        Raises:
+            SourceTimeout: No answer within the deadline.
+            SourceError: ECS is down for this poll; ``call`` was not made.
+            Exception: Whatever ``call`` raised.
+        """
+        await self._acquire(priority)
+        try:
+            if self.down is not None:
+                raise _not_asked(self.down)
+            future = asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
+            try:
+                answer = await asyncio.wait_for(future, timeout=self._deadline)
+            except TimeoutError as exc:
+                if not future.cancelled():
+                    self._failed(classify(exc))
+                    raise  # the call itself timed out: classify() says how
+                error = SourceTimeout(f"no answer within {self._deadline:g}s")
+                self._failed(error)
+                raise error from exc
+            except Exception as exc:
+                self._failed(classify(exc))
+                raise
+            self._unreachable = 0
+            return answer
+        finally:
+            self._release()
+
+    def _failed(self, error: SourceError) -> None:
+        if not isinstance(error, SourceTimeout | SourceUnavailable | SourceAuthError):
+            self._unreachable = 0
+            return
+        self._unreachable += 1
+        if self._unreachable >= self._limit and self.down is None:
+            self.down = error
+
+    async def _acquire(self, priority: int) -> None:
+        if self._free > 0 and not self._waiting:
+            self._free -= 1
+            return
+        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiting, (priority, next(self._arrival), turn))
+        try:
+            await turn
+        except asyncio.CancelledError:
+            if turn.done() and not turn.cancelled():
+                self._release()  # handed the slot while being cancelled: pass it on
+            raise
+
+    def _release(self) -> None:
+        while self._waiting:
+            turn = heapq.heappop(self._waiting)[2]
+            if not turn.done():
+                turn.set_result(None)
+                return
+        self._free += 1
+
+
 class EcsSource:
     """Polls ECS for a set of services.
 
@@ -327,9 +513,10 @@ class EcsSource:
         poll_interval: Seconds between the end of one poll and the start of the next.
         connect_timeout: botocore connect timeout.
         read_timeout: botocore read timeout.
-        max_concurrency: Batches in flight at once (threads).
+        max_concurrency: AWS calls in flight at once (worker threads).
         client_factory: Builds the ECS client; injected by tests.
         clock: Current UTC time; injected by tests.
+        aux_factory: Builds the ``codedeploy`` / ``elbv2`` client by name; injected by tests.
     """
 
     name = "ecs"
@@ -360,17 +547,20 @@ class EcsSource:
         self._client_factory = client_factory or self._default_client
         self._aux_factory = aux_factory or self._default_aux_client
         self._aux_clients: dict[str, Any] = {}
-        self._codedeploy_last: dict[str, str] = {}
         self._clock = clock
         self._client: Any = None
         self._client_lock = threading.Lock()
+        # State, owned by the event loop; the per-service maps are bounded by the targets.
+        self._codedeploy_last: dict[str, str] = {}
         self._seen: dict[str, tuple[deque[str], set[str]]] = {}
-        self._sd_cache: dict[str, tuple[tuple[Any, ...], tuple[ServiceDeployment, ...]]] = {}
+        self._known: dict[str, _Known] = {}
+        self._sampled: set[str] = set()
+        self._cache_max = max(CACHE_MAX, CACHE_PER_SERVICE * len(self.targets))
         self._revisions: OrderedDict[str, str] = OrderedDict()
         self._images: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._sd_supported = True
         self.backoff = Backoff(base=max(poll_interval, 1.0), cap=60.0)
-        # One fetch may take connect+read per attempt, two attempts; plus slack.
+        # One call may take connect+read per attempt, two attempts; plus slack.
         self.deadline = 2 * (connect_timeout + read_timeout) + 2.0
         self._batches = self._make_batches()
 
@@ -409,27 +599,31 @@ class EcsSource:
             return self._client
 
     async def stream(self) -> AsyncGenerator[Item, None]:
-        """Poll forever, yielding each batch's samples as soon as that batch answers."""
-        loop = asyncio.get_running_loop()
+        """Poll forever.
+
+        Each poll yields a service's sample as soon as it is complete: at once from
+        ``describe_services`` for a service that needs no details, after its details
+        for the others. A service never sampled before that needs details first gets a
+        provisional sample (see :meth:`_provisional`), so that every service is on
+        screen after the first round of ``describe_services``.
+        """
         executor = ThreadPoolExecutor(
             max_workers=self.max_concurrency, thread_name_prefix="deploywatch-ecs"
         )
-        tasks: list[asyncio.Task[list[Item]]] = []
         try:
             while True:
-                tasks = [
-                    asyncio.ensure_future(self._run_batch(loop, executor, cluster, batch))
-                    for cluster, batch in self._batches
-                ]
                 failed = False
                 retry_after: float | None = None
-                for next_done in asyncio.as_completed(tasks):
-                    for item in await next_done:
+                poll = self._poll(executor, provisional=True)
+                try:
+                    async for item in poll:
                         if isinstance(item, SourceFailure):
                             failed = True
                             if item.retry_in is not None:
                                 retry_after = max(retry_after or 0.0, item.retry_in)
                         yield item
+                finally:
+                    await poll.aclose()
                 if failed:
                     delay = max(self.poll_interval, self.backoff.next_delay(retry_after))
                 else:
@@ -437,68 +631,113 @@ class EcsSource:
                     delay = self.poll_interval
                 await asyncio.sleep(delay)
         finally:
-            for task in tasks:
-                task.cancel()
             executor.shutdown(wait=False, cancel_futures=True)
 
     async def poll_once(self) -> list[Item]:
-        """One full poll of every batch (for scripts and tests)."""
-        loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=self.max_concurrency)
+        """One full poll of every service (for scripts and tests): complete samples only."""
+        executor = ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix="deploywatch-ecs"
+        )
+        poll = self._poll(executor, provisional=False)
         try:
-            results = await asyncio.gather(
-                *(self._run_batch(loop, executor, c, b) for c, b in self._batches)
-            )
+            return [item async for item in poll]
         finally:
+            await poll.aclose()
             # Never wait for the threads on the event loop (a hung call would block it).
             executor.shutdown(wait=False, cancel_futures=True)
-        return [item for batch in results for item in batch]
 
-    async def _run_batch(
+    async def _poll(
+        self, executor: ThreadPoolExecutor, *, provisional: bool
+    ) -> AsyncGenerator[Item, None]:
+        """One poll: ``describe_services`` for every batch, then the details in groups.
+
+        Args:
+            executor: The worker threads for the calls.
+            provisional: Yield a provisional sample for a service never sampled before
+                that waits for details.
+
+        Yields:
+            Samples and failures, each as soon as it is known.
+        """
+        calls = _Calls(executor, self.max_concurrency, self.deadline)
+        describing: set[asyncio.Task[tuple[list[Item], list[_Work]]]] = {
+            asyncio.ensure_future(self._describe(calls, cluster, batch, provisional=provisional))
+            for cluster, batch in self._batches
+        }
+        detailing: set[asyncio.Task[list[Item]]] = set()
+        waiting: list[_Work] = []
+        groups = 0
+        described_ok = True
+        try:
+            while describing or detailing:
+                done, _ = await asyncio.wait(
+                    {*describing, *detailing}, return_when=asyncio.FIRST_COMPLETED
+                )
+                ready: list[Item] = []
+                for described in describing & done:
+                    items, work = described.result()
+                    waiting.extend(work)
+                    ready.extend(items)
+                    if any(isinstance(item, SourceFailure) for item in items):
+                        described_ok = False
+                for detailed in detailing & done:
+                    ready.extend(detailed.result())
+                describing -= done
+                detailing -= done
+                while len(waiting) >= DETAIL_GROUP or (waiting and not describing):
+                    groups += 1
+                    group, waiting = waiting[:DETAIL_GROUP], waiting[DETAIL_GROUP:]
+                    detailing.add(asyncio.ensure_future(self._details(calls, groups, group)))
+                if described_ok and not describing:
+                    # ECS answered for every service: whatever the details do, the
+                    # back-off of an earlier outage is over.
+                    self.backoff.reset()
+                    described_ok = False
+                for item in ready:
+                    yield item
+        finally:
+            for task in (*describing, *detailing):
+                task.cancel()
+
+    async def _describe(
         self,
-        loop: asyncio.AbstractEventLoop,
-        executor: ThreadPoolExecutor,
+        calls: _Calls,
         cluster: str,
         batch: tuple[EcsTarget, ...],
-    ) -> list[Item]:
+        *,
+        provisional: bool,
+    ) -> tuple[list[Item], list[_Work]]:
+        """``describe_services`` for one batch.
+
+        Returns:
+            The samples complete now (and provisional ones) with the failures, and the
+            services that wait for details.
+        """
         try:
-            return await asyncio.wait_for(
-                loop.run_in_executor(executor, self._fetch_batch, cluster, batch),
-                timeout=self.deadline,
+            answer = await calls.run(
+                _DESCRIBE_FIRST, self._describe_services, cluster, [t.service for t in batch]
             )
-        except TimeoutError:
-            error: SourceError = SourceTimeout(f"no answer within {self.deadline:g}s")
+            return self._described(batch, answer, provisional=provisional)
         except Exception as exc:  # the stream must never raise
             error = classify(exc)
-        return [self._failure(t.key, error) for t in batch]
+            return [self._failure(t.key, error) for t in batch], []
 
-    def _failure(self, key: str, error: SourceError) -> SourceFailure:
-        retry = error.retry_after if isinstance(error, SourceRateLimited) else None
-        return SourceFailure(
-            source=self.name,
-            key=key,
-            error=str(error) or error.reason,
-            reason=error.reason,
-            at=self._clock(),
-            retry_in=retry,
-        )
-
-    # ---- everything below runs in a worker thread -------------------------------
-
-    def _fetch_batch(self, cluster: str, batch: tuple[EcsTarget, ...]) -> list[Item]:
-        client = self.client()
-        answer = client.describe_services(cluster=cluster, services=[t.service for t in batch])
+    def _described(
+        self, batch: tuple[EcsTarget, ...], answer: dict[str, Any], *, provisional: bool
+    ) -> tuple[list[Item], list[_Work]]:
+        """Sort one batch's ``describe_services`` answer into samples, failures and work."""
         at = self._clock()
         if "services" not in answer and "failures" not in answer:
             # A 200 whose body botocore could not read comes back as {"message": ...}
             # (no exception): an unreadable answer, not every service gone.
             error = SourceBadResponse("unreadable answer: describe_services has no services")
-            return [self._failure(t.key, error) for t in batch]
+            return [self._failure(t.key, error) for t in batch], []
         by_name: dict[str, dict[str, Any]] = {}
         for svc in answer.get("services") or ():
             by_name[str(svc.get("serviceName"))] = svc
             by_name[str(svc.get("serviceArn"))] = svc
         items: list[Item] = []
+        waiting: list[_Work] = []
         for target in batch:
             raw = by_name.get(target.service) or by_name.get(target.service.rsplit("/", 1)[-1])
             if raw is None:
@@ -515,90 +754,287 @@ class EcsSource:
                 )
                 continue
             try:
-                items.append(self._sample(client, target, raw, at))
+                work = self._plan(target, raw, at)
+                if not work.waits:
+                    known = self._known.get(target.key)
+                    deployments = known.deployments if known and self._sd_supported else ()
+                    items.append(self._sample(work, deployments))
+                    continue
+                if provisional and target.key not in self._sampled:
+                    items.append(self._provisional(work))
+                    work.events = ()  # delivered
+                waiting.append(work)
             except Exception as exc:
                 items.append(self._failure(target.key, classify(exc)))
-        return items
+        return items, waiting
+
+    def _plan(self, target: EcsTarget, raw: dict[str, Any], at: datetime) -> _Work:
+        """What ``target`` needs beyond its ``describe_services`` entry ``raw``.
+
+        Service deployments are listed when none are known or a deployment id appeared
+        (a new deployment, a rollback), and while ECS says a deployment is in flight but
+        the newest known service deployment, settled, is not the PRIMARY one's (a new one
+        may not be listed yet). Known ones that are not settled are described again.
+        Otherwise they cannot have changed (a settled service deployment is final), and
+        nothing is fetched for them: not for a steady service, nor for one whose old
+        deployment is still draining after its service deployment succeeded.
+        """
+        deployments = raw.get("deployments") or ()
+        ids = frozenset(str(d.get("id")) for d in deployments)
+        relist = refresh = False
+        if self._sd_supported:
+            known = self._known.get(target.key)
+            if known is None or not ids <= known.ids:
+                relist = True
+            elif known.unsettled():
+                refresh = True
+            else:
+                relist = _in_flight(deployments) and not _newest_is_primary(known, deployments)
+        task_definitions = (str(d.get("taskDefinition") or "") for d in deployments)
+        controller = (raw.get("deploymentController") or {}).get("type")
+        return _Work(
+            target=target,
+            raw=raw,
+            at=at,
+            events=self._new_events(target.key, raw.get("events") or ()),
+            ids=ids,
+            relist=relist,
+            refresh=refresh,
+            task_definitions=tuple(
+                dict.fromkeys(td for td in task_definitions if td and td not in self._images)
+            ),
+            codedeploy=target.codedeploy is not None and controller == "CODE_DEPLOY",
+        )
 
     def _sample(
-        self, client: Any, target: EcsTarget, raw: dict[str, Any], at: datetime
+        self, work: _Work, service_deployments: tuple[ServiceDeployment, ...]
     ) -> EcsServiceSample:
-        deployments = raw.get("deployments") or ()
-        self._describe_task_definitions(
-            client, (str(d.get("taskDefinition")) for d in deployments if d.get("taskDefinition"))
-        )
+        """The sample of ``work`` with what is known now."""
+        images: dict[str, tuple[str, ...]] = {}
+        for deployment in work.raw.get("deployments") or ():
+            td = str(deployment.get("taskDefinition") or "")
+            if td in self._images:
+                self._images.move_to_end(td)
+                images[td] = self._images[td]
         sample = map_service(
-            raw,
-            key=target.key,
-            at=at,
-            new_events=self._new_events(target.key, raw.get("events") or ()),
-            service_deployments=self._service_deployments(client, target, raw),
-            images=dict(self._images),
+            work.raw,
+            key=work.target.key,
+            at=work.at,
+            new_events=work.events,
+            service_deployments=service_deployments,
+            images=images,
             service_deployments_supported=self._sd_supported,
         )
-        if target.codedeploy is not None and sample.controller == "CODE_DEPLOY":
-            sample = replace(sample, codedeploy=self._codedeploy(target))
-        if target.alb is not None:
-            sample = replace(sample, alb=self._alb_weights(target.alb))
+        if work.codedeploy:
+            sample = replace(sample, codedeploy=work.deployment)
+        if work.target.alb is not None:
+            sample = replace(sample, alb=work.weights)
+        self._sampled.add(work.target.key)
         return sample
 
-    def _alb_weights(self, alb: AlbTarget) -> AlbWeights:
-        client = self.aux_client("elbv2")
-        if alb.rule_arn is not None:
-            rules = client.describe_rules(RuleArns=[alb.rule_arn]).get("Rules") or ()
-            actions = rules[0].get("Actions") or () if rules else ()
-        else:
-            listeners = (
-                client.describe_listeners(ListenerArns=[alb.listener_arn]).get("Listeners") or ()
-            )
-            actions = listeners[0].get("DefaultActions") or () if listeners else ()
-        return forward_weights(actions, alb)
+    def _provisional(self, work: _Work) -> EcsServiceSample:
+        """A first sample from ``describe_services`` alone, for a service never sampled.
 
-    def _codedeploy(self, target: EcsTarget) -> CodeDeployDeployment | None:
-        """The newest deployment of the service's CodeDeploy group (in flight first)."""
-        assert target.codedeploy is not None
-        application, group = target.codedeploy
-        client = self.aux_client("codedeploy")
-        listed = client.list_deployments(
-            applicationName=application,
-            deploymentGroupName=group,
-            includeOnlyStatuses=["Created", "Queued", "InProgress", "Baking", "Ready"],
-        )
-        ids = list(listed.get("deployments") or ())
-        last = self._codedeploy_last.get(target.key)
-        if not ids and last is not None:
-            ids = [last]  # follow the last one to its end (Succeeded, Stopped...)
-        if not ids:
-            return None
-        infos = client.batch_get_deployments(deploymentIds=ids[:25]).get("deploymentsInfo") or ()
-        mapped = [map_codedeploy(info) for info in infos if isinstance(info, dict)]
-        if not mapped:
-            return None
-        newest = max(mapped, key=lambda d: d.created_at or datetime.min.replace(tzinfo=UTC))
-        self._codedeploy_last[target.key] = newest.id
-        return newest
+        Its counts, events and settings are ECS's answer; images, CodeDeploy and ALB
+        weights follow with the details. While its service deployments are unknown its
+        deployments are left out, so that its status reads NO DATA: judged without
+        them, a deployment ECS rolled back would read STEADY, a rollback in flight
+        IN_PROGRESS. Only a deployment ECS itself calls FAILED is shown at once.
+        """
+        sample = self._sample(work, ())
+        failed = any(d.get("rolloutState") == "FAILED" for d in work.raw.get("deployments") or ())
+        if (work.relist or work.refresh) and not failed:
+            sample = replace(sample, deployments=())
+        return sample
 
-    def aux_client(self, name: str) -> Any:
-        """The ``codedeploy`` or ``elbv2`` client, built on first use (worker thread)."""
-        with self._client_lock:
-            if name not in self._aux_clients:
-                self._aux_clients[name] = self._aux_factory(name)
-            return self._aux_clients[name]
+    async def _details(self, calls: _Calls, priority: int, group: list[_Work]) -> list[Item]:
+        """Fetch what ``group`` waits for; a sample or a failure per service."""
+        try:
+            await self._fetch_extras(calls, priority, group)
+            described: dict[str, dict[str, Any]] = {}
+            if self._sd_supported:
+                described = await self._fetch_service_deployments(calls, priority, group)
+            await self._fetch_images(calls, priority, group)
+            return [self._finish(work, described) for work in group]
+        except Exception as exc:  # the stream must never raise
+            error = classify(exc)
+            return [self._failure(work.target.key, error) for work in group]
 
-    def _default_aux_client(self, name: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(
-            name,
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                user_agent_appid="deploywatch",
+    async def _fetch_extras(self, calls: _Calls, priority: int, group: list[_Work]) -> None:
+        """List service deployments, fetch CodeDeploy deployments and ALB weights."""
+        relist = [w for w in group if w.relist and self._sd_supported]
+        codedeploy = [w for w in group if w.codedeploy]
+        alb = [(w, w.target.alb) for w in group if w.target.alb is not None]
+        listed, newest, weights = await asyncio.gather(
+            _settle(calls.run(priority, self._list_service_deployments, w.target) for w in relist),
+            _settle(
+                calls.run(
+                    priority, self._codedeploy, w.target, self._codedeploy_last.get(w.target.key)
+                )
+                for w in codedeploy
             ),
+            _settle(calls.run(priority, self._alb_weights, target) for _, target in alb),
+        )
+        for work, arns in zip(relist, listed, strict=True):
+            if not isinstance(arns, Exception):
+                work.arns = arns
+            elif _unsupported(arns):
+                self._sd_supported = False
+            else:
+                work.fail(classify(arns))
+        for work, deployment in zip(codedeploy, newest, strict=True):
+            if isinstance(deployment, Exception):
+                work.fail(classify(deployment))
+                continue
+            work.deployment = deployment
+            if deployment is not None:
+                self._codedeploy_last[work.target.key] = deployment.id
+        for (work, _), answer in zip(alb, weights, strict=True):
+            if isinstance(answer, Exception):
+                work.fail(classify(answer))
+            else:
+                work.weights = answer
+
+    async def _fetch_service_deployments(
+        self, calls: _Calls, priority: int, group: list[_Work]
+    ) -> dict[str, dict[str, Any]]:
+        """Describe the service deployments of ``group`` that are not settled (20 per
+        call across services), then the service revisions they name that are unknown.
+
+        Returns:
+            The descriptions, by ARN.
+        """
+        owners: dict[str, list[_Work]] = {}
+        for work in group:
+            if work.error is not None or not (work.relist or work.refresh):
+                continue
+            known = self._known.get(work.target.key)
+            if not work.relist:
+                work.arns = known.arns if known is not None else ()
+            settled = known.settled() if known is not None else {}
+            for arn in work.arns:
+                if arn not in settled:
+                    owners.setdefault(arn, []).append(work)
+        chunks = _chunks(list(owners), DESCRIBE_ARNS)
+        answers = await _settle(
+            calls.run(priority, self._describe_service_deployments, chunk) for chunk in chunks
+        )
+        described: dict[str, dict[str, Any]] = {}
+        revision_owners: dict[str, list[_Work]] = {}
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if isinstance(answer, Exception):
+                error = classify(answer)
+                for arn in chunk:
+                    for work in owners[arn]:
+                        work.fail(error)
+                continue
+            for raw in answer:
+                arn = str(raw.get("serviceDeploymentArn"))
+                if arn not in owners:
+                    continue
+                described[arn] = raw
+                for revision in _revision_arns(raw):
+                    if revision not in self._revisions:
+                        revision_owners.setdefault(revision, []).extend(owners[arn])
+        await self._fetch_revisions(calls, priority, revision_owners, group)
+        return described
+
+    async def _fetch_revisions(
+        self,
+        calls: _Calls,
+        priority: int,
+        owners: dict[str, list[_Work]],
+        group: list[_Work],
+    ) -> None:
+        """Describe unknown service revisions (20 per call): their task definition, and
+        the images of the task definitions ``group`` waits for."""
+        wanted_images = {td for work in group for td in work.task_definitions}
+        chunks = _chunks(list(owners), DESCRIBE_ARNS)
+        answers = await _settle(
+            calls.run(priority, self._describe_service_revisions, chunk) for chunk in chunks
+        )
+        for chunk, answer in zip(chunks, answers, strict=True):
+            if isinstance(answer, Exception):
+                error = classify(answer)
+                for arn in chunk:
+                    for work in owners[arn]:
+                        work.fail(error)
+                continue
+            for revision in answer:
+                if not revision.get("serviceRevisionArn") or not revision.get("taskDefinition"):
+                    continue
+                td = str(revision["taskDefinition"])
+                _remember(self._revisions, str(revision["serviceRevisionArn"]), td, self._cache_max)
+                images = tuple(
+                    str(c["image"])
+                    for c in revision.get("containerImages") or ()
+                    if isinstance(c, dict) and c.get("image")
+                )
+                if images and td in wanted_images and td not in self._images:
+                    _remember(self._images, td, images, self._cache_max)
+
+    async def _fetch_images(self, calls: _Calls, priority: int, group: list[_Work]) -> None:
+        """Describe the task definitions whose images are still unknown.
+
+        Images are a nicety: a failure must not hide the deployment. Not cached, so the
+        next poll asks again.
+        """
+        wanted = list(
+            dict.fromkeys(
+                td
+                for work in group
+                if work.error is None
+                for td in work.task_definitions
+                if td not in self._images
+            )
+        )
+        answers = await _settle(
+            calls.run(priority, self._describe_task_definition, td) for td in wanted
+        )
+        for td, images in zip(wanted, answers, strict=True):
+            if not isinstance(images, Exception):
+                _remember(self._images, td, images, self._cache_max)
+
+    def _finish(self, work: _Work, described: dict[str, dict[str, Any]]) -> Item:
+        """The sample of ``work`` once its details are in (or its failure)."""
+        key = work.target.key
+        if work.error is not None:
+            return self._failure(key, work.error)
+        deployments: tuple[ServiceDeployment, ...] = ()
+        known = self._known.get(key)
+        if self._sd_supported and (work.relist or work.refresh):
+            settled = known.settled() if known is not None else {}
+            mapped: list[ServiceDeployment] = []
+            for arn in work.arns:
+                raw = described.get(arn)
+                if raw is not None:
+                    revisions = {
+                        rev: self._revisions[rev]
+                        for rev in _revision_arns(raw)
+                        if rev in self._revisions
+                    }
+                    mapped.append(map_service_deployment(raw, revisions))
+                elif arn in settled:
+                    mapped.append(settled[arn])
+            mapped.sort(
+                key=lambda sd: sd.created_at or sd.started_at or datetime.min.replace(tzinfo=UTC),
+                reverse=True,
+            )
+            deployments = tuple(mapped)
+            self._known[key] = _Known(work.ids, work.arns, deployments)
+        elif self._sd_supported and known is not None:
+            deployments = known.deployments
+        return self._sample(work, deployments)
+
+    def _failure(self, key: str, error: SourceError) -> SourceFailure:
+        retry = error.retry_after if isinstance(error, SourceRateLimited) else None
+        return SourceFailure(
+            source=self.name,
+            key=key,
+            error=str(error) or error.reason,
+            reason=error.reason,
+            at=self._clock(),
+            retry_in=retry,
         )
 
     def _new_events(self, key: str, events: Iterable[dict[str, Any]]) -> tuple[EcsEvent, ...]:
@@ -622,82 +1058,145 @@ class EcsSource:
         fresh.sort(key=lambda e: e.at or datetime.min.replace(tzinfo=UTC))
         return tuple(fresh)
 
-    def _service_deployments(
-        self, client: Any, target: EcsTarget, raw: dict[str, Any]
-    ) -> tuple[ServiceDeployment, ...]:
-        if not self._sd_supported:
-            return ()
-        signature = tuple(
-            (d.get("id"), d.get("rolloutState"), d.get("runningCount"), d.get("failedTasks"))
-            for d in raw.get("deployments") or ()
+    # ---- everything below runs in a worker thread: boto3 calls, no shared state ------
+
+    def _describe_services(self, cluster: str, services: list[str]) -> dict[str, Any]:
+        answer: dict[str, Any] = self.client().describe_services(cluster=cluster, services=services)
+        return answer
+
+    def _list_service_deployments(self, target: EcsTarget) -> tuple[str, ...]:
+        listed = self.client().list_service_deployments(
+            cluster=target.cluster,
+            service=target.service,
+            maxResults=SERVICE_DEPLOYMENTS_PER_SERVICE,
         )
-        cached = self._sd_cache.get(target.key)
-        if cached is not None:
-            old_signature, old = cached
-            settled = all(sd.status in TERMINAL_SERVICE_DEPLOYMENT for sd in old)
-            if old_signature == signature and settled:
-                return old
-        try:
-            listed = client.list_service_deployments(
-                cluster=target.cluster,
-                service=target.service,
-                maxResults=SERVICE_DEPLOYMENTS_PER_SERVICE,
+        return tuple(
+            str(sd["serviceDeploymentArn"]) for sd in listed.get("serviceDeployments") or ()
+        )
+
+    def _describe_service_deployments(self, arns: list[str]) -> list[dict[str, Any]]:
+        answer = self.client().describe_service_deployments(serviceDeploymentArns=arns)
+        return list(answer.get("serviceDeployments") or ())
+
+    def _describe_service_revisions(self, arns: list[str]) -> list[dict[str, Any]]:
+        answer = self.client().describe_service_revisions(serviceRevisionArns=arns)
+        return list(answer.get("serviceRevisions") or ())
+
+    def _describe_task_definition(self, arn: str) -> tuple[str, ...]:
+        answer = self.client().describe_task_definition(taskDefinition=arn)
+        containers = (answer.get("taskDefinition") or {}).get("containerDefinitions") or ()
+        return tuple(str(c.get("image")) for c in containers if c.get("image"))
+
+    def _alb_weights(self, alb: AlbTarget) -> AlbWeights:
+        client = self.aux_client("elbv2")
+        if alb.rule_arn is not None:
+            rules = client.describe_rules(RuleArns=[alb.rule_arn]).get("Rules") or ()
+            actions = rules[0].get("Actions") or () if rules else ()
+        else:
+            listeners = (
+                client.describe_listeners(ListenerArns=[alb.listener_arn]).get("Listeners") or ()
             )
-        except Exception as exc:
-            code = ((getattr(exc, "response", None) or {}).get("Error") or {}).get("Code")
-            if code in _UNSUPPORTED_CODES or type(exc).__name__ == "OperationNotPageableError":
-                self._sd_supported = False
-                return ()
-            raise
-        arns = [str(sd["serviceDeploymentArn"]) for sd in listed.get("serviceDeployments") or ()]
-        details: list[dict[str, Any]] = []
-        if arns:
-            described = client.describe_service_deployments(serviceDeploymentArns=arns[:20])
-            details = list(described.get("serviceDeployments") or ())
-        self._describe_revisions(client, details)
-        mapped = sorted(
-            (map_service_deployment(d, dict(self._revisions)) for d in details),
-            key=lambda sd: sd.created_at or sd.started_at or datetime.min.replace(tzinfo=UTC),
-            reverse=True,
+            actions = listeners[0].get("DefaultActions") or () if listeners else ()
+        return forward_weights(actions, alb)
+
+    def _codedeploy(self, target: EcsTarget, last: str | None) -> CodeDeployDeployment | None:
+        """The newest deployment of the service's CodeDeploy group (in flight first);
+        ``last``, the newest seen before, is followed to its end."""
+        assert target.codedeploy is not None
+        application, group = target.codedeploy
+        client = self.aux_client("codedeploy")
+        listed = client.list_deployments(
+            applicationName=application,
+            deploymentGroupName=group,
+            includeOnlyStatuses=["Created", "Queued", "InProgress", "Baking", "Ready"],
         )
-        result = tuple(mapped)
-        self._sd_cache[target.key] = (signature, result)
-        return result
+        ids = list(listed.get("deployments") or ())
+        if not ids and last is not None:
+            ids = [last]  # follow the last one to its end (Succeeded, Stopped...)
+        if not ids:
+            return None
+        infos = client.batch_get_deployments(deploymentIds=ids[:25]).get("deploymentsInfo") or ()
+        mapped = [map_codedeploy(info) for info in infos if isinstance(info, dict)]
+        if not mapped:
+            return None
+        return max(mapped, key=lambda d: d.created_at or datetime.min.replace(tzinfo=UTC))
 
-    def _describe_revisions(self, client: Any, details: list[dict[str, Any]]) -> None:
-        wanted: list[str] = []
-        for sd in details:
-            for rev in [
-                sd.get("targetServiceRevision") or {},
-                *(sd.get("sourceServiceRevisions") or ()),
-            ]:
-                arn = rev.get("arn")
-                if arn and arn not in self._revisions and arn not in wanted:
-                    wanted.append(str(arn))
-        for i in range(0, len(wanted), 20):
-            answer = client.describe_service_revisions(serviceRevisionArns=wanted[i : i + 20])
-            for rev in answer.get("serviceRevisions") or ():
-                arn = rev.get("serviceRevisionArn")
-                if arn and rev.get("taskDefinition"):
-                    _remember(self._revisions, str(arn), str(rev["taskDefinition"]))
+    def aux_client(self, name: str) -> Any:
+        """The ``codedeploy`` or ``elbv2`` client, built on first use (worker thread)."""
+        with self._client_lock:
+            if name not in self._aux_clients:
+                self._aux_clients[name] = self._aux_factory(name)
+            return self._aux_clients[name]
 
-    def _describe_task_definitions(self, client: Any, arns: Iterable[str]) -> None:
-        for arn in set(arns):
-            if arn in self._images:
-                continue
-            try:
-                answer = client.describe_task_definition(taskDefinition=arn)
-            except Exception:
-                # Images are a nicety: a failure must not hide the deployment. Not
-                # cached, so the next poll asks again.
-                continue
-            containers = (answer.get("taskDefinition") or {}).get("containerDefinitions") or ()
-            images = tuple(str(c.get("image")) for c in containers if c.get("image"))
-            _remember(self._images, arn, images)
+    def _default_aux_client(self, name: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
+        return session.client(
+            name,
+            endpoint_url=self.endpoint_url,
+            config=Config(
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                retries={"total_max_attempts": 2, "mode": "standard"},
+                max_pool_connections=max(10, self.max_concurrency),
+                user_agent_appid="deploywatch",
+            ),
+        )
 
 
-def _remember(cache: OrderedDict[str, Any], key: str, value: Any) -> None:
+def _in_flight(deployments: Iterable[dict[str, Any]]) -> bool:
+    """Whether ECS says a deployment is under way (rolling, or more than one deployment)."""
+    entries = list(deployments)
+    return len(entries) > 1 or any(d.get("rolloutState") == "IN_PROGRESS" for d in entries)
+
+
+def _newest_is_primary(known: _Known, deployments: Iterable[dict[str, Any]]) -> bool:
+    """Whether the newest known service deployment targets the PRIMARY deployment's task
+    definition."""
+    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), None)
+    if primary is None or not known.deployments:
+        return False
+    return known.deployments[0].target_task_definition == primary.get("taskDefinition")
+
+
+def _unsupported(exc: BaseException) -> bool:
+    """Whether ``exc`` says the service-deployments API does not exist here."""
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, dict) else None
+    code = error.get("Code") if isinstance(error, dict) else None
+    return code in _UNSUPPORTED_CODES or type(exc).__name__ == "OperationNotPageableError"
+
+
+def _revision_arns(raw: dict[str, Any]) -> list[str]:
+    """The service revision ARNs a service deployment names (target, then sources)."""
+    revisions = [raw.get("targetServiceRevision") or {}, *(raw.get("sourceServiceRevisions") or ())]
+    return [str(rev["arn"]) for rev in revisions if isinstance(rev, dict) and rev.get("arn")]
+
+
+def _not_asked(error: SourceError) -> SourceError:
+    """The failure of a call not made because ECS was down: ``error``'s kind and reason."""
+    skipped = type(error)(f"not asked, ECS down this poll: {error}")
+    skipped.reason = error.reason
+    return skipped
+
+
+def _chunks(items: list[str], size: int) -> list[list[str]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def _settle(calls: Iterable[Awaitable[_T]]) -> list[_T | Exception]:
+    """Await every call at once; a call's exception stands in for its answer."""
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, Exception):
+            raise result  # cancellation and the like are not answers
+    return cast("list[_T | Exception]", results)
+
+
+def _remember(cache: OrderedDict[str, Any], key: str, value: Any, bound: int) -> None:
     cache[key] = value
     cache.move_to_end(key)
-    while len(cache) > CACHE_MAX:
+    while len(cache) > bound:
         cache.popitem(last=False)

@@ -124,11 +124,6 @@ BLOCKBUSTER_ALLOWED: list[tuple[str, set[str]]] = [
             "test_flaky_sources_go_stale_and_recover_without_feeding_a_rule",  # read_text
         },
     ),
-    # A sync boto3 client and call (stop_service_deployment) on the loop.
-    (
-        "tests/integration/test_ecs_source.py",
-        {"test_operator_rollback_is_followed_to_rollback_successful"},
-    ),
 ]
 """Known-safe blocking calls: ``(file suffix, function names)`` on the stack."""
 

@@ -74,7 +74,7 @@ class EcsSettings(_Frozen):
     read_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
     """botocore read timeout, seconds."""
     max_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
-    """How many ``describe_services`` batches may be in flight at once."""
+    """How many AWS calls the ECS poller may have in flight at once (worker threads)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")

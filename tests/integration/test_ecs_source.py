@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from typing import TYPE_CHECKING
@@ -109,7 +110,7 @@ async def test_operator_rollback_is_followed_to_rollback_successful(
     sandbox_process: StartSandboxProcess,
 ) -> None:
     sandbox = sandbox_process("demo", speed=2.0)
-    client = ecs_client(sandbox.aws_endpoint)
+    client = await asyncio.to_thread(ecs_client, sandbox.aws_endpoint)
     store = Store([(t.key, t.service) for t in TARGETS])
     source = source_for(sandbox.aws_endpoint)
     await watch(source, store, lambda s: s.services["demo/web"].status is EcsStatus.IN_PROGRESS, 30)
@@ -117,7 +118,9 @@ async def test_operator_rollback_is_followed_to_rollback_successful(
     assert web is not None and web.service_deployments
     in_flight = web.service_deployments[0]
     assert in_flight.status in ("PENDING", "IN_PROGRESS")
-    client.stop_service_deployment(serviceDeploymentArn=in_flight.arn, stopType="ROLLBACK")
+    await asyncio.to_thread(
+        client.stop_service_deployment, serviceDeploymentArn=in_flight.arn, stopType="ROLLBACK"
+    )
 
     def rolled_back(s: Store) -> bool:
         return s.services["demo/web"].status is EcsStatus.ROLLBACK_SUCCESSFUL

@@ -17,6 +17,7 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
+from tui.engine.store import EcsStatus, ecs_status
 
 AT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
@@ -271,3 +272,192 @@ async def test_stream_backs_off_after_failure_and_recovers() -> None:
     assert seen == ["SourceFailure", "SourceFailure", "EcsServiceSample", "EcsServiceSample"]
     # The successful round reset the back-off before the next poll.
     assert source.backoff.failures == 0
+
+
+REV = "arn:aws:ecs:us-east-1:123456789012:service-revision/demo/web/"
+SD = "arn:aws:ecs:us-east-1:123456789012:service-deployment/demo/web/"
+
+
+def deployment(
+    number: int, status: str, rollout: str, revision: int, running: int = 4
+) -> dict[str, Any]:
+    """A ``describe_services`` deployment entry of the fake service."""
+    return {
+        "id": f"ecs-svc/{number}",
+        "status": status,
+        "taskDefinition": TD + f"web:{revision}",
+        "desiredCount": 4,
+        "runningCount": running,
+        "pendingCount": 0,
+        "failedTasks": 0,
+        "rolloutState": rollout,
+        "createdAt": AT,
+        "updatedAt": AT,
+    }
+
+
+def service_deployment(number: int, status: str, target: int, source: int | None) -> dict[str, Any]:
+    """A ``describe_service_deployments`` entry of the fake service."""
+    raw: dict[str, Any] = {
+        "serviceDeploymentArn": SD + str(number),
+        "status": status,
+        "targetServiceRevision": {"arn": REV + str(target)},
+        "sourceServiceRevisions": [{"arn": REV + str(source)}] if source else [],
+        "createdAt": datetime(2026, 11, 22, 2, number, tzinfo=UTC),
+    }
+    return raw
+
+
+class FakeDeploymentsClient(FakeEcsClient):
+    """A fake ECS that also answers the service-deployments API (newest first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.service_deployments: list[dict[str, Any]] = []
+        self.described: list[list[str]] = []
+
+    def list_service_deployments(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append("list_service_deployments")
+        briefs = self.service_deployments[: kwargs["maxResults"]]
+        return {
+            "serviceDeployments": [
+                {"serviceDeploymentArn": sd["serviceDeploymentArn"]} for sd in briefs
+            ]
+        }
+
+    def describe_service_deployments(self, serviceDeploymentArns: list[str]) -> dict[str, Any]:
+        self.calls.append("describe_service_deployments")
+        self.described.append(list(serviceDeploymentArns))
+        by_arn = {sd["serviceDeploymentArn"]: sd for sd in self.service_deployments}
+        return {"serviceDeployments": [by_arn[a] for a in serviceDeploymentArns if a in by_arn]}
+
+    def describe_service_revisions(self, serviceRevisionArns: list[str]) -> dict[str, Any]:
+        self.calls.append("describe_service_revisions")
+        revisions = []
+        for arn in serviceRevisionArns:
+            number = arn.rsplit("/", 1)[-1]
+            revisions.append(
+                {
+                    "serviceRevisionArn": arn,
+                    "taskDefinition": TD + f"web:{number}",
+                    "containerImages": [
+                        {"containerName": "web", "image": f"registry.local/web:v{number}"}
+                    ],
+                }
+            )
+        return {"serviceRevisions": revisions}
+
+
+async def test_first_sample_never_reads_steady_for_a_rolled_back_service() -> None:
+    # ECS rolled web:2 back: describe_services shows one COMPLETED deployment of web:1;
+    # only the service deployment says ROLLBACK_SUCCESSFUL.
+    client = FakeDeploymentsClient()
+    client.services["web"] = raw_service(
+        runningCount=4, pendingCount=0, deployments=[deployment(3, "PRIMARY", "COMPLETED", 1)]
+    )
+    client.services["api"] = raw_service(
+        serviceName="api",
+        serviceArn="arn:aws:ecs:us-east-1:123456789012:service/demo/api",
+        deployments=[
+            deployment(5, "PRIMARY", "FAILED", 2, running=0),
+            deployment(4, "ACTIVE", "COMPLETED", 1),
+        ],
+    )
+    client.service_deployments = [service_deployment(2, "ROLLBACK_SUCCESSFUL", 2, 1)]
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web"), EcsTarget("demo/api", "demo", "api")],
+        region="us-east-1",
+        client_factory=lambda: client,
+    )
+    seen: dict[str, list[EcsServiceSample]] = {"demo/web": [], "demo/api": []}
+    stream = source.stream()
+    async for item in stream:
+        assert isinstance(item, EcsServiceSample), item
+        seen[item.key].append(item)
+        if all(len(samples) == 2 for samples in seen.values()):
+            break
+    await stream.aclose()
+    provisional, full = seen["demo/web"]
+    # Provisional: ECS's counts and events, no deployments to misjudge: NO DATA.
+    assert ecs_status(provisional) is EcsStatus.NO_DATA
+    assert (provisional.running, provisional.desired) == (4, 4)
+    assert provisional.deployments == () and provisional.service_deployments == ()
+    assert ecs_status(full) is EcsStatus.ROLLBACK_SUCCESSFUL
+    assert full.deployments[0].images == ("registry.local/web:v1",)
+    # A deployment ECS itself calls FAILED is shown at once.
+    assert ecs_status(seen["demo/api"][0]) is EcsStatus.FAILED
+    assert ecs_status(seen["demo/api"][1]) is EcsStatus.ROLLBACK_SUCCESSFUL
+
+
+async def test_details_are_fetched_only_when_they_can_have_changed() -> None:
+    client = FakeDeploymentsClient()
+    client.services["web"] = raw_service(
+        runningCount=4, pendingCount=0, deployments=[deployment(1, "PRIMARY", "COMPLETED", 1)]
+    )
+    client.service_deployments = [service_deployment(1, "SUCCESSFUL", 1, None)]
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+
+    async def poll() -> tuple[EcsServiceSample, list[str]]:
+        client.calls.clear()
+        (item,) = await source.poll_once()
+        assert isinstance(item, EcsServiceSample), item
+        return item, [c for c in client.calls if c != "describe_services"]
+
+    sample, calls = await poll()
+    # The images come with the service revision: no describe_task_definition.
+    assert calls == [
+        "list_service_deployments",
+        "describe_service_deployments",
+        "describe_service_revisions",
+    ]
+    assert ecs_status(sample) is EcsStatus.COMPLETED
+    assert sample.deployments[0].images == ("registry.local/web:v1",)
+    # Steady: describe_services only.
+    assert (await poll())[1] == []
+    # A new deployment: listed once; only the new service deployment is described.
+    client.services["web"]["deployments"] = [
+        deployment(2, "PRIMARY", "IN_PROGRESS", 2, running=1),
+        deployment(1, "ACTIVE", "COMPLETED", 1),
+    ]
+    client.service_deployments.insert(0, service_deployment(2, "IN_PROGRESS", 2, 1))
+    sample, calls = await poll()
+    assert calls == [
+        "list_service_deployments",
+        "describe_service_deployments",
+        "describe_service_revisions",
+    ]
+    assert client.described[-1] == [SD + "2"]
+    assert ecs_status(sample) is EcsStatus.IN_PROGRESS
+    # In flight: the unsettled one is described again, nothing listed.
+    assert (await poll())[1] == ["describe_service_deployments"]
+    client.service_deployments[0]["status"] = "SUCCESSFUL"
+    sample, calls = await poll()
+    assert calls == ["describe_service_deployments"]
+    assert sample.service_deployments[0].status == "SUCCESSFUL"
+    # The old deployment drains after the service deployment succeeded: nothing to fetch.
+    client.services["web"]["deployments"][0]["rolloutState"] = "COMPLETED"
+    assert (await poll())[1] == []
+    client.services["web"]["deployments"] = [deployment(2, "PRIMARY", "COMPLETED", 2)]
+    sample, calls = await poll()
+    assert calls == []
+    assert ecs_status(sample) is EcsStatus.COMPLETED
+    assert [sd.status for sd in sample.service_deployments] == ["SUCCESSFUL", "SUCCESSFUL"]
+
+
+async def test_an_unreachable_ecs_fails_a_large_fleet_without_asking_every_batch() -> None:
+    client = FakeEcsClient()
+    client.fail = EndpointConnectionError("refused")
+    names = [f"svc-{i:03d}" for i in range(300)]
+    source = EcsSource(
+        [EcsTarget(f"demo/{name}", "demo", name) for name in names],
+        region="us-east-1",
+        client_factory=lambda: client,
+        max_concurrency=4,
+    )
+    items = await source.poll_once()
+    assert len(items) == 300
+    assert all(isinstance(i, SourceFailure) and i.reason == "unavailable" for i in items)
+    # Once `max_concurrency` calls in a row found ECS unreachable, the rest are not made.
+    assert client.calls.count("describe_services") < 30
