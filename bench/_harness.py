@@ -89,7 +89,7 @@ class Probe:
         self.full_view: float | None = None
         self.full_pending = False
         self.keys: list[dict[str, Any]] = []
-        self.key_waiting: list[tuple[int, tuple[int, int]]] = []
+        self.key_waiting: list[tuple[int, tuple[int, int, object]]] = []
         """Keys (index into ``keys``, state before) waiting for a frame showing a change."""
         self.rss: list[tuple[float, int | None]] = []
         self.modules_at_first_paint: list[str] = []
@@ -141,9 +141,11 @@ class BenchApp(DeployWatchApp):
 
         self.dashboard._flush = flushed  # type: ignore[method-assign]
 
-    def _state(self) -> tuple[int, int]:
+    def _state(self) -> tuple[int, int, object]:
+        """What a key can change: the screen, the focus, or the selected row (j/k move a
+        selection inside the focused list, not the focus)."""
         screen = self.screen
-        return id(screen), id(screen.focused)
+        return id(screen), id(screen.focused), getattr(screen, "selected", None)
 
     async def on_event(self, event: events.Event) -> None:
         # A key event comes to the App from the driver, then again as it bubbles up from

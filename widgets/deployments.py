@@ -1,8 +1,9 @@
 """The deployments pane: one card per service, each updated in place.
 
-A card is a single widget rendering a few lines of text, so a poll that changes one
-service repaints one card, and thousands of services stay cheap. Colours come from
-component classes (theme variables in CSS), never from hex codes in Python.
+The pane is a :class:`~widgets.rowlist.RowList`: only the cards in view are built and
+painted, and a poll that changes one service repaints the cells that changed on its
+card, so thousands of services stay cheap. Colours come from component classes (theme
+variables in CSS), never from hex codes in Python.
 """
 
 from __future__ import annotations
@@ -12,16 +13,16 @@ from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual.binding import Binding, BindingType
-from textual.containers import VerticalScroll
-from textual.message import Message
-from textual.widget import Widget
 
 from tui.engine.store import EcsStatus, ServiceState
 from widgets.format import age_text, bar_cells, count, since
-from widgets.tones import Toned
+from widgets.rowlist import RowList
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
+
+    from textual import events
+    from textual.color import Color
 
     from sources.model import EcsDeployment, EcsServiceSample, ServiceDeployment
 
@@ -42,6 +43,8 @@ _STATE_TONE = {
     "ROLLBACK_IN_PROGRESS": "warn",
     "TRIGGERED": "bad",
 }
+_EDGE_TONES = ("ok", "busy", "warn", "bad")
+"""States whose colour the card's edge takes."""
 _LIVE_STATES = frozenset({"IN_PROGRESS", "PENDING", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
 
 
@@ -56,90 +59,29 @@ def _order(deployments: Iterable[EcsDeployment]) -> list[EcsDeployment]:
     )
 
 
-class ServiceCard(Toned, can_focus=True):
-    """One service: its deployments with progress, state, elapsed time, and staleness."""
+def is_live(state: ServiceState) -> bool:
+    """True when a service's card shows a running clock (it moves every second)."""
+    if state.stale:
+        return True
+    sample = state.sample
+    if sample is None:
+        return False
+    return any(d.rollout_state in _LIVE_STATES for d in sample.deployments) or any(
+        sd.status in _LIVE_STATES for sd in sample.service_deployments[:1]
+    )
 
-    DEFAULT_CSS = """
-    ServiceCard {
-        height: auto;
-        padding: 0 1;
-        margin-bottom: 1;
-        border-left: wide $panel-lighten-2;
-    }
-    ServiceCard:focus { background: $boost; border-left: wide $accent; }
-    ServiceCard.-tone-ok { border-left: wide $success; }
-    ServiceCard.-tone-busy { border-left: wide $accent; }
-    ServiceCard.-tone-warn { border-left: wide $warning; }
-    ServiceCard.-tone-bad { border-left: wide $error; }
-    ServiceCard.-stale { border-left: wide $warning-darken-2; }
-    """
 
-    class Selected(Message):
-        """The user moved to this service."""
+class CardText:
+    """Writes one service's card: its deployments with progress, state, elapsed time,
+    and staleness, as styled text (``tone`` gives the style of a tone name)."""
 
-        def __init__(self, key: str) -> None:
-            super().__init__()
-            self.key = key
-
-    def __init__(self, state: ServiceState, *, now: datetime, id: str | None = None) -> None:
-        super().__init__(id=id)
+    def __init__(self, state: ServiceState, now: datetime, tone: Callable[[str], str]) -> None:
         self.state = state
         self.now = now
-        self._text: Text | None = None
+        self.tone = tone
 
-    @property
-    def key(self) -> str:
-        """The service key (``cluster/service``)."""
-        return self.state.key
-
-    @property
-    def is_live(self) -> bool:
-        """True when the card shows a running clock and must repaint every second."""
-        if self.state.stale:
-            return True
-        sample = self.state.sample
-        if sample is None:
-            return False
-        return any(d.rollout_state in _LIVE_STATES for d in sample.deployments) or any(
-            sd.status in _LIVE_STATES for sd in sample.service_deployments[:1]
-        )
-
-    def update_state(self, state: ServiceState, now: datetime) -> None:
-        """Show new state (called by the screen after the store changed)."""
-        self.state = state
-        self.now = now
-        if not self.is_mounted:
-            return
-        self._sync_classes()
-        old_lines = len(self._text.split()) if self._text is not None else -1
-        self._text = self._build()
-        self.refresh(layout=len(self._text.split()) != old_lines)
-
-    def tick(self, now: datetime) -> None:
-        """Advance clocks; repaints only when something on the card moves."""
-        self.now = now
-        if self.is_live:
-            self._text = None
-            self.refresh()
-
-    def on_mount(self) -> None:
-        self._sync_classes()
-
-    def on_focus(self) -> None:
-        self.post_message(self.Selected(self.key))
-
-    def _sync_classes(self) -> None:
-        tone = self.state.status.tone
-        for name in ("ok", "busy", "warn", "bad", "none"):
-            self.set_class(name == tone, f"-tone-{name}")
-        self.set_class(self.state.stale, "-stale")
-
-    def render(self) -> Text:
-        if self._text is None:
-            self._text = self._build()
-        return self._text
-
-    def _build(self) -> Text:
+    def build(self) -> Text:
+        """The card's text."""
         state = self.state
         sample = state.sample
         status = state.status
@@ -264,8 +206,35 @@ def _revision(task_definition: str | None) -> str:
     return task_definition.rsplit("/", 1)[-1]
 
 
-class DeploymentsPane(VerticalScroll, can_focus=False):
-    """All watched services, in config order. Cards are mounted once and updated in place."""
+class DeploymentsPane(RowList, can_focus=True):
+    """All watched services, in config order: one card each, the selected one highlighted.
+
+    The pane is one widget on Textual's Line API: a card's text is built when it is in
+    view (off screen only to measure it), so thousands of services cost what the few
+    cards on screen cost. ``j``/``k`` (or the arrows) and a click move the selection,
+    which the screen's action keys act on.
+    """
+
+    ROW_GAP = 1
+    ROW_PADDING = 1
+    ROW_EDGE = True
+    WIDTH_FREE = True
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        f"deployments--edge-{name}" for name in ("none", "selected", *_EDGE_TONES, "stale")
+    }
+
+    # The edge takes the colour of the card's state; a stale card's edge says so; a
+    # selected card with no state colour shows the accent (as a focused card did).
+    DEFAULT_CSS = """
+    DeploymentsPane > .deployments--edge-none { color: $panel-lighten-2; }
+    DeploymentsPane > .deployments--edge-selected { color: $accent; }
+    DeploymentsPane > .deployments--edge-ok { color: $success; }
+    DeploymentsPane > .deployments--edge-busy { color: $accent; }
+    DeploymentsPane > .deployments--edge-warn { color: $warning; }
+    DeploymentsPane > .deployments--edge-bad { color: $error; }
+    DeploymentsPane > .deployments--edge-stale { color: $warning-darken-2; }
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("j,down", "move(1)", "Next service", show=False, tooltip="Select the next service"),
@@ -275,43 +244,90 @@ class DeploymentsPane(VerticalScroll, can_focus=False):
     ]
 
     def __init__(self, states: Iterable[ServiceState], *, now: datetime | None = None) -> None:
-        super().__init__(id="deployments")
+        self._states = {state.key: state for state in states}
+        super().__init__(self._states, id="deployments")
         self._now = now or datetime.now(UTC)
-        self._cards = {
-            state.key: ServiceCard(state, now=self._now, id=f"svc-{i}")
-            for i, state in enumerate(states)
-        }
-
-    def compose(self) -> Iterable[Widget]:
-        yield from self._cards.values()
-
-    def card(self, key: str) -> ServiceCard | None:
-        """The card of a service, if watched."""
-        return self._cards.get(key)
+        self._clock = self._now
+        self.selected: str | None = next(iter(self._states), None)
+        """The key of the selected service."""
 
     def update_states(self, states: Iterable[ServiceState], now: datetime) -> None:
-        """Refresh the given services' cards in place."""
+        """Show the given services' new state (cards in view repaint what changed)."""
+        self._now = now  # the clocks of the other cards move on the next tick
+        keys = []
         for state in states:
-            card = self._cards.get(state.key)
-            if card is not None:
-                card.update_state(state, now)
+            if state.key in self._states:
+                self._states[state.key] = state
+                keys.append(state.key)
+        self.update_rows(keys)
 
     def tick(self, now: datetime) -> None:
-        """Advance every live clock (only visible, moving cards repaint)."""
-        for card in self._cards.values():
-            card.tick(now)
+        """Advance the clocks of the cards in view (the others catch up when shown)."""
+        self._now = now
+        super().tick(now)
+
+    def card_text(self, key: str) -> Text:
+        """A service's card as shown now."""
+        return self.text_of(key)
+
+    def select(self, key: str) -> None:
+        """Select a service and scroll its card into view."""
+        if key not in self._states:
+            return
+        before, self.selected = self.selected, key
+        if before != key:
+            if before is not None:
+                self.repaint_row(before)
+            self.repaint_row(key)
+        self.scroll_to_region(self.row_region(key), animate=False, immediate=True)
 
     def action_move(self, step: int) -> None:
-        cards = list(self._cards.values())
-        if not cards:
+        """Select the next (``step`` 1) or previous (-1) service."""
+        keys = self.keys
+        if not keys:
             return
-        focused = self.screen.focused
-        index = (
-            cards.index(focused) if isinstance(focused, ServiceCard) and focused in cards else -1
-        )
-        target = cards[max(0, min(len(cards) - 1, index + step))]
-        target.focus()
-        target.scroll_visible()
+        index = self._index.get(self.selected, -1) if self.selected is not None else -1
+        self.select(keys[max(0, min(len(keys) - 1, index + step))])
+
+    def on_click(self, event: events.Click) -> None:
+        offset = event.get_content_offset(self)
+        if offset is None:
+            return
+        index = self.index_at(offset.y + self.scroll_offset.y)
+        if index is not None:
+            self.select(self.keys[index])
+
+    def on_focus(self) -> None:
+        if self.selected is not None:
+            self.repaint_row(self.selected)
+
+    def on_blur(self) -> None:
+        if self.selected is not None:
+            self.repaint_row(self.selected)
+
+    # ---- rows -----------------------------------------------------------------------
+
+    def row_text(self, key: str, width: int) -> Text:
+        return CardText(self._states[key], self._now, self.tone).build()
+
+    def row_moves(self, key: str) -> bool:
+        return is_live(self._states[key])
+
+    def row_highlighted(self, key: str) -> bool:
+        return key == self.selected and self.has_focus
+
+    def row_edge(self, key: str) -> Color | None:
+        state = self._states[key]
+        tone = state.status.tone
+        if state.stale:
+            name = "stale"
+        elif tone in _EDGE_TONES:
+            name = tone
+        elif self.row_highlighted(key):
+            name = "selected"
+        else:
+            name = "none"
+        return self.get_component_styles(f"deployments--edge-{name}").color
 
 
-__all__ = ["DeploymentsPane", "EcsStatus", "ServiceCard"]
+__all__ = ["CardText", "DeploymentsPane", "EcsStatus", "is_live"]

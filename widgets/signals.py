@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from tui.engine.rules import OPERATORS, RuleState
 from tui.engine.verdict import Verdict
 from widgets.format import age_text, number, spark
+from widgets.rowlist import RowList
 from widgets.tones import Toned
 
 if TYPE_CHECKING:
@@ -56,6 +57,43 @@ def _stale_line(text: Text, widget: Toned, failure: SourceFailure | None, now: d
     age = (now - failure.at).total_seconds()
     text.append(f" STALE {age_text(age)} ", widget.tone("stale"))
     text.append(f" {failure.reason}: {failure.error}\n", widget.tone("warn"))
+
+
+def spark_line(
+    text: Text, cells: Sequence[tuple[str, str]], tone: Callable[[str], str], ok: str
+) -> None:
+    """Append a sparkline's cells to ``text``, one span per run of cells of a kind (a
+    span per cell costs every render and every byte sent); ``ok`` is the tone of cells
+    that breach nothing."""
+    kinds = {"bad": "bad", "gap": "muted"}
+    run: list[str] = []
+    kind = ""
+    for char, cell_kind in cells:
+        if cell_kind != kind and run:
+            text.append("".join(run), tone(kinds.get(kind, ok)))
+            run = []
+        kind = cell_kind
+        run.append(char)
+    if run:
+        text.append("".join(run), tone(kinds.get(kind, ok)))
+
+
+def shown(evidence: Sequence[Evidence]) -> tuple[tuple[object, ...], ...]:
+    """What the panes show of some evidence: rule, comparison, action, state and, when
+    OK, its reason. A new judgement that changes none of it (a sample count, an age)
+    changes nothing on screen, and the pane is left alone."""
+    return tuple(
+        (
+            e.subject,
+            e.rule,
+            e.op,
+            e.threshold,
+            e.action,
+            e.state,
+            e.reason if e.state is RuleState.OK else "",
+        )
+        for e in evidence
+    )
 
 
 def _breach_test(evidence: Sequence[Evidence]) -> Callable[[float], bool] | None:
@@ -121,37 +159,63 @@ LABEL_MAX = 16
 """Widest group label column of a metric row; longer labels end in a visible "…"."""
 
 
-class MetricRow(Toned):
-    """One metric: its rules' thresholds and state, then one sparkline per group."""
+class MetricRows(RowList):
+    """One row per metric: its rules' thresholds and state, then one sparkline per group.
 
-    DEFAULT_CSS = """
-    MetricRow { height: auto; padding: 0 1; margin-bottom: 1; }
+    Only the rows in view are built (a sparkline is a few dozen styled cells); a row
+    whose samples and judgement did not change is not touched.
     """
 
-    def __init__(self, view: MetricView) -> None:
-        super().__init__(classes="metric-row")
-        self.view = view
-        self.samples: Mapping[str | None, MetricSample] = {}
-        self.evidence: tuple[Evidence, ...] = ()
+    ROW_GAP = 1
+    ROW_PADDING = 1
+    WIDTH_FREE = False  # the sparklines fill the width
+
+    def __init__(self, views: Sequence[MetricView]) -> None:
+        self.views = {view.name: view for view in views}
+        super().__init__(self.views, id="metric-rows")
+        self.samples: dict[str, dict[str | None, MetricSample]] = {}
+        self.evidence: dict[str, tuple[Evidence, ...]] = {}
+        self._head_lines: dict[str, tuple[tuple[Evidence, ...], int, int]] = {}
+        """Lines of each row's head, with the evidence and width they were measured at."""
 
     def show(
-        self, samples: Mapping[str | None, MetricSample], evidence: Sequence[Evidence]
+        self,
+        samples: Mapping[str, Mapping[str | None, MetricSample]],
+        evidence: Mapping[str, Sequence[Evidence]],
     ) -> None:
-        """New data or new judgement for this metric."""
-        evidence = tuple(evidence)
-        if dict(samples) == dict(self.samples) and evidence == self.evidence:
-            return
-        lines_before = len(self.samples)
-        self.samples = dict(samples)
-        self.evidence = evidence
-        self.refresh(layout=len(self.samples) != lines_before)
+        """New data or new judgement; rows with nothing new are left alone."""
+        changed = []
+        for name in self.views:
+            mine = samples.get(name, {})
+            judged = tuple(evidence.get(name, ()))
+            before = self.evidence.get(name, ())
+            if judged is not before and shown(judged) == shown(before):
+                judged = before  # says the same: keep what is shown
+            if mine != self.samples.get(name, {}) or judged is not before:
+                self.samples[name], self.evidence[name] = dict(mine), judged
+                changed.append(name)
+        if changed:
+            self.update_rows(changed)
 
-    def render(self) -> Text:
-        view = self.view
+    def row_height(self, key: str, width: int) -> int | None:
+        evidence = self.evidence.get(key, ())
+        known = self._head_lines.get(key)
+        if known is None or known[0] is not evidence or known[1] != width:
+            known = self._head_lines[key] = (
+                evidence,
+                width,
+                self.lines_of(self._head(key).plain, width),
+            )
+        return known[2] + max(1, len(self.samples.get(key, {})))
+
+    def _head(self, name: str) -> Text:
+        """The metric's name, its rules' thresholds and its worst state."""
+        view = self.views[name]
+        evidence = self.evidence.get(name, ())
         text = Text()
-        worst = min(self.evidence, key=lambda e: e.state.rank, default=None)
+        worst = min(evidence, key=lambda e: e.state.rank, default=None)
         text.append(view.name, self.tone("label"))
-        for ev in sorted(self.evidence, key=lambda e: (e.threshold, e.rule)):  # stable order
+        for ev in sorted(evidence, key=lambda e: (e.threshold, e.rule)):  # stable order
             text.append(f"  {ev.op} {number(ev.threshold, view.unit)}", self.tone("muted"))
             if ev.action != "none":
                 text.append(f" → {ev.action}", self.tone("muted"))
@@ -159,21 +223,28 @@ class MetricRow(Toned):
             text.append(f"  {worst.state.value}", self.tone(_STATE_TONE[worst.state]))
             if worst.reason and worst.state is RuleState.OK:
                 text.append(f" ({worst.reason})", self.tone("muted"))
-        if not self.samples:
+        return text
+
+    def row_text(self, key: str, width: int) -> Text:
+        view = self.views[key]
+        samples = self.samples.get(key, {})
+        evidence = self.evidence.get(key, ())
+        text = self._head(key)
+        if not samples:
             text.append("\n  waiting for Datadog…", self.tone("muted"))
             return text
-        breaches = _breach_test(self.evidence)
-        labels = {g: (g or "all").split(":", 1)[-1] for g in self.samples}
+        breaches = _breach_test(evidence)
+        labels = {g: (g or "all").split(":", 1)[-1] for g in samples}
         # One label column for every group (long ones cut with a visible "…"), so the
         # values and sparklines stay in line.
         col = min(LABEL_MAX, max(6, *(len(label) for label in labels.values())))
-        width = max(8, self.size.width - col - 14)
+        cells = max(8, width - col - 14)
         # One scale for every group, threshold included: old and new compare at a glance,
         # and a flat healthy line stays low instead of filling its cells.
-        known = [p.value for s in self.samples.values() for p in s.points if p.value is not None]
-        ceiling = max([*known, *(e.threshold for e in self.evidence)], default=1.0)
-        for group in sorted(self.samples, key=lambda g: g or ""):
-            sample = self.samples[group]
+        known = [p.value for s in samples.values() for p in s.points if p.value is not None]
+        ceiling = max([*known, *(e.threshold for e in evidence)], default=1.0)
+        for group in sorted(samples, key=lambda g: g or ""):
+            sample = samples[group]
             values = [p.value for p in sample.points]
             latest = next((v for v in reversed(values) if v is not None), None)
             label = labels[group]
@@ -182,9 +253,12 @@ class MetricRow(Toned):
             bad = latest is not None and breaches is not None and breaches(latest)
             text.append(f"\n  {label:<{col}}", self.tone("muted"))
             text.append(f"{number(latest, view.unit):>9}  ", self.tone("bad" if bad else "label"))
-            cells = spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling)
-            for char, kind in cells:
-                text.append(char, self.tone({"bad": "bad", "gap": "muted"}.get(kind, "ok")))
+            spark_line(
+                text,
+                spark(values, cells, breaches=breaches, floor=0.0, ceiling=ceiling),
+                self.tone,
+                "ok",
+            )
         return text
 
 
@@ -217,20 +291,22 @@ class StaleLine(Toned):
 
 
 class MetricsPane(Vertical):
-    """Every configured metric, in config order; a STALE line when Datadog fails."""
+    """Every configured metric, in config order; a STALE line above when Datadog fails."""
 
     DEFAULT_CSS = """
-    MetricsPane { height: auto; }
+    MetricsPane { height: 1fr; }
     """
 
     def __init__(self, views: Sequence[MetricView]) -> None:
         super().__init__(id="metrics")
         self.stale = StaleLine()
-        self.rows = {view.name: MetricRow(view) for view in views}
+        self.rows = MetricRows(views)
+        self._judged: Sequence[Evidence] | None = None
+        self._by_metric: dict[str, tuple[Evidence, ...]] = {}
 
     def compose(self) -> ComposeResult:
         yield self.stale
-        yield from self.rows.values()
+        yield self.rows
 
     def show(
         self,
@@ -241,11 +317,14 @@ class MetricsPane(Vertical):
     ) -> None:
         """Update every row (rows with nothing new do not repaint)."""
         self.stale.show(failure, now)
-        by_subject: dict[str, list[Evidence]] = {}
-        for ev in evidence:  # one pass, not one per row
-            by_subject.setdefault(ev.subject, []).append(ev)
-        for name, row in self.rows.items():
-            row.show(samples.get(name, {}), by_subject.get(f"metric:{name}", ()))
+        if evidence is not self._judged:  # a new judgement: sort it once, not per row
+            self._judged = evidence
+            by_metric: dict[str, list[Evidence]] = {}
+            for ev in evidence:
+                if ev.subject.startswith("metric:"):
+                    by_metric.setdefault(ev.subject.removeprefix("metric:"), []).append(ev)
+            self._by_metric = {name: tuple(evs) for name, evs in by_metric.items()}
+        self.rows.show(samples, self._by_metric)
 
 
 class ErrorsPane(Toned):
@@ -271,6 +350,8 @@ class ErrorsPane(Toned):
     ) -> None:
         """New answer, judgement or failure."""
         evidence = tuple(evidence)
+        if shown(evidence) == shown(self.evidence):
+            evidence = self.evidence  # says the same: keep what is shown
         unchanged = (sample, evidence, failure) == (self.sample, self.evidence, self.failure)
         if unchanged and failure is None:
             return  # while STALE, repaint anyway: the age moves with ``now``
@@ -307,8 +388,7 @@ class ErrorsPane(Toned):
         text.append("  ")
         width = max(8, self.size.width - len(head) - len(so_far) - 3)
         breaches = _breach_test([e for e in self.evidence if e.subject == "sentry:errors"])
-        for char, kind in spark(values, width, breaches=breaches):
-            text.append(char, self.tone({"bad": "bad", "gap": "muted"}.get(kind, "busy")))
+        spark_line(text, spark(values, width, breaches=breaches), self.tone, "busy")
         for issue in sample.new_issues[:ISSUES_SHOWN]:
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
             text.append(f"\n{number(issue.count) + ' x':>8} ", self.tone("bad"))
@@ -330,48 +410,71 @@ def _per(seconds: int) -> str:
     return f"{seconds}s"
 
 
-class ProbesPane(Toned):
-    """HTTP probes: status, latency, success ratio and the last failure, in words."""
+class ProbesPane(RowList):
+    """HTTP probes: status, latency, success ratio and the last failure, in words.
 
-    DEFAULT_CSS = """
-    ProbesPane { height: auto; padding: 0 1; }
+    One row per probe; only the rows in view are built, and a probe whose round and
+    judgement did not change is not touched.
     """
 
+    ROW_PADDING = 1
+
     def __init__(self, names: Sequence[str]) -> None:
-        super().__init__(id="probes")
         self.names = tuple(names)
+        super().__init__(self.names, id="probes")
         self.samples: dict[str, ProbeSample] = {}
-        self.evidence: tuple[Evidence, ...] = ()
+        self.evidence: dict[str, tuple[Evidence, ...]] = {}
+        self._name_width = max((len(n) for n in self.names), default=4)
+        self._judged: Sequence[Evidence] | None = None
+        self._by_probe: dict[str, tuple[Evidence, ...]] = {}
 
     def show(self, samples: Mapping[str, ProbeSample], evidence: Sequence[Evidence]) -> None:
-        """New rounds or a new judgement."""
-        evidence = tuple(evidence)
-        if dict(samples) == self.samples and evidence == self.evidence:
-            return
-        self.samples, self.evidence = dict(samples), evidence
-        self.repaint()
+        """New rounds or a new judgement; probes with nothing new are left alone."""
+        if evidence is not self._judged:  # a new judgement: sort it once, not per probe
+            self._judged = evidence
+            by_probe: dict[str, list[Evidence]] = {}
+            for ev in evidence:  # subjects read ``probe:<name>.<measure>``
+                if ev.subject.startswith("probe:"):
+                    by_probe.setdefault(ev.subject[6:].split(".", 1)[0], []).append(ev)
+            self._by_probe = {name: tuple(evs) for name, evs in by_probe.items()}
+        changed = []
+        for name in self.names:
+            sample = samples.get(name)
+            judged = self._by_probe.get(name, ())
+            before = self.evidence.get(name, ())
+            if judged is not before and shown(judged) == shown(before):
+                judged = before  # says the same: keep what is shown
+            if sample != self.samples.get(name) or judged is not before:
+                if sample is None:
+                    self.samples.pop(name, None)
+                else:
+                    self.samples[name] = sample
+                self.evidence[name] = judged
+                changed.append(name)
+        if changed:
+            self.update_rows(changed)
 
-    def render(self) -> Text:
+    def row_text(self, key: str, width: int) -> Text:
+        pad = self._name_width
         text = Text()
-        width = max((len(n) for n in self.names), default=4)
-        for i, name in enumerate(self.names):
-            if i:
-                text.append("\n")
-            text.append(f"{name:<{width}}  ", self.tone("label"))
-            probe = self.samples.get(name)
-            if probe is None:
-                text.append("waiting for the first round…", self.tone("muted"))
-                continue
-            text.append("✓ " if probe.ok else "✗ ", self.tone("ok" if probe.ok else "bad"))
-            text.append(f"{probe.status or '---'}  ", self.tone("ok" if probe.ok else "bad"))
-            text.append(f"{number(probe.latency_ms, 'ms'):>7}  ", self.tone("muted"))
-            mine = [e for e in self.evidence if e.subject.startswith(f"probe:{name}.")]
-            worst = min(mine, key=lambda e: e.state.rank, default=None)
-            ratio_tone = _STATE_TONE[worst.state] if worst is not None else "label"
-            text.append(f"{probe.success_ratio * 100:6.1f}%", self.tone(ratio_tone))
-            text.append(f" of {probe.window}", self.tone("muted"))
-            if probe.last_failure is not None:
-                when = probe.last_failure.strftime("%H:%M:%S")
-                text.append(f"\n{'':{width + 2}}last failure {when}: ", self.tone("muted"))
-                text.append(probe.last_failure_reason or "", self.tone("warn"))
+        text.append(f"{key:<{pad}}  ", self.tone("label"))
+        probe = self.samples.get(key)
+        if probe is None:
+            text.append("waiting for the first round…", self.tone("muted"))
+            return text
+        text.append("✓ " if probe.ok else "✗ ", self.tone("ok" if probe.ok else "bad"))
+        text.append(f"{probe.status or '---'}  ", self.tone("ok" if probe.ok else "bad"))
+        text.append(f"{number(probe.latency_ms, 'ms'):>7}  ", self.tone("muted"))
+        worst = min(self.evidence.get(key, ()), key=lambda e: e.state.rank, default=None)
+        ratio_tone = _STATE_TONE[worst.state] if worst is not None else "label"
+        text.append(f"{probe.success_ratio * 100:6.1f}%", self.tone(ratio_tone))
+        text.append(f" of {probe.window}", self.tone("muted"))
+        if probe.last_failure is not None:
+            when = probe.last_failure.strftime("%H:%M:%S")
+            text.append(f"\n{'':{pad + 2}}last failure {when}: ", self.tone("muted"))
+            text.append(probe.last_failure_reason or "", self.tone("warn"))
         return text
+
+    def plain(self) -> str:
+        """Every probe's row as text (what the pane says, scrolled or not)."""
+        return "\n".join(self.text_of(name).plain for name in self.names)

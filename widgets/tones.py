@@ -6,10 +6,58 @@ the theme (``$success``, ``$error`` ...) and nowhere else.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
+from textual.content import Content
+from textual.geometry import Region
+from textual.visual import Visual
 from textual.widget import Widget
+
+if TYPE_CHECKING:
+    from textual.strip import Strip
+
+
+def changed_span(old: Strip, new: Strip) -> tuple[int, int]:
+    """The cells ``[start, end)`` in which two lines differ.
+
+    Lines equal on a prefix and a suffix of segments (and of characters inside the
+    first and last differing segments when their style is the same) repaint only the
+    middle: a count that moves repaints a few cells, not the line.
+    """
+    a, b = list(old), list(new)
+    width = max(old.cell_length, new.cell_length)
+    if any(len(s.text) != s.cell_length for s in (*a, *b)):
+        return 0, width  # wide characters: don't split them
+    start = 0
+    i = 0
+    shortest = min(len(a), len(b))
+    while i < shortest and a[i] == b[i]:
+        start += len(a[i].text)
+        i += 1
+    if i < shortest and a[i].style == b[i].style:
+        ta, tb = a[i].text, b[i].text
+        k = 0
+        while k < min(len(ta), len(tb)) and ta[k] == tb[k]:
+            k += 1
+        start += k
+    end = width
+    if old.cell_length != new.cell_length:
+        return start, end  # the ends are not aligned: no common suffix
+    j = 1
+    while j <= shortest - i and a[-j] == b[-j]:
+        end -= len(a[-j].text)
+        j += 1
+    if j <= shortest - i and a[-j].style == b[-j].style:
+        ta, tb = a[-j].text, b[-j].text
+        k = 0
+        while k < min(len(ta), len(tb)) and ta[-1 - k] == tb[-1 - k]:
+            k += 1
+        end -= k
+    if end <= start:  # an insertion or deletion seen from both sides
+        return min(start, end), max(start, end) + 1
+    return start, end
+
 
 TONES = ("label", "muted", "ok", "busy", "warn", "bad", "none", "stale", "bar-done", "bar-todo")
 
@@ -33,7 +81,10 @@ class Toned(Widget):
     """
 
     _tones: dict[str, str] | None = None
-    _height: int = -1
+    _shown: list[Strip] | None = None
+    """The lines last painted by :meth:`repaint`, to repaint only the cells that change."""
+    _shown_width: int = 0
+    _shown_text: Text | None = None
 
     def tone(self, name: str) -> str:
         """The Rich style of a tone (``ok``, ``bad``, ``muted`` ...), cached until the
@@ -48,19 +99,34 @@ class Toned(Widget):
 
     def notify_style_update(self) -> None:
         self._tones = None
+        self._shown = self._shown_text = None
         super().notify_style_update()
 
     def repaint(self) -> None:
-        """Repaint after new data; ask for a (costly, screen-wide) layout only when the
-        widget's height changes, i.e. when its wrapped text has more or fewer lines."""
+        """Repaint after new data: only the cells that differ from what is shown (a new
+        judgement often says the same thing; a new count changes a few cells); ask for
+        a (costly, screen-wide) layout only when the widget's height changes, i.e. when
+        its wrapped text has more or fewer lines."""
         width = self.content_size.width
-        if width <= 0:
+        rendered = self.render()
+        if width <= 0 or not isinstance(rendered, Text):
+            self._shown = self._shown_text = None
             self.refresh(layout=True)
             return
-        rendered = self.render()
-        height = len(rendered.wrap(self.app.console, width)) if isinstance(rendered, Text) else -1
-        if height != self._height or height < 0:
-            self._height = height
-            self.refresh(layout=True)
-        else:
-            self.refresh()
+        if rendered == self._shown_text and width == self._shown_width:
+            return
+        self._shown_text = rendered
+        content = Content.from_rich_text(rendered, console=self.app.console)
+        lines = Visual.to_strips(self, content, width, None, self.visual_style)
+        shown, self._shown = self._shown, lines
+        if shown is None or len(shown) != len(lines) or width != self._shown_width:
+            self._shown_width = width
+            self.refresh(layout=shown is None or len(shown) != len(lines))
+            return
+        regions = []
+        for y, (old, new) in enumerate(zip(shown, lines, strict=True)):
+            if old != new:
+                start, end = changed_span(old, new)
+                regions.append(Region(start, y, end - start, 1))
+        if regions:
+            self.refresh(*regions)

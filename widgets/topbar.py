@@ -54,10 +54,14 @@ class TopBar(Horizontal):
         yield Static("", id="clock")
 
     def watch_now(self, now: datetime) -> None:
-        self.query_one("#clock", Static).update(now.strftime("%H:%M:%S UTC"))
+        clock = self.query_one("#clock", Static)
+        text = now.strftime("%H:%M:%S UTC")
+        # The clock ticks every second: a screen-wide relayout only when its width changes.
+        clock.update(text, layout=len(text) != len(str(clock.content)))
 
     def watch_summary(self, summary: str) -> None:
-        self.query_one("#summary", Static).update(summary)
+        # One line, ``1fr`` wide: new words never move anything else.
+        self.query_one("#summary", Static).update(summary, layout=False)
 
     def watch_frozen(self, frozen: bool) -> None:
         self.query_one("#frozen", Static).set_class(frozen, "-on")

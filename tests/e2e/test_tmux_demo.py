@@ -80,13 +80,26 @@ class Tmux:
         subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=10, check=False)
 
 
+RUN_MARK = f"DEPLOYWATCH_E2E_RUN=e2e-{os.getpid()}"
+"""Set on the demo's command line: its sandbox inherits it, so this test counts its own
+sandbox processes, never those of another test run on the same machine."""
+
+
 def sandbox_pids() -> set[int]:
+    """The sandbox processes started by this test's demo."""
     out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True, check=True)
-    return {
-        int(line.split(None, 1)[0])
-        for line in out.stdout.splitlines()
-        if "-m sandbox --json" in line
-    }
+    pids = set()
+    for line in out.stdout.splitlines():
+        if "-m sandbox --json" not in line:
+            continue
+        pid = int(line.split(None, 1)[0])
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if RUN_MARK.encode() in environ.split(b"\0"):
+            pids.add(pid)
+    return pids
 
 
 def card_line(screen: str, service: str) -> str:
@@ -101,7 +114,7 @@ def test_demo_shows_both_deployments_progress_and_quits_cleanly(tmp_path: Path) 
     tmux = Tmux(f"dw-e2e-{os.getpid()}")
     # stderr goes to the terminal: Textual draws there. Speed 2 keeps CI quick; the
     # README's `make demo` runs at speed 1.
-    tmux.start(f"{DEPLOYWATCH} demo --speed 2; echo EXITED=$?; sleep 30")
+    tmux.start(f"{RUN_MARK} {DEPLOYWATCH} demo --speed 2; echo EXITED=$?; sleep 30")
     try:
         tmux.wait_for(re.compile(r"Deployments · ECS"), 30)
         width = tmux.run("display-message", "-p", "-t", tmux.target, "#{pane_width}x#{pane_height}")
@@ -110,6 +123,7 @@ def test_demo_shows_both_deployments_progress_and_quits_cleanly(tmp_path: Path) 
         # Both services show up with live data from the sandbox through boto3.
         screen = tmux.wait_for(re.compile(r"web\s+demo/web.*running", re.S), 30)
         assert "sandbox-demo" in screen
+        assert sandbox_pids() - before, "the demo's sandbox process is not found"
         # web's rollout moves: a second deployment appears, then completes.
         tmux.wait_for(re.compile(r"web:2"), 30)
         seen_progress = False

@@ -15,7 +15,7 @@ from tests.conftest import ecs_client
 from tui.app import DeployWatchApp
 from tui.config import load_config
 from tui.engine.store import EcsStatus, Store
-from widgets.deployments import ServiceCard
+from widgets.deployments import DeploymentsPane
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -160,7 +160,8 @@ async def test_dashboard_over_real_sandbox_shows_final_states(
         texts: dict[str, str] = {}
         while time.monotonic() < deadline:
             await pilot.pause(0.3)
-            texts = {c.key: c.render().plain for c in app.screen.query(ServiceCard)}
+            cards = app.screen.query_one(DeploymentsPane)
+            texts = {key: cards.card_text(key).plain for key in cards.keys}
             if "COMPLETED" in texts.get("demo/web", "") and "ROLLBACK_SUCCESSFUL" in texts.get(
                 "demo/api", ""
             ):

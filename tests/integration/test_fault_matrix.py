@@ -82,7 +82,7 @@ from tui.engine.rules import RuleState
 from tui.engine.store import Store
 from tui.screens.help import HelpScreen
 from tui.wiring import build_rulebook, build_sources
-from widgets.deployments import ServiceCard
+from widgets.deployments import DeploymentsPane
 from widgets.signals import ErrorsPane, MetricsPane, ProbesPane
 
 if TYPE_CHECKING:
@@ -751,13 +751,14 @@ def pane_text(app: DeployWatchApp, source: str) -> str:
     """The text of the pane that shows ``source``."""
     screen = app.dashboard
     if source == "ecs":
-        return "\n".join(c.render().plain for c in screen.query(ServiceCard))
+        cards = screen.query_one(DeploymentsPane)
+        return "\n".join(cards.card_text(key).plain for key in cards.keys)
     if source == "datadog":
         pane = screen.query_one(MetricsPane)
         return pane.stale.render().plain if pane.stale.has_class("-on") else ""
     if source == "sentry":
         return screen.query_one(ErrorsPane).render().plain
-    return screen.query_one(ProbesPane).render().plain
+    return screen.query_one(ProbesPane).plain()
 
 
 def pane_down(app: DeployWatchApp, source: str, reason: str | None = None) -> bool:

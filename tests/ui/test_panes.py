@@ -7,12 +7,16 @@ the deployer sees at 2 a.m.
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from rich.segment import Segment
+from rich.style import Style as RichStyle
 from textual.color import Color
+from textual.strip import Strip
 
 from sources.model import (
     MetricPoint,
@@ -34,7 +38,8 @@ from tests.fakes import (
 from tui.app import DeployWatchApp
 from tui.config import Settings, parse_config
 from widgets.format import SPARK_BLOCKS
-from widgets.signals import ISSUES_SHOWN, MetricsPane
+from widgets.signals import ISSUES_SHOWN, MetricsPane, ProbesPane
+from widgets.tones import changed_span
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -731,6 +736,78 @@ async def test_probe_going_down_then_recovering() -> None:
         )
         await wait_for(pilot, lambda: "100.0%" in pane_text(app, PROBES))
         assert colour_of(app, PROBES, "100.0%") == theme(app, "success")
+
+
+async def test_many_probes_scroll_and_long_reasons_wrap_in_place() -> None:
+    """40 probes, some with a long last-failure reason: the pane scrolls to the last
+    probe, every reason is there in full (wrapped), and no row overlaps the next."""
+    names = [f"p{i:02d}" for i in range(40)]
+    config = signal_settings(
+        probe=[{"name": n, "url": f"http://127.0.0.1:9/{n}", "service": "web"} for n in names],
+        rule=[],
+    )
+    reason = "connection reset by peer " * 6 + "(end)"
+    rounds = [
+        probe(T0, name=n, last_failure=T0, reason=reason if i % 3 == 0 else "expected 200, got 503")
+        for i, n in enumerate(names)
+    ]
+    app, _ = make_app(rounds, FrozenClock(), config)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "✓" in pane_text(app, PROBES))
+        pane = app.screen.query_one(ProbesPane)
+        for i, name in enumerate(names):
+            pane.scroll_to_region(pane.row_region(name), animate=False, immediate=True)
+            await pilot.pause()
+            view = pane.scrollable_content_region  # the rows, not the scrollbar beside them
+            lines = [line[view.x : view.right] for line in screen_lines(app)[view.y : view.bottom]]
+            at = next(k for k, line in enumerate(lines) if line.split()[:1] == [name])
+            after = lines[at + 1 :]
+            stop = next(
+                (
+                    k
+                    for k, line in enumerate(after)
+                    if line.split()[:1] != [] and line.split()[0] in names
+                ),
+                len(after),
+            )
+            row = " ".join(" ".join(lines[at : at + 1 + stop]).split())
+            expected = reason if i % 3 == 0 else "expected 200, got 503"
+            assert row.endswith(f"last failure 02:00:00: {' '.join(expected.split())}"), row
+        assert "p39" in pane_text(app, PROBES)
+
+
+def test_changed_span_covers_every_cell_that_differs() -> None:
+    """The repaint of a changed line covers each cell that changed (random lines)."""
+    rng = random.Random(7)
+    styles = [RichStyle(bold=True), RichStyle(color="red"), RichStyle()]
+
+    def line(n: int) -> Strip:
+        segments, left = [], n
+        while left:
+            k = rng.randint(1, min(4, left))
+            left -= k
+            text = "".join(rng.choice("ab ") for _ in range(k))
+            segments.append(Segment(text, rng.choice(styles)))
+        return Strip(segments)
+
+    def cells(strip: Strip, width: int) -> list[tuple[str, RichStyle | None] | None]:
+        out: list[tuple[str, RichStyle | None] | None] = [
+            (char, segment.style) for segment in strip for char in segment.text
+        ]
+        return out + [None] * (width - len(out))
+
+    for _ in range(3000):
+        a, b = line(rng.randint(1, 12)), line(rng.randint(1, 12))
+        if rng.random() < 0.5:  # the same width, one cell changed
+            before = cells(a, a.cell_length)
+            x = rng.randrange(a.cell_length)
+            changed = [*before[:x], (rng.choice("ab "), rng.choice(styles)), *before[x + 1 :]]
+            b = Strip([Segment(c, s) for c, s in (cell for cell in changed if cell)])
+        width = max(a.cell_length, b.cell_length)
+        start, end = changed_span(a, b)
+        pairs = zip(cells(a, width), cells(b, width), strict=True)
+        differ = [x for x, (p, q) in enumerate(pairs) if p != q]
+        assert all(start <= x < end for x in differ), (a, b, start, end)
 
 
 # ----------------------------------------------------------------------------- together

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,24 +19,26 @@ from tui.engine.verdict import judge
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.confirm import ConfirmScreen
 from widgets.actionbar import ActionBar, ActionLine
-from widgets.deployments import DeploymentsPane, ServiceCard
-from widgets.events import EventsLog
+from widgets.deployments import DeploymentsPane
+from widgets.events import EVENT_LOG_LINES, EventsLog
 from widgets.panes import NotConfigured
 from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, VerdictBanner
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
     from textual.app import ComposeResult
     from textual.binding import BindingType
     from textual.dom import DOMNode
     from textual.events import DescendantFocus
 
+    from sources.model import EcsEvent, EcsServiceSample
     from tui.config import Settings
     from tui.engine.actions import ActionEngine, ApiCall
     from tui.engine.autopilot import AutoPilot, MttrClock
     from tui.engine.rules import Evidence
+    from tui.engine.store import ServiceState
     from tui.engine.verdict import Report
 
 FLUSH_DELAY = 0.1
@@ -44,10 +47,26 @@ FLUSH_DELAY = 0.1
 JUDGE_EVERY = 0.5
 """Seconds between two judgements of every rule on flushes (the 1 s tick judges too)."""
 
+EVENTS_EVERY = 1.0
+"""Seconds between two batches of service events handed to the events log."""
 
-def fleet_summary(store: Store) -> str:
-    """``2 services · 1 IN_PROGRESS · 1 FAILED · 1 stale`` in a fixed, severity order."""
-    counts = store.counts()
+
+def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus] | None = None) -> str:
+    """``2 services · 1 IN_PROGRESS · 1 FAILED · 1 stale`` in a fixed, severity order.
+
+    Args:
+        store: The store.
+        statuses: Each service's status, when the caller has them at hand.
+
+    Returns:
+        The summary line.
+    """
+    if statuses is None:
+        counts = store.counts()
+    else:
+        counts = {}
+        for status in statuses.values():
+            counts[status] = counts.get(status, 0) + 1
     parts = [f"{len(store.services)} service{'s' if len(store.services) != 1 else ''}"]
     for status in (
         EcsStatus.FAILED,
@@ -131,11 +150,14 @@ class DashboardScreen(Screen[None]):
         self._focused_pane: DOMNode | None = None
         self._judged_at = 0.0
         """Monotonic time of the last judgement (at most JUDGE_EVERY apart on flushes)."""
+        self._events: deque[tuple[str, EcsEvent]] = deque(maxlen=EVENT_LOG_LINES)
+        """Service events waiting for the next batch (the log keeps no more than these)."""
+        self._events_scheduled = False
+        self._events_written = 0.0
+        """Monotonic time of the last batch written to the events log."""
         self.frozen = False
         self.report: Report | None = None
         """The latest verdict, re-judged every second and on every change."""
-        self.selected: str = settings.services[0].key
-        """The service the action keys act on (the focused card)."""
         self.sending: dict[str, Plan] = {}
         """Actions being sent, per service."""
         self.last_result: ActionResult | None = None
@@ -146,6 +168,19 @@ class DashboardScreen(Screen[None]):
         }
         """ALB canaries deploywatch drives, per service."""
         actions.local.update(hold_canary=self._hold_canary, release_canary=self._release_canary)
+        self._deployments = DeploymentsPane(store.services.values(), now=clock())
+        self._status_of: dict[str, tuple[EcsServiceSample | None, EcsStatus]] = {}
+        """Each service's status and the sample it was judged from (judged again only
+        when the sample changes: the rules need all of them every second)."""
+
+    @property
+    def selected(self) -> str:
+        """The service the action keys act on (the selected card).
+
+        Read from the pane when asked, so that a key typed right after ``j`` acts on
+        the service ``j`` selected.
+        """
+        return self._deployments.selected or self.settings.services[0].key
 
     def compose(self) -> ComposeResult:
         env = self.settings.environment
@@ -160,13 +195,15 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="left"):
                 with Vertical(id="deployments-pane", classes="pane") as pane:
                     pane.border_title = "Deployments · ECS"
-                    yield DeploymentsPane(self.store.services.values(), now=self.clock())
+                    yield self._deployments
                 with Vertical(id="events-pane", classes="pane") as pane:
                     pane.border_title = "Service events"
                     yield EventsLog(id="events")
             with Vertical(id="right"):
                 settings = self.settings
-                with VerticalScroll(id="metrics-pane", classes="pane") as pane:
+                # The metrics and probes scroll themselves (only the rows in view are
+                # built); the errors pane is short and scrolls in its frame.
+                with Vertical(id="metrics-pane", classes="pane") as pane:
                     pane.border_title = "Metrics · Datadog"
                     if settings.metrics:
                         yield MetricsPane([MetricView(m.name, m.unit) for m in settings.metrics])
@@ -180,7 +217,7 @@ class DashboardScreen(Screen[None]):
                         yield ErrorsPane()
                     else:
                         yield NotConfigured("Sentry errors", "Add a [sentry] table to the config.")
-                with VerticalScroll(id="probes-pane", classes="pane") as pane:
+                with Vertical(id="probes-pane", classes="pane") as pane:
                     pane.border_title = "Probes · HTTP"
                     if settings.probes:
                         yield ProbesPane([p.name for p in settings.probes])
@@ -194,8 +231,7 @@ class DashboardScreen(Screen[None]):
         self.set_interval(1.0, self._tick, name="clock")
         self._tick()
         self._flush()
-        first = self.query(ServiceCard).first()
-        first.focus()
+        self._deployments.focus()
 
     def on_store_changed(self, message: StoreChanged) -> None:
         message.stop()
@@ -214,11 +250,11 @@ class DashboardScreen(Screen[None]):
 
     def on_screen_resume(self) -> None:
         if self._missed_flush:
-            self._flush()
+            # Show the dashboard first (the key that closed the dialog gets its frame at
+            # once), then catch up on what came while it was hidden.
+            self.call_after_refresh(self._flush)
 
     def on_descendant_focus(self, event: DescendantFocus) -> None:
-        if isinstance(event.widget, ServiceCard):
-            self.selected = event.widget.key
         pane = next((w for w in event.widget.ancestors_with_self if w.has_class("pane")), None)
         if pane is not self._focused_pane:
             if self._focused_pane is not None:
@@ -226,6 +262,16 @@ class DashboardScreen(Screen[None]):
             if pane is not None:
                 pane.add_class("-focused")
             self._focused_pane = pane
+
+    def _status(self, state: ServiceState) -> EcsStatus:
+        cached = self._status_of.get(state.key)
+        if cached is None or cached[0] is not state.sample:
+            cached = self._status_of[state.key] = (state.sample, state.status)
+        return cached[1]
+
+    def _statuses(self) -> dict[str, EcsStatus]:
+        """Every service's deployment status, by key."""
+        return {key: self._status(state) for key, state in self.store.services.items()}
 
     # ---- actions ------------------------------------------------------------------
 
@@ -391,7 +437,7 @@ class DashboardScreen(Screen[None]):
             if canary is not None:
                 if canary.observed is not None and not canary.started:
                     self.mttr.recovered(key, now)  # the canary gets no traffic any more
-            elif state.status in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED):
+            elif self._status(state) in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED):
                 self.mttr.recovered(key, now)
 
     def _show_actions(self, now: datetime) -> None:
@@ -451,24 +497,56 @@ class DashboardScreen(Screen[None]):
         dirty = self.store.take_dirty()
         if dirty:
             with self.app.batch_update():
-                pane = self.query_one(DeploymentsPane)
-                pane.update_states((self.store.services[k] for k in dirty), now)
-                self.query_one(TopBar).summary = fleet_summary(self.store)
+                self._deployments.update_states((self.store.services[k] for k in dirty), now)
+                self.query_one(TopBar).summary = fleet_summary(self.store, self._statuses())
         if self.store.take_dirty_panes():
             if time.monotonic() - self._judged_at >= JUDGE_EVERY:
                 self._judge(now)
-            else:  # judged a moment ago: the next flush or the 1 s tick catches up
+            else:
+                # Judged a moment ago: the next flush or the 1 s tick judges the new
+                # data and shows it with its judgement (a value and its state together).
                 self.store.dirty_panes.add("metrics")
-        events = self.store.take_events()
-        if events:
+        self._events.extend(self.store.take_events())
+        self._queue_events()
+
+    def _queue_events(self) -> None:
+        """Hand the waiting events to the log in this flush if a batch is due, else
+        soon (a later flush takes them, or a timer when none comes).
+
+        The log repaints all its lines on each write (and again as it scrolls): it gets
+        a batch at most every EVENTS_EVERY seconds, in a flush that repaints anyway.
+        """
+        if not self._events:
+            return
+        wait = self._events_written + EVENTS_EVERY - time.monotonic()
+        log = self.query_one(EventsLog)
+        laid_out = log.size.width > 0  # before that, lines would wrap at the console's width
+        if wait <= 0 and laid_out:
             labels = {k: s.label for k, s in self.store.services.items()}
-            self.query_one(EventsLog).add_events((labels.get(k, k), e) for k, e in events)
+            log.add_events((labels.get(k, k), e) for k, e in self._events)
+            self._events.clear()
+            self._events_written = time.monotonic()
+        elif not self._events_scheduled:
+            self._events_scheduled = True
+            if not laid_out:
+                self.call_after_refresh(self._events_due)
+            else:
+                # A little after the batch falls due, so that a flush (which repaints
+                # anyway) usually takes it first; the timer is for when none comes.
+                self.set_timer(wait + 2 * FLUSH_DELAY, self._events_due, name="events")
+
+    def _events_due(self) -> None:
+        self._events_scheduled = False
+        if self.frozen or self.app.screen is not self:
+            self._missed_flush = True  # unfreezing or the screen's return catches up
+            return
+        self._queue_events()
 
     def _tick(self) -> None:
         now = self.clock()
         self.query_one(TopBar).now = now
         if self.app.screen is self and not self.frozen:
-            self.query_one(DeploymentsPane).tick(now)
+            self._deployments.tick(now)
         # Rules and automatic actions never wait for the screen: judge even when frozen
         # or behind a modal (the countdown must keep counting while a dialog is open).
         self._judge(now)
@@ -478,18 +556,18 @@ class DashboardScreen(Screen[None]):
         store = self.store
         self._judged_at = time.monotonic()
         evidence = store.rules.evaluate(now, store.source_error)
-        report = judge(evidence, {key: state.status for key, state in store.services.items()})
+        report = judge(evidence, self._statuses())
         self.report = report
         self._automate(now, evidence)
         self.query_one(VerdictBanner).show(report)
         self._show_actions(now)
         if self.frozen:
             return
+        # Each pane repaints only what changed (a new judgement often says the same).
         for metrics in self.query(MetricsPane):
             metrics.show(store.metrics, evidence, store.signal_error("datadog"), now)
         for errors in self.query(ErrorsPane):
             mine = [e for e in evidence if e.subject.startswith("sentry:")]
             errors.show(store.sentry, mine, store.signal_error("sentry"), now)
         for probes in self.query(ProbesPane):
-            mine = [e for e in evidence if e.subject.startswith("probe:")]
-            probes.show(store.probes, mine)
+            probes.show(store.probes, evidence)
