@@ -915,27 +915,19 @@ class EcsSource:
             for arn in work.arns:
                 if arn not in settled:
                     owners.setdefault(arn, []).append(work)
-        chunks = _chunks(list(owners), DESCRIBE_ARNS)
-        answers = await _settle(
-            calls.run(priority, self._describe_service_deployments, chunk) for chunk in chunks
-        )
         described: dict[str, dict[str, Any]] = {}
         revision_owners: dict[str, list[_Work]] = {}
-        for chunk, answer in zip(chunks, answers, strict=True):
-            if isinstance(answer, Exception):
-                error = classify(answer)
-                for arn in chunk:
-                    for work in owners[arn]:
-                        work.fail(error)
+        answers = await _describe_in_chunks(
+            calls, priority, self._describe_service_deployments, owners
+        )
+        for raw in answers:
+            arn = str(raw.get("serviceDeploymentArn"))
+            if arn not in owners:
                 continue
-            for raw in answer:
-                arn = str(raw.get("serviceDeploymentArn"))
-                if arn not in owners:
-                    continue
-                described[arn] = raw
-                for revision in _revision_arns(raw):
-                    if revision not in self._revisions:
-                        revision_owners.setdefault(revision, []).extend(owners[arn])
+            described[arn] = raw
+            for revision in _revision_arns(raw):
+                if revision not in self._revisions:
+                    revision_owners.setdefault(revision, []).extend(owners[arn])
         await self._fetch_revisions(calls, priority, revision_owners, group)
         return described
 
@@ -949,29 +941,20 @@ class EcsSource:
         """Describe unknown service revisions (20 per call): their task definition, and
         the images of the task definitions ``group`` waits for."""
         wanted_images = {td for work in group for td in work.task_definitions}
-        chunks = _chunks(list(owners), DESCRIBE_ARNS)
-        answers = await _settle(
-            calls.run(priority, self._describe_service_revisions, chunk) for chunk in chunks
-        )
-        for chunk, answer in zip(chunks, answers, strict=True):
-            if isinstance(answer, Exception):
-                error = classify(answer)
-                for arn in chunk:
-                    for work in owners[arn]:
-                        work.fail(error)
+        for revision in await _describe_in_chunks(
+            calls, priority, self._describe_service_revisions, owners
+        ):
+            if not revision.get("serviceRevisionArn") or not revision.get("taskDefinition"):
                 continue
-            for revision in answer:
-                if not revision.get("serviceRevisionArn") or not revision.get("taskDefinition"):
-                    continue
-                td = str(revision["taskDefinition"])
-                _remember(self._revisions, str(revision["serviceRevisionArn"]), td, self._cache_max)
-                images = tuple(
-                    str(c["image"])
-                    for c in revision.get("containerImages") or ()
-                    if isinstance(c, dict) and c.get("image")
-                )
-                if images and td in wanted_images and td not in self._images:
-                    _remember(self._images, td, images, self._cache_max)
+            td = str(revision["taskDefinition"])
+            _remember(self._revisions, str(revision["serviceRevisionArn"]), td, self._cache_max)
+            images = tuple(
+                str(c["image"])
+                for c in revision.get("containerImages") or ()
+                if isinstance(c, dict) and c.get("image")
+            )
+            if images and td in wanted_images and td not in self._images:
+                _remember(self._images, td, images, self._cache_max)
 
     async def _fetch_images(self, calls: _Calls, priority: int, group: list[_Work]) -> None:
         """Describe the task definitions whose images are still unknown.
@@ -1193,6 +1176,33 @@ async def _settle(calls: Iterable[Awaitable[_T]]) -> list[_T | Exception]:
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result  # cancellation and the like are not answers
     return cast("list[_T | Exception]", results)
+
+
+async def _describe_in_chunks(
+    calls: _Calls,
+    priority: int,
+    describe: Callable[[list[str]], list[dict[str, Any]]],
+    owners: dict[str, list[_Work]],
+) -> list[dict[str, Any]]:
+    """Describe the ARNs of ``owners`` ``DESCRIBE_ARNS`` per call, all calls at once.
+
+    A call that fails fails every service owning one of its ARNs (``_Work.fail``).
+
+    Returns:
+        The descriptions the calls that answered returned, in chunk order.
+    """
+    chunks = _chunks(list(owners), DESCRIBE_ARNS)
+    answers = await _settle(calls.run(priority, describe, chunk) for chunk in chunks)
+    described: list[dict[str, Any]] = []
+    for chunk, answer in zip(chunks, answers, strict=True):
+        if isinstance(answer, Exception):
+            error = classify(answer)
+            for arn in chunk:
+                for work in owners[arn]:
+                    work.fail(error)
+        else:
+            described.extend(answer)
+    return described
 
 
 def _remember(cache: OrderedDict[str, Any], key: str, value: Any, bound: int) -> None:
