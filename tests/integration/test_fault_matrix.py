@@ -132,38 +132,22 @@ INTERVAL_S = 0.3
 PROBE_TIMEOUT_S = 1.0
 BACKOFF_CAP_S = 4.0
 
+API_REASONS = {
+    "http500": "unavailable",
+    "http429": "rate limited",
+    "hang": "timeout",
+    "slow_drip": "timeout",
+    "reset": "unavailable",
+    "garbage": "bad response",
+    "expired": "auth",
+    "refused": "unavailable",
+}
+"""The failure reason an API source (ECS, Datadog, Sentry) gives for each fault."""
 REASONS: dict[str, dict[str, str]] = {
     # source -> fault -> the failure's reason (probes: words in the failed round's error)
-    "ecs": {
-        "http500": "http 500",
-        "http429": "rate limited",
-        "hang": "timeout",
-        "slow_drip": "timeout",
-        "reset": "unavailable",
-        "garbage": "bad response",
-        "expired": "auth",
-        "refused": "unavailable",
-    },
-    "datadog": {
-        "http500": "unavailable",
-        "http429": "rate limited",
-        "hang": "timeout",
-        "slow_drip": "timeout",
-        "reset": "unavailable",
-        "garbage": "bad response",
-        "expired": "auth",
-        "refused": "unavailable",
-    },
-    "sentry": {
-        "http500": "unavailable",
-        "http429": "rate limited",
-        "hang": "timeout",
-        "slow_drip": "timeout",
-        "reset": "unavailable",
-        "garbage": "bad response",
-        "expired": "auth",
-        "refused": "unavailable",
-    },
+    "ecs": {**API_REASONS, "http500": "http 500"},
+    "datadog": API_REASONS,
+    "sentry": API_REASONS,
     "probes": {
         "http500": "expected 200, got 500",
         "http429": "expected 200, got 429",
