@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.config import Settings, parse_config
 from sources.model import (
     CircuitBreaker,
     EcsDeployment,
@@ -29,7 +30,6 @@ from sources.model import (
     SentrySample,
     ServiceDeployment,
 )
-from tui.config import Settings, parse_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence

@@ -4,7 +4,7 @@
 process, every AWS call delayed by ``--aws-latency`` (100 ms by default), and repeats
 ``--rounds`` times: start a rolling deployment (``update_service``), read it through the
 real ECS source into the real Store, plan ``Verb.ROLLBACK`` and send it through the real
-:class:`~tui.engine.actions.ActionEngine` (audit intent with fsync, boto3
+:class:`~engine.actions.ActionEngine` (audit intent with fsync, boto3
 ``stop_service_deployment(ROLLBACK)`` in a thread, audit result). It prints the request
 time (p50/p90/max) and the audit write time; there is no budget for it yet.
 """
@@ -35,11 +35,11 @@ async def rounds(
     """Run ``n`` deploy → rollback rounds; timings in ms."""
     import boto3
 
+    from engine.actions import ActionEngine, Outcome, Verb, plan
+    from engine.audit import AuditLog
+    from engine.store import Store
     from sources.aws_actions import AwsActions
     from sources.ecs import EcsSource, EcsTarget
-    from tui.engine.actions import ActionEngine, Outcome, Verb, plan
-    from tui.engine.audit import AuditLog
-    from tui.engine.store import Store
 
     ecs = boto3.client("ecs", endpoint_url=setup_url, region_name=REGION)
     ecs.create_cluster(clusterName="bench")

@@ -28,11 +28,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.config import load_config  # noqa: E402
+from engine.store import EcsStatus  # noqa: E402
+from engine.verdict import Verdict  # noqa: E402
 from sandbox.process import SandboxProcess  # noqa: E402
 from tui.app import DeployWatchApp  # noqa: E402
-from tui.config import load_config  # noqa: E402
-from tui.engine.store import EcsStatus  # noqa: E402
-from tui.engine.verdict import Verdict  # noqa: E402
 
 OUT = ROOT / "screenshots"
 SIZE = (200, 50)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 
 class ApiCall(Protocol):
-    """One AWS call (``tui.engine.actions.ApiCall`` has this shape)."""
+    """One AWS call (``engine.actions.ApiCall`` has this shape)."""
 
     @property
     def client(self) -> str: ...

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.config import Settings, parse_config
 from sources.model import (
     CircuitBreaker,
     EcsDeployment,
@@ -17,7 +18,6 @@ from sources.model import (
     ServiceDeployment,
     SourceFailure,
 )
-from tui.config import Settings, parse_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

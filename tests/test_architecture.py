@@ -25,14 +25,14 @@ def modules_after(code: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("package", ["sources", "sources.ecs", "sources.poll", "tui.engine.store"])
+@pytest.mark.parametrize("package", ["sources", "sources.ecs", "sources.poll", "engine.store"])
 def test_plain_layers_do_not_import_textual(package: str) -> None:
     loaded = modules_after(f"import {package}")
     assert not any(m == "textual" or m.startswith("textual.") for m in loaded)
 
 
 def test_app_import_loads_no_heavy_sdk_before_first_paint() -> None:
-    loaded = modules_after("import tui.app, tui.wiring, tui.__main__")
+    loaded = modules_after("import tui.app, engine.wiring, tui.__main__")
     heavy = {"boto3", "botocore", "datadog_api_client", "sentry_sdk", "moto"}
     assert not heavy & {m.split(".")[0] for m in loaded}
 

@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from tui.config import DEFAULT_CONFIG, ConfigError, Settings, load_config
+from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config
 
 COMMANDS = ("run", "check-config", "demo", "sandbox")
 EXIT_CONFIG = 2

@@ -10,15 +10,15 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 
+from engine.actions import ActionEngine, Verb
+from engine.audit import AuditLog, default_audit_path
+from engine.autopilot import AutoPilot, MttrClock
+from engine.store import Store
+from engine.wiring import build_rulebook, build_sources
 from sources.aws_actions import AwsActions
-from tui.engine.actions import ActionEngine, Verb
-from tui.engine.audit import AuditLog, default_audit_path
-from tui.engine.autopilot import AutoPilot, MttrClock
-from tui.engine.store import Store
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
-from tui.wiring import build_rulebook, build_sources
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from textual.screen import Screen
 
+    from engine.actions import ApiCall
+    from engine.config import Settings
     from sources.model import Source
-    from tui.config import Settings
-    from tui.engine.actions import ApiCall
 
 
 def utc_now() -> datetime:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
-from tui.engine.store import EcsStatus, ServiceState
+from engine.store import EcsStatus, ServiceState
 from widgets.format import age_text, bar_cells, count, since
 from widgets.rowlist import RowList
 

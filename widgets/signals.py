@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.containers import Vertical
 
-from tui.engine.rules import OPERATORS, RuleState
-from tui.engine.verdict import Verdict
+from engine.rules import OPERATORS, RuleState
+from engine.verdict import Verdict
 from widgets.format import age_text, number, spark
 from widgets.rowlist import RowList
 from widgets.tones import Toned
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from textual.app import ComposeResult
 
+    from engine.rules import Evidence
+    from engine.verdict import Report
     from sources.model import MetricSample, ProbeSample, SentrySample, SourceFailure
-    from tui.engine.rules import Evidence
-    from tui.engine.verdict import Report
 
 BANNER_LINES = 4
 """Reasons shown under the verdict before "and N more"."""

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from engine.actions import ActionEngine, Outcome, Verb, plan
+from engine.audit import AuditLog
+from engine.canary import CanaryDriver
+from engine.config import load_config
+from engine.store import EcsStatus, ServiceState, Store
 from sources.aws_actions import AwsActions
 from sources.ecs import AlbTarget, EcsSource, EcsTarget
-from tui.config import load_config
-from tui.engine.actions import ActionEngine, Outcome, Verb, plan
-from tui.engine.audit import AuditLog
-from tui.engine.canary import CanaryDriver
-from tui.engine.store import EcsStatus, ServiceState, Store
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -31,10 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from engine.store import EcsStatus, ecs_status
 from sources.ecs import EcsSource, EcsTarget
 from sources.model import EcsServiceSample, SourceFailure
 from tests.conftest import ecs_client
-from tui.engine.store import EcsStatus, ecs_status
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator

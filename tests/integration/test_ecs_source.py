@@ -9,12 +9,12 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from engine.config import load_config
+from engine.store import EcsStatus, Store
 from sources.ecs import EcsSource, EcsTarget
 from sources.model import EcsServiceSample, SourceFailure
 from tests.conftest import ecs_client
 from tui.app import DeployWatchApp
-from tui.config import load_config
-from tui.engine.store import EcsStatus, Store
 from widgets.deployments import DeploymentsPane
 
 if TYPE_CHECKING:

@@ -3,11 +3,11 @@
 One sandbox child process (scenario ``clean-rollout``) serves the real endpoints for the
 whole module: moto + the ECS simulator (``aws``), Datadog, Sentry, and the service's
 front proxy that the health probe reads (``proxy:web``). The sources are the real ones,
-built by :func:`tui.wiring.build_sources` from the config the sandbox wrote, with the
+built by :func:`engine.wiring.build_sources` from the config the sandbox wrote, with the
 timeouts and intervals tightened (see :func:`tune_settings` / :func:`tune_source`).
 
 **How each case is driven.** Most cases run a source's ``stream()`` straight into a
-:class:`~tui.engine.store.Store` (fed by the config's rule book): that is the exact code
+:class:`~engine.store.Store` (fed by the config's rule book): that is the exact code
 path of the app's worker minus Textual, and fast. A representative subset
 (:data:`APP_CASES`, one per source) runs the real :class:`~tui.app.DeployWatchApp`
 headless (``App.run_test()``) with the sources it builds itself, and checks the pane's
@@ -68,6 +68,10 @@ import httpx
 import pytest
 from textual import events
 
+from engine.config import load_config
+from engine.rules import RuleState
+from engine.store import Store
+from engine.wiring import build_rulebook, build_sources
 from sandbox.httpserver import WsgiServer, json_body
 from sandbox.process import SandboxProcess
 from sources.datadog import DatadogSource
@@ -77,11 +81,7 @@ from sources.poll import Backoff
 from sources.probes import ProbeSource
 from sources.sentry import SentrySource
 from tui.app import DeployWatchApp
-from tui.config import load_config
-from tui.engine.rules import RuleState
-from tui.engine.store import Store
 from tui.screens.help import HelpScreen
-from tui.wiring import build_rulebook, build_sources
 from widgets.deployments import DeploymentsPane
 from widgets.signals import ErrorsPane, MetricsPane, ProbesPane
 
@@ -91,8 +91,8 @@ if TYPE_CHECKING:
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+    from engine.config import Settings
     from sources.model import Item, Source
-    from tui.config import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from botocore.exceptions import ClientError
 
+from engine.config import load_config
 from sandbox.runtime import SandboxUrls, aws_client, config_text
 from sandbox.scenario import ScenarioError, load_scenario, parse_scenario
-from tui.config import load_config
 
 if TYPE_CHECKING:
     from pathlib import Path

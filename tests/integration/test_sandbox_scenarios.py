@@ -48,10 +48,10 @@ from datadog_api_client.v2.model.timeseries_formula_request_type import (
 )
 from urllib3.util.retry import Retry
 
+from engine.config import load_config
 from sandbox.process import SandboxProcess
 from sandbox.runtime import Sandbox, SandboxUrls, config_text
 from sandbox.scenario import SCENARIO_DIR, list_scenarios, load_scenario
-from tui.config import load_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -1,9 +1,9 @@
 """Each sandbox scenario, judged by the real product engine, headless.
 
 Every test starts ``python -m sandbox --json`` as a child process (a faster clock keeps
-them short), takes the ``deploywatch.toml`` it writes through :func:`tui.config.load_config`,
-builds the real sources and rule book (:mod:`tui.wiring`), feeds a
-:class:`~tui.engine.store.Store` and judges it with :func:`tui.engine.verdict.judge` every
+them short), takes the ``deploywatch.toml`` it writes through :func:`engine.config.load_config`,
+builds the real sources and rule book (:mod:`engine.wiring`), feeds a
+:class:`~engine.store.Store` and judges it with :func:`engine.verdict.judge` every
 :data:`TICK` seconds: the code path of the dashboard, without Textual. Credentials reach
 the sources through the environment only (the sandbox's ``client_env``). One last test
 runs the Textual app itself and reads its verdict banner.
@@ -25,25 +25,25 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import pytest
 
+from engine.config import load_config
+from engine.rules import NoDataPolicy, RuleState
+from engine.store import EcsStatus, Store
+from engine.verdict import Verdict, judge
+from engine.wiring import build_rulebook, build_sources
 from sandbox.scenario import SCENARIO_DIR
 from sources.datadog import DatadogSource
 from sources.model import EcsServiceSample, SourceFailure
-from tui.config import load_config
-from tui.engine.rules import NoDataPolicy, RuleState
-from tui.engine.store import EcsStatus, Store
-from tui.engine.verdict import Verdict, judge
-from tui.wiring import build_rulebook, build_sources
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from engine.config import Settings
+    from engine.rules import Evidence, RuleBook, Series
+    from engine.verdict import Report
     from sandbox.process import SandboxProcess
     from sources.model import Source
     from tests.conftest import StartSandboxProcess
-    from tui.config import Settings
-    from tui.engine.rules import Evidence, RuleBook, Series
-    from tui.engine.verdict import Report
 
 pytestmark = pytest.mark.integration
 

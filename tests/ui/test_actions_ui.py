@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from textual.widgets import Input
 
+from engine.actions import Verb
+from engine.audit import AuditLog
 from tests.fakes import (
     FakeSource,
     FrozenClock,
@@ -15,8 +17,6 @@ from tests.fakes import (
     settings,
 )
 from tui.app import DeployWatchApp
-from tui.engine.actions import Verb
-from tui.engine.audit import AuditLog
 from tui.screens.confirm import ConfirmScreen
 from widgets.actionbar import ActionBar
 from widgets.topbar import TopBar
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from textual.pilot import Pilot
 
-    from tui.engine.actions import ApiCall
+    from engine.actions import ApiCall
 
 SIZE = (200, 50)
 

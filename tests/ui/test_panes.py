@@ -18,6 +18,7 @@ from rich.style import Style as RichStyle
 from textual.color import Color
 from textual.strip import Strip
 
+from engine.config import Settings, parse_config
 from sources.model import (
     MetricPoint,
     MetricSample,
@@ -36,7 +37,6 @@ from tests.fakes import (
     settings,
 )
 from tui.app import DeployWatchApp
-from tui.config import Settings, parse_config
 from widgets.format import SPARK_BLOCKS
 from widgets.signals import ISSUES_SHOWN, MetricsPane, ProbesPane
 from widgets.tones import changed_span

@@ -9,13 +9,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from engine.actions import ActionEngine, ApiCall, Outcome, Verb, plan
+from engine.audit import AuditLog
+from engine.autopilot import AutoPilot, MttrClock
+from engine.rules import Evidence, RuleState
+from engine.store import ServiceState
 from sources.model import LifecycleHook
 from tests.fakes import T0, deployment, sample, service_deployment
-from tui.engine.actions import ActionEngine, ApiCall, Outcome, Verb, plan
-from tui.engine.audit import AuditLog
-from tui.engine.autopilot import AutoPilot, MttrClock
-from tui.engine.rules import Evidence, RuleState
-from tui.engine.store import ServiceState
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -6,12 +6,12 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+from engine.actions import ApiCall, Verb, plan
+from engine.canary import CanaryDriver
+from engine.config import parse_config
+from engine.store import ServiceState
 from sources.model import AlbWeights
 from tests.fakes import T0, deployment, sample
-from tui.config import parse_config
-from tui.engine.actions import ApiCall, Verb, plan
-from tui.engine.canary import CanaryDriver
-from tui.engine.store import ServiceState
 
 KEY = "demo/web"
 STABLE = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-stable/1"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tui.config import ConfigError, load_config
+from engine.config import ConfigError, load_config
 
 GOOD = """
 [environment]

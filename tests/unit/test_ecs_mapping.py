@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from engine.store import EcsStatus, ecs_status
 from sources.ecs import EcsSource, EcsTarget, classify, map_service, map_service_deployment
 from sources.model import (
     EcsServiceSample,
@@ -17,7 +18,6 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
-from tui.engine.store import EcsStatus, ecs_status
 
 AT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/"

@@ -7,10 +7,10 @@ from datetime import timedelta
 
 import pytest
 
+from engine.store import EcsStatus, Store, ecs_status
 from sources.model import SourceRateLimited
 from sources.poll import Backoff, poll
 from tests.fakes import T0, deployment, failure, mid_deploy_script, sample, service_deployment
-from tui.engine.store import EcsStatus, Store, ecs_status
 
 
 def test_status_of_a_clean_completion() -> None:

@@ -6,8 +6,8 @@ from datetime import timedelta
 
 import pytest
 
+from engine.rules import NoDataPolicy, Rule, RuleBook, RuleState, Series, Severity
 from tests.fakes import T0
-from tui.engine.rules import NoDataPolicy, Rule, RuleBook, RuleState, Series, Severity
 
 MIN = timedelta(minutes=1)
 

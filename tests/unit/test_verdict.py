@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from engine.rules import Rule, RuleBook, RuleState, Severity
+from engine.store import EcsStatus, Store
+from engine.verdict import Verdict, judge
 from sources.model import MetricPoint, MetricSample, ProbeSample, SourceFailure
 from tests.fakes import T0, deployment, sample, service_deployment
-from tui.engine.rules import Rule, RuleBook, RuleState, Severity
-from tui.engine.store import EcsStatus, Store
-from tui.engine.verdict import Verdict, judge
 
 MIN = timedelta(minutes=1)
 ERR = Rule("error rate", "metric:error_rate", ">", 5.0, 2 * MIN, Severity.CRITICAL, unit="%")

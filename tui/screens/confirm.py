@@ -18,7 +18,7 @@ from textual.widgets import Input, Static
 if TYPE_CHECKING:
     from textual.app import ComposeResult
 
-    from tui.engine.actions import Plan
+    from engine.actions import Plan
 
 
 class ConfirmScreen(ModalScreen[bool]):

@@ -12,10 +12,10 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from tui.engine.actions import ActionResult, Outcome, Plan, Verb, plan
-from tui.engine.canary import CanaryDriver
-from tui.engine.store import EcsStatus, Store
-from tui.engine.verdict import judge
+from engine.actions import ActionResult, Outcome, Plan, Verb, plan
+from engine.canary import CanaryDriver
+from engine.store import EcsStatus, Store
+from engine.verdict import judge
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.confirm import ConfirmScreen
 from widgets.actionbar import ActionBar, ActionLine
@@ -33,13 +33,13 @@ if TYPE_CHECKING:
     from textual.dom import DOMNode
     from textual.events import DescendantFocus
 
+    from engine.actions import ActionEngine, ApiCall
+    from engine.autopilot import AutoPilot, MttrClock
+    from engine.config import Settings
+    from engine.rules import Evidence
+    from engine.store import ServiceState
+    from engine.verdict import Report
     from sources.model import EcsEvent, EcsServiceSample
-    from tui.config import Settings
-    from tui.engine.actions import ActionEngine, ApiCall
-    from tui.engine.autopilot import AutoPilot, MttrClock
-    from tui.engine.rules import Evidence
-    from tui.engine.store import ServiceState
-    from tui.engine.verdict import Report
 
 FLUSH_DELAY = 0.1
 """Seconds a burst of store changes is collected before one repaint (≤ 10 flushes/s)."""

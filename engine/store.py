@@ -13,6 +13,7 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from engine.rules import RuleBook
 from sources.model import (
     EcsEvent,
     EcsServiceSample,
@@ -22,7 +23,6 @@ from sources.model import (
     SentrySample,
     SourceFailure,
 )
-from tui.engine.rules import RuleBook
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

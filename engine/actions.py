@@ -16,16 +16,16 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from engine.audit import AuditError, AuditLog
 from sources.ecs import revision_of
-from tui.engine.audit import AuditError, AuditLog
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
+    from engine.canary import CanaryDriver
+    from engine.rules import Evidence
+    from engine.store import ServiceState
     from sources.model import EcsServiceSample, ServiceDeployment
-    from tui.engine.canary import CanaryDriver
-    from tui.engine.rules import Evidence
-    from tui.engine.store import ServiceState
 
 
 class Verb(StrEnum):

@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from engine.config import AlbCanarySettings
     from sources.model import AlbWeights
-    from tui.config import AlbCanarySettings
 
 TOLERANCE = 0.5
 """Percent points within which an observed weight counts as a step's weight."""

@@ -5,18 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
+from engine.rules import NoDataPolicy, Rule, RuleBook, Severity
 from sources.datadog import DatadogQuery, DatadogSource
 from sources.ecs import AlbTarget, EcsSource, EcsTarget
 from sources.probes import Probe, ProbeSource
 from sources.sentry import SentrySource
-from tui.engine.rules import NoDataPolicy, Rule, RuleBook, Severity
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from engine.config import Settings
+    from engine.store import Store
     from sources.model import Source
-    from tui.config import Settings
-    from tui.engine.store import Store
 
 
 def utc_now() -> datetime:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from tui.engine.rules import RuleState
-from tui.engine.store import EcsStatus
+from engine.rules import RuleState
+from engine.store import EcsStatus
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from tui.engine.rules import Evidence
+    from engine.rules import Evidence
 
 
 class Verdict(Enum):

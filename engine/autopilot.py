@@ -13,13 +13,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from tui.engine.actions import Verb
-from tui.engine.rules import RuleState
+from engine.actions import Verb
+from engine.rules import RuleState
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from tui.engine.rules import Evidence
+    from engine.rules import Evidence
 
 DEFAULT_COUNTDOWN = timedelta(seconds=10)
 
