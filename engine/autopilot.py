@@ -130,9 +130,20 @@ class Recovery:
     recovered: datetime | None = None
 
     def describe(self, now: datetime) -> str:
-        """``breach 02:03:10 · decided +1m02s · rolled back +2m10s`` (times from breach)."""
+        """``breach 02:03:10 · decided +1m02s · recovered +2m10s`` (times from breach).
+
+        A decision with no breach before it (an operator acting on what no rule saw)
+        is timed from the decision: ``no rule breached · decided 02:03:10 · recovered +41s``.
+        """
         if self.breach is None:
-            return ""
+            if self.decided is None:
+                return ""
+            parts = ["no rule breached", f"decided {self.decided.strftime('%H:%M:%S')}"]
+            if self.recovered is not None:
+                parts.append(f"recovered +{_dur(self.recovered - self.decided)}")
+            else:
+                parts.append(f"recovering {_dur(now - self.decided)}")
+            return " · ".join(parts)
         parts = [f"breach {self.breach.strftime('%H:%M:%S')}"]
         if self.decided is not None:
             parts.append(f"decided +{_dur(self.decided - self.breach)}")
@@ -162,17 +173,20 @@ class MttrClock:
             start = ev.since
             if rec.recovered is not None:
                 continue  # this incident is closed; the clock shows its figures
+            if rec.decided is not None and (start is None or start > rec.decided):
+                continue  # a breach seen after the decision is not what was decided on
             if start is not None and (rec.breach is None or start < rec.breach):
                 rec.breach = start
 
     def decided(self, key: str, at: datetime) -> None:
         """An action was sent for ``key`` (the first one counts)."""
-        rec = self.services.setdefault(key, Recovery(breach=at))
+        rec = self.services.setdefault(key, Recovery())
         if rec.decided is None:
             rec.decided = at
 
     def recovered(self, key: str, at: datetime) -> None:
-        """The service reached its final state after a decision (e.g. ROLLBACK_SUCCESSFUL)."""
+        """The service is well again after a decision: settled (e.g. ROLLBACK_SUCCESSFUL)
+        as seen after the decision, and none of its rules breaching."""
         rec = self.services.get(key)
         if rec is not None and rec.decided is not None and rec.recovered is None:
             rec.recovered = at

@@ -259,6 +259,22 @@ class RuleTracker:
         self.evidence = evidence
         return evidence
 
+    def next_change(self, series: Series | None, now: datetime) -> datetime | None:
+        """The earliest time after ``now`` at which this rule can change state with no
+        new data: its newest point ageing past freshness, its window emptying, or a
+        pending breach maturing. ``None`` when only new data can change it."""
+        latest = series.latest if series is not None else None
+        if latest is None:
+            return None
+        rule = self.rule
+        times = [latest.at + rule.fresh_for]
+        if rule.window > timedelta(0):
+            times.append(latest.at + rule.window)
+            if self.streak_start is not None:
+                times.append(self.streak_start + rule.window)
+        later = [t for t in times if t > now]
+        return min(later) if later else None
+
     def _fold(self, series: Series) -> None:
         """Advance the streak over points not yet seen."""
         for point in series.points:
@@ -374,6 +390,15 @@ class RuleBook:
             reporting = [e for e in per_group if e.state is not RuleState.NO_DATA]
             results.append(min(reporting or per_group, key=_badness))
         return sorted(results, key=lambda e: e.state.rank)
+
+    def next_change(self, now: datetime) -> datetime | None:
+        """The earliest time after ``now`` at which some rule can change with no new data."""
+        soonest: datetime | None = None
+        for (_name, group), tracker in self.trackers.items():
+            when = tracker.next_change(self.series.get((tracker.rule.subject, group)), now)
+            if when is not None and (soonest is None or when < soonest):
+                soonest = when
+        return soonest
 
     def subjects(self) -> Iterable[str]:
         """Every subject some rule reads."""

@@ -185,6 +185,8 @@ class Store:
         self._pending_events: deque[tuple[str, EcsEvent]] = deque(maxlen=PENDING_EVENTS_MAX)
         self.dropped_events = 0
         self.ingested = 0
+        self.signal_version = 0
+        """Counts changes to the signal panes' data (metrics, errors, probes)."""
         self.source_errors: dict[str, SourceFailure] = {}
         """Failures that concern a whole source rather than one service."""
 
@@ -227,6 +229,7 @@ class Store:
 
     def _ingest_signal(self, item: Sample) -> bool:
         """Metrics, errors and probes: keep the latest for the panes, feed the rules."""
+        self.signal_version += 1
         if isinstance(item, MetricSample):
             groups = self.metrics.setdefault(item.metric, {})
             has_values = any(p.value is not None for p in item.points)
@@ -319,6 +322,7 @@ class Store:
 
     def _fail(self, failure: SourceFailure) -> bool:
         if failure.source != "ecs":
+            self.signal_version += 1
             # The age a pane shows is that of its last good data: keep when this run of
             # failures began (or the last good answer), not when the latest retry failed.
             ident = (failure.source, failure.key)

@@ -85,7 +85,7 @@ def history(app: DeployWatchApp) -> float:
 
 
 def verdict(app: DeployWatchApp) -> Verdict | None:
-    report = app.dashboard.report
+    report = app.controller.report
     return report.verdict if report is not None else None
 
 
@@ -115,7 +115,7 @@ def healthy_after_rollout(app: DeployWatchApp) -> bool:
 
 
 def failing_on_error_rate(app: DeployWatchApp) -> bool:
-    report = app.dashboard.report
+    report = app.controller.report
     return (
         report is not None
         and report.verdict is Verdict.FAILING

@@ -20,7 +20,7 @@ from sources.model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
 """The frozen "now" of UI tests: 2 a.m., naturally."""
@@ -31,12 +31,19 @@ class FrozenClock:
 
     def __init__(self, now: datetime = T0) -> None:
         self.now = now
+        self._watchers: list[Callable[[], None]] = []
 
     def __call__(self) -> datetime:
         return self.now
 
+    def subscribe(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` whenever the clock moves (wakes a sleeping watch)."""
+        self._watchers.append(callback)
+
     def advance(self, seconds: float) -> None:
         self.now += timedelta(seconds=seconds)
+        for callback in self._watchers:
+            callback()
 
 
 @dataclass

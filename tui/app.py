@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 
-from engine.actions import ActionEngine, Verb
 from engine.audit import AuditLog, default_audit_path
-from engine.autopilot import AutoPilot, MttrClock
-from engine.store import Store
-from engine.wiring import build_rulebook, build_sources
+from engine.controller import Controller
+from engine.wiring import build_sources
 from sources.aws_actions import AwsActions
-from tui.messages import SourceCrashed, StoreChanged
+from tui.commands import DeploymentCommands
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
 
@@ -40,6 +37,7 @@ class DeployWatchApp(App[None]):
     """deploywatch: see a deployment, judge it, act on it."""
 
     CSS_PATH = "app.tcss"
+    COMMANDS = App.COMMANDS | {DeploymentCommands}
     TITLE = "deploywatch"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit", tooltip="Leave deploywatch; nothing is changed", id="quit"),
@@ -66,34 +64,24 @@ class DeployWatchApp(App[None]):
         super().__init__()
         self.settings = settings
         self.clock = clock
-        self.read_only = read_only or settings.environment.read_only
-        self.store = Store(
-            ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
-        )
-        self.sources = tuple(
-            sources if sources is not None else build_sources(settings, self.store, clock)
-        )
         self.aws = AwsActions(
             region=settings.aws.region,
             profile=settings.aws.profile,
             endpoint_url=settings.aws.endpoint_url,
         )
-        self.actions = ActionEngine(
-            audit=AuditLog(audit_path or settings.actions.audit_log or default_audit_path()),
-            executor=executor or self.aws,
-            read_only=self.read_only,
-            operator=lambda: self.aws.operator,
-            clock=clock,
-        )
-        rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
-        self.dashboard = DashboardScreen(
+        self.controller = Controller(
             settings,
-            self.store,
-            clock,
-            actions=self.actions,
-            autopilot=AutoPilot(rule_targets, settings.actions.countdown),
-            mttr=MttrClock(rule_targets),
+            clock=clock,
+            executor=executor or self.aws,
+            audit=AuditLog(audit_path or settings.actions.audit_log or default_audit_path()),
+            operator=lambda: self.aws.operator,
+            read_only=read_only,
         )
+        self.store = self.controller.store
+        self.sources = tuple(
+            sources if sources is not None else build_sources(settings, self.store, clock)
+        )
+        self.dashboard = DashboardScreen(settings, self.controller)
         keys = settings.keys
         self.set_keymap(
             {
@@ -106,16 +94,17 @@ class DeployWatchApp(App[None]):
             }
         )
 
+    @property
+    def read_only(self) -> bool:
+        """Whether every action is refused (enforced by the watch's action engine)."""
+        return self.controller.read_only
+
     def on_mount(self) -> None:
         self.push_screen(self.dashboard)
-        for source in self.sources:
-            self.run_worker(
-                self._consume(source),
-                name=f"source:{source.name}",
-                group="sources",
-                exit_on_error=False,
-            )
-        if self.actions.executor is self.aws:
+        self.run_worker(
+            self.controller.run(self.sources), name="watch", group="watch", exit_on_error=False
+        )
+        if self.controller.actions.executor is self.aws:
             # Who acts, for the audit log: looked up once, off the event loop, after the
             # first paint (it imports boto3).
             self.set_timer(2.0, self._resolve_operator, name="identity")
@@ -123,32 +112,12 @@ class DeployWatchApp(App[None]):
     def _resolve_operator(self) -> None:
         self.run_worker(asyncio.to_thread(self.aws.resolve_operator), group="identity")
 
-    async def _consume(self, source: Source) -> None:
-        """Feed one source's items into the store; tell the dashboard."""
-        try:
-            async for item in source.stream():
-                if self.store.ingest(item):
-                    self.dashboard.post_message(StoreChanged())
-        except Exception as exc:  # a bug in a source: visible, never fatal
-            self.dashboard.post_message(SourceCrashed(source.name, f"{type(exc).__name__}: {exc}"))
-
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's stock entries (maximize, screenshot, keys of the focused widget...)
+        # would sit among the deployment verbs: the palette holds what a deployer needs.
         if screen is not self.dashboard:
+            yield from super().get_system_commands(screen)
             return
-        for ref in self.settings.services:
-            for verb in (Verb.ROLLBACK, Verb.PROMOTE, Verb.PAUSE, Verb.RESUME):
-                planned = self.dashboard.plan(verb, ref.key)
-                help_text = (
-                    planned.effect
-                    if planned.enabled
-                    else f"not possible: {planned.disabled_reason}"
-                )
-                yield SystemCommand(
-                    f"{planned.title} ({planned.change})",
-                    help_text,
-                    partial(self.dashboard.act_on, verb, ref.key),
-                )
         yield SystemCommand(
             "Cancel automatic actions",
             "Cancel every pending automatic pause or rollback",
@@ -159,6 +128,8 @@ class DeployWatchApp(App[None]):
             "Data and rules keep running while frozen",
             self.dashboard.action_freeze,
         )
+        yield SystemCommand("Help", "Every key, and what STALE means", self.action_help)
+        yield SystemCommand("Quit", "Leave deploywatch; nothing is changed", self.exit)
 
     def action_help(self) -> None:
         if isinstance(self.screen, HelpScreen):

@@ -7,10 +7,17 @@ it never calls an API.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
+from engine.autopilot import Recovery
 from widgets.tones import Toned
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from engine.controller import CanaryView, MttrView, Snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +59,79 @@ class ActionBar(Toned):
             text.append(f" {line.label} ", self.tone(line.tone) + " reverse")
             text.append(f"  {line.text}", self.tone(line.tone if line.tone != "ok" else "muted"))
         return text
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHints:
+    """The keys the hints name, as the live keymap has them (``[keys]`` remaps them)."""
+
+    promote: str = "P"
+    resume: str = "r"
+    cancel: str = "c"
+
+
+def canary_words(view: CanaryView, now: datetime, keys: KeyHints) -> str:
+    """``canary 25% · step 2/4 · paused: P promotes`` — where a canary stands."""
+    if view.observed is None:
+        return "canary weights unknown yet"
+    parts = [f"canary {view.observed:.0f}%"]
+    if view.step >= 0:
+        parts.append(f"step {view.step + 1}/{view.steps}")
+    if view.rolled_back:
+        parts.append(
+            f"rolled back: all traffic on stable; {keys.promote} would start the canary again"
+        )
+    elif not view.started:
+        parts.append(f"not started: {keys.promote} starts it")
+    elif view.complete:
+        parts.append("all traffic on the canary")
+    elif view.held:
+        parts.append(f"held by the operator: {keys.resume} resumes")
+    elif view.held_by_verdict:
+        parts.append("held: a rule is FAILING")
+    elif view.waits_for_promote:
+        parts.append(f"paused: {keys.promote} promotes")
+    elif view.next_at is not None:
+        left = max(0, int((view.next_at - now).total_seconds()))
+        parts.append(f"next {view.next_weight}% in {left}s")
+    return " · ".join(parts)
+
+
+def mttr_words(view: MttrView, now: datetime) -> str:
+    """``breach 02:03:10 · decided +21s · recovered +1m24s``."""
+    return Recovery(view.breach, view.decided, view.recovered).describe(now)
+
+
+def action_lines(snapshot: Snapshot, now: datetime, keys: KeyHints) -> tuple[ActionLine, ...]:
+    """The action bar's lines for a snapshot, most urgent first."""
+    lines: list[ActionLine] = []
+    for countdown in snapshot.countdowns:
+        lines.append(
+            ActionLine(
+                "warn",
+                f"AUTO {countdown.verb.value.upper()} in {countdown.remaining(now):.0f}s",
+                f"{countdown.label} · {countdown.evidence.summary()}"
+                f" · press {keys.cancel} to cancel",
+            )
+        )
+    for canary in snapshot.canaries:
+        lines.append(
+            ActionLine("busy", "CANARY", f"{canary.label}: {canary_words(canary, now, keys)}")
+        )
+    for planned in snapshot.sending:
+        lines.append(ActionLine("busy", "SENDING", f"{planned.title}: {planned.effect}"))
+    result = snapshot.last_result
+    if result is not None:
+        tone = {"done": "ok", "failed": "bad", "refused": "warn"}[result.outcome.value]
+        how = "auto " if result.automatic else ""
+        lines.append(
+            ActionLine(
+                tone,
+                f"{how}{result.plan.verb.value} {result.outcome.value.upper()}",
+                f"{result.plan.label} {result.plan.change} at {result.at.strftime('%H:%M:%S')}"
+                f" · {result.message}",
+            )
+        )
+    for view in snapshot.mttr:
+        lines.append(ActionLine("muted", "MTTR", f"{view.label}: {mttr_words(view, now)}"))
+    return tuple(lines)

@@ -134,7 +134,13 @@ async def test_escape_cancels_and_nothing_is_sent(tmp_path: Path) -> None:
         await pilot.press("R", "escape")
         await pilot.pause()
         assert not isinstance(app.screen, ConfirmScreen) and rec.calls == []
-    assert AuditLog(tmp_path / "audit.jsonl").read() == []
+        await app.controller.settle()
+        await pilot.pause()
+    # Declining is an operator decision like any other: audited, nothing sent.
+    entries = AuditLog(tmp_path / "audit.jsonl").read()
+    assert [(e["phase"], e["action"], e["target"]["service"]) for e in entries] == [
+        ("declined", "rollback", "web")
+    ]
 
 
 async def test_read_only_refuses_in_the_engine_and_audits(tmp_path: Path) -> None:

@@ -1,0 +1,638 @@
+"""The deployment watch: one controller that every face of deploywatch drives.
+
+It owns everything that makes a watch safe — the store, rule evaluation and the
+verdict, the automatic-action countdowns, the ALB canary drivers, the MTTR clock, the
+action engine, the actions in flight and their results, read-only — and no Textual.
+The dashboard, the headless gate and a relay all feed it the same inputs and render
+the same output:
+
+- **inputs**: source items (:meth:`Controller.ingest`), the clock, and operator
+  intents (:meth:`plan`, :meth:`act`, :meth:`declined`, :meth:`cancel_automatic`);
+- **output**: an immutable :class:`Snapshot` after every judgement, handed to every
+  listener in an :class:`Update` (plus ``data`` updates when the store has news for
+  the panes, and the result of every action).
+
+It judges when something can change, not on a fixed beat: when new data arrives
+(coalesced, at most every :data:`JUDGE_EVERY` seconds), and at the next moment a rule,
+a countdown or a canary step can change by the clock alone (a window ending, a point
+ageing past its freshness, a countdown reaching zero, a step's wait ending).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
+from engine.autopilot import AutoPilot, MttrClock
+from engine.canary import CanaryDriver
+from engine.rules import RuleState
+from engine.store import EcsStatus, Store
+from engine.verdict import Report, Verdict, judge
+from engine.wiring import build_rulebook
+from sources.model import EcsServiceSample
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+
+    from engine.actions import ApiCall
+    from engine.audit import AuditLog
+    from engine.config import Settings
+    from engine.rules import Evidence
+    from sources.model import Item, Source
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+JUDGE_EVERY = 0.5
+"""Seconds between two judgements caused by new data (a burst is judged once)."""
+
+COALESCE = 0.1
+"""Seconds new data is collected before it is judged."""
+
+MIN_SLEEP = 0.01
+"""The shortest pause between two judgements, whatever is due."""
+
+MAX_SLEEP = 30.0
+"""The longest the watch sleeps without judging, whatever it expects (a safety net)."""
+
+TICK_WHILE_PENDING = 1.0
+"""While a breach is pending or a countdown runs, judge at least this often: the
+evidence's 'pending 12s of 20s' and the countdown move on screen and in the gate."""
+
+
+@dataclass(frozen=True, slots=True)
+class CountdownView:
+    """One pending automatic action."""
+
+    key: str
+    label: str
+    verb: Verb
+    rule: str
+    due: datetime
+    evidence: Evidence
+
+    def remaining(self, now: datetime) -> float:
+        """Seconds left (never negative)."""
+        return max(0.0, (self.due - now).total_seconds())
+
+
+@dataclass(frozen=True, slots=True)
+class CanaryView:
+    """Where an ALB canary driven by deploywatch stands."""
+
+    key: str
+    label: str
+    observed: float | None
+    """The canary's live share of traffic, percent (``None``: not known yet)."""
+    step: int
+    """Index of the live step; -1 before the first."""
+    steps: int
+    started: bool
+    complete: bool
+    held: bool
+    """Held by an operator."""
+    held_by_verdict: bool
+    """Not advancing because a rule is FAILING."""
+    waits_for_promote: bool
+    """At a step with ``pause = true`` (or no wait): only a promote moves it."""
+    next_weight: int | None
+    next_at: datetime | None
+    """When the current step's wait ends (it then advances by itself)."""
+    rolled_back: bool
+    """At 0 % after a rollback of ours (not 'never started')."""
+
+
+@dataclass(frozen=True, slots=True)
+class MttrView:
+    """One service's incident clock: first breach → decision → recovery."""
+
+    key: str
+    label: str
+    breach: datetime | None
+    decided: datetime | None
+    recovered: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What the watch knows and decided at one moment; any face renders it.
+
+    Pane data (samples per metric, probe, Sentry; service events) stays in the
+    controller's :class:`~engine.store.Store`, which faces read and never write.
+    """
+
+    at: datetime
+    report: Report
+    evidence: tuple[Evidence, ...]
+    statuses: Mapping[str, EcsStatus]
+    countdowns: tuple[CountdownView, ...]
+    canaries: tuple[CanaryView, ...]
+    sending: tuple[Plan, ...]
+    last_result: ActionResult | None
+    mttr: tuple[MttrView, ...]
+    read_only: bool
+    judgements: int
+    """How many judgements the watch has made (1 for the first)."""
+    version: int = 0
+    """Counts snapshots: a new one for every judgement and every change of actions."""
+    signal_version: int = 0
+    """The store's :attr:`~engine.store.Store.signal_version` this judgement saw."""
+
+    @property
+    def verdict(self) -> Verdict:
+        """The banner's word."""
+        return self.report.verdict
+
+
+@dataclass(frozen=True, slots=True)
+class Update:
+    """What a listener is told. Any field may be empty."""
+
+    snapshot: Snapshot | None = None
+    """A new judgement (or a change of the actions in flight)."""
+    data: bool = False
+    """The store has news for the panes (read its dirty sets)."""
+    result: ActionResult | None = None
+    """An action finished (done, failed or refused)."""
+    crashed: tuple[str, str] | None = None
+    """A source's stream ended with an unexpected error: ``(source, error)``."""
+
+
+@dataclass
+class _Pending:
+    """The controller's scheduling state."""
+
+    data: bool = False
+    """New data not judged yet."""
+    judged_at: float = float("-inf")
+    """Loop time of the last judgement."""
+
+
+def _initial_report() -> Report:
+    return Report(Verdict.NO_DATA, (), ())
+
+
+class Controller:
+    """One deployment watch.
+
+    Args:
+        settings: The config.
+        clock: UTC now. A fake clock may offer ``subscribe(callback)``: the watch is
+            then woken whenever it moves (tests jump time without waiting).
+        executor: Performs AWS calls (blocking; run in a thread).
+        audit: Where every intent, result, refusal and decision is written.
+        operator: Who acts, for the audit log.
+        read_only: Refuse every action (enforced in the action engine).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], datetime],
+        executor: Callable[[ApiCall], Mapping[str, Any]],
+        audit: AuditLog,
+        operator: Callable[[], str],
+        read_only: bool = False,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = Store(
+            ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
+        )
+        rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
+        self.autopilot = AutoPilot(rule_targets, settings.actions.countdown)
+        self.mttr = MttrClock(rule_targets)
+        self.canaries: dict[str, CanaryDriver] = {
+            ref.key: CanaryDriver(ref.key, ref.canary)
+            for ref in settings.services
+            if ref.canary is not None
+        }
+        self._canary_rolled_back: set[str] = set()
+        self.actions = ActionEngine(
+            audit=audit,
+            executor=executor,
+            read_only=read_only or settings.environment.read_only,
+            operator=operator,
+            clock=clock,
+            local={"hold_canary": self._hold_canary, "release_canary": self._release_canary},
+        )
+        self.sending: dict[str, Plan] = {}
+        self.last_result: ActionResult | None = None
+        self.report = _initial_report()
+        self.evidence: tuple[Evidence, ...] = ()
+        self._statuses: dict[str, EcsStatus] = {}
+        self._status_of: dict[str, tuple[EcsServiceSample | None, EcsStatus]] = {}
+        self._listeners: list[Callable[[Update], None]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._pending = _Pending()
+        self._wake: asyncio.Event | None = None
+        self._judgements = 0
+        self._versions = 0
+        self.snapshot = self._snapshot(clock())
+        subscribe = getattr(clock, "subscribe", None)
+        if callable(subscribe):
+            subscribe(self.poke)
+
+    # ---- faces --------------------------------------------------------------------
+
+    @property
+    def read_only(self) -> bool:
+        """Whether every action is refused (one place: the action engine)."""
+        return self.actions.read_only
+
+    def listen(self, listener: Callable[[Update], None]) -> None:
+        """Call ``listener`` with every :class:`Update` (on the event loop)."""
+        self._listeners.append(listener)
+
+    def _emit(self, update: Update) -> None:
+        for listener in self._listeners:
+            try:
+                listener(update)
+            except Exception:  # a face's bug must not stop the watch
+                log.exception("listener failed")
+
+    # ---- inputs: data ---------------------------------------------------------------
+
+    def ingest(self, item: Item) -> bool:
+        """Take one source item; returns whether something changed."""
+        changed = self.store.ingest(item)
+        if isinstance(item, EcsServiceSample):
+            driver = self.canaries.get(item.key)
+            if driver is not None:
+                driver.observe(item.alb, self.clock())
+        if changed:
+            self._pending.data = True
+            self._emit(Update(data=True))
+            self.poke()
+        return changed
+
+    def poke(self) -> None:
+        """Wake the watch: judge now if anything may have changed."""
+        if self._wake is not None:
+            self._wake.set()
+
+    async def run(self, sources: Sequence[Source] = ()) -> None:
+        """Consume ``sources`` and judge whenever something can change, until cancelled."""
+        self._wake = asyncio.Event()
+        consumers = [asyncio.create_task(self._consume(s), name=s.name) for s in sources]
+        try:
+            await self._loop()
+        finally:
+            for task in consumers:
+                task.cancel()
+            for task in consumers:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    async def _consume(self, source: Source) -> None:
+        try:
+            async for item in source.stream():
+                self.ingest(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in a source: visible, never fatal
+            log.exception("source %s crashed", source.name)
+            self._emit(Update(crashed=(source.name, f"{type(exc).__name__}: {exc}")))
+
+    async def _loop(self) -> None:
+        assert self._wake is not None
+        loop = asyncio.get_running_loop()
+        self.step()
+        while True:
+            now = self.clock()
+            wait = self._seconds_to_next(now)
+            if self._pending.data:
+                since = loop.time() - self._pending.judged_at
+                wait = min(wait, max(COALESCE, JUDGE_EVERY - since))
+            self._wake.clear()
+            woken = False
+            wait = max(wait, MIN_SLEEP)  # never spin: actions and faces need the loop
+            if wait > 0:
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    woken = True
+                except TimeoutError:
+                    pass
+            if woken and self._pending.data:
+                # New data: collect the rest of the burst, then judge once.
+                since = loop.time() - self._pending.judged_at
+                await asyncio.sleep(max(COALESCE, JUDGE_EVERY - since))
+            self.step()
+
+    def _seconds_to_next(self, now: datetime) -> float:
+        when = self.next_wake(now)
+        if when is None:
+            return MAX_SLEEP
+        return min(MAX_SLEEP, max(0.0, (when - now).total_seconds()))
+
+    def next_wake(self, now: datetime) -> datetime | None:
+        """The next moment something can change with no new data."""
+        times: list[datetime] = []
+        rule_change = self.store.rules.next_change(now)
+        if rule_change is not None:
+            times.append(rule_change)
+        for countdown in self.autopilot.pending():
+            times.append(min(countdown.due, now + timedelta(seconds=TICK_WHILE_PENDING)))
+        if any(e.reason.startswith("pending ") for e in self.evidence):
+            times.append(now + timedelta(seconds=TICK_WHILE_PENDING))
+        for view in self.snapshot.canaries:
+            if view.next_at is not None:
+                times.append(view.next_at)
+        if any(
+            rec.decided is not None and rec.recovered is None for rec in self.mttr.services.values()
+        ):
+            times.append(now + timedelta(seconds=TICK_WHILE_PENDING))
+        # A moment already reached was handled by the judgement that saw it.
+        later = [t for t in times if t > now]
+        return min(later) if later else None
+
+    # ---- judgement ------------------------------------------------------------------
+
+    def step(self, now: datetime | None = None) -> Snapshot:
+        """Judge every rule now, run the automation, publish a snapshot."""
+        now = now or self.clock()
+        with contextlib.suppress(RuntimeError):
+            self._pending.judged_at = asyncio.get_running_loop().time()
+        self._pending.data = False
+        self._judgements += 1
+        statuses = self._current_statuses()
+        evidence = self.store.rules.evaluate(now, self.store.source_error)
+        self.evidence = tuple(evidence)
+        self.report = judge(evidence, statuses)
+        self._automate(now, evidence, statuses)
+        self._publish(now)
+        return self.snapshot
+
+    def _current_statuses(self) -> dict[str, EcsStatus]:
+        out = {}
+        for key, state in self.store.services.items():
+            cached = self._status_of.get(key)
+            if cached is None or cached[0] is not state.sample:
+                cached = self._status_of[key] = (state.sample, state.status)
+            out[key] = cached[1]
+        self._statuses = out
+        return out
+
+    def _automate(
+        self, now: datetime, evidence: Sequence[Evidence], statuses: Mapping[str, EcsStatus]
+    ) -> None:
+        def can_act(key: str, verb: Verb) -> bool:
+            return self.plan(verb, key).enabled and key not in self.sending
+
+        for countdown in self.autopilot.update(now, evidence, can_act):
+            planned = self.plan(countdown.verb, countdown.key)
+            self._spawn(
+                self._send(
+                    planned,
+                    reason=f"rule {countdown.rule!r} critical for its window",
+                    automatic=True,
+                    evidence=(countdown.evidence,),
+                )
+            )
+        failing = self.report.verdict is Verdict.FAILING
+        for key, driver in self.canaries.items():
+            weight = driver.due(now, failing)
+            if weight is None or key in self.sending:
+                continue
+            planned = self.plan(Verb.PROMOTE, key)
+            if planned.enabled and planned.to_revision == f"canary {weight}%":
+                driver.sent = weight
+                self._spawn(
+                    self._send(planned, reason="canary step: its wait is over", automatic=True)
+                )
+        self.mttr.observe(evidence)
+        breaching = self._breaching_services(evidence)
+        for key, rec in self.mttr.services.items():
+            if rec.decided is None or rec.recovered is not None or key in breaching:
+                continue
+            if key in self.sending:
+                continue
+            if self._settled_after(key, rec.decided, statuses.get(key)):
+                self.mttr.recovered(key, now)
+
+    def _breaching_services(self, evidence: Sequence[Evidence]) -> set[str]:
+        out = set()
+        for ev in evidence:
+            if ev.state in (RuleState.CRITICAL, RuleState.WARN):
+                key = self.autopilot.rule_targets.get(ev.rule)
+                if key is not None:
+                    out.add(key)
+        return out
+
+    def _settled_after(self, key: str, decided: datetime, status: EcsStatus | None) -> bool:
+        """Whether the service is back to a settled state, seen after the decision."""
+        state = self.store.services.get(key)
+        if state is None or state.sample is None or state.sample.at <= decided:
+            return False
+        driver = self.canaries.get(key)
+        if driver is not None:
+            return driver.observed is not None and not driver.started
+        return status in (EcsStatus.ROLLBACK_SUCCESSFUL, EcsStatus.COMPLETED, EcsStatus.STEADY)
+
+    def _publish(self, now: datetime) -> None:
+        self.snapshot = self._snapshot(now)
+        self._emit(Update(snapshot=self.snapshot))
+
+    def _snapshot(self, now: datetime) -> Snapshot:
+        self._versions += 1
+        labels = {k: s.label for k, s in self.store.services.items()}
+        failing = self.report.verdict is Verdict.FAILING
+        return Snapshot(
+            at=now,
+            report=self.report,
+            evidence=self.evidence,
+            statuses=MappingProxyType(dict(self._statuses)),
+            countdowns=tuple(
+                CountdownView(c.key, labels.get(c.key, c.key), c.verb, c.rule, c.due, c.evidence)
+                for c in self.autopilot.pending()
+            ),
+            canaries=tuple(
+                self._canary_view(key, labels.get(key, key), driver, failing)
+                for key, driver in self.canaries.items()
+            ),
+            sending=tuple(self.sending.values()),
+            last_result=self.last_result,
+            mttr=tuple(
+                MttrView(key, labels.get(key, key), rec.breach, rec.decided, rec.recovered)
+                for key, rec in self.mttr.services.items()
+                if rec.decided is not None
+            ),
+            read_only=self.read_only,
+            judgements=self._judgements,
+            version=self._versions,
+            signal_version=self.store.signal_version,
+        )
+
+    def _canary_view(self, key: str, label: str, driver: CanaryDriver, failing: bool) -> CanaryView:
+        step = driver.settings.steps[driver.step] if driver.step >= 0 else None
+        moving = driver.started and not driver.complete and not driver.held and not failing
+        next_at = None
+        waits = step is None or step.pause or step.wait is None
+        if moving and step is not None and not waits and driver.since is not None:
+            assert step.wait is not None
+            next_at = driver.since + step.wait
+        return CanaryView(
+            key=key,
+            label=label,
+            observed=driver.observed,
+            step=driver.step,
+            steps=len(driver.settings.steps),
+            started=driver.started,
+            complete=driver.complete,
+            held=driver.held,
+            held_by_verdict=failing and driver.started and not driver.complete,
+            waits_for_promote=driver.started and not driver.complete and waits,
+            next_weight=driver.next_weight(),
+            next_at=next_at,
+            rolled_back=key in self._canary_rolled_back and not driver.started,
+        )
+
+    # ---- inputs: operator intents ---------------------------------------------------
+
+    def plan(self, verb: Verb, key: str) -> Plan:
+        """What ``verb`` would do to a service now (no side effects)."""
+        env = self.settings.environment
+        return plan(
+            verb,
+            self.store.services[key],
+            environment=env.name,
+            production=env.production,
+            canary=self.canaries.get(key),
+        )
+
+    def act(self, planned: Plan, *, reason: str = "operator request") -> asyncio.Task[ActionResult]:
+        """Send a confirmed plan, unless the deployment changed since it was made.
+
+        Returns the task that sends it (its result also reaches every listener).
+        """
+        return self._spawn(self._act(planned, reason))
+
+    async def _act(self, planned: Plan, reason: str) -> ActionResult:
+        now_plan = self.plan(planned.verb, planned.key)
+        if planned.enabled and now_plan.call != planned.call:
+            message = (
+                f"the deployment changed while you confirmed ({now_plan.effect}); "
+                "nothing sent — look and try again"
+            )
+            await self.actions.record(
+                "refused",
+                action=planned.verb.value,
+                target=planned.audit_target(),
+                reason=reason,
+                error=message,
+            )
+            result = ActionResult(
+                planned, Outcome.REFUSED, message, False, self.clock(), uuid.uuid4().hex[:12]
+            )
+            self.last_result = result
+            self._publish(self.clock())
+            self._emit(Update(result=result))
+            return result
+        return await self._send(planned, reason=reason)
+
+    async def declined(self, planned: Plan) -> None:
+        """An operator closed the confirmation without confirming: audited, nothing sent."""
+        await self.actions.record(
+            "declined",
+            action=planned.verb.value,
+            target=planned.audit_target(),
+            reason="the operator did not confirm",
+        )
+
+    async def cancel_automatic(self) -> list[CountdownView]:
+        """Cancel every pending automatic action (audited); returns those cancelled."""
+        cancelled = self.autopilot.cancel()
+        views = [
+            CountdownView(
+                c.key, self.store.services[c.key].label, c.verb, c.rule, c.due, c.evidence
+            )
+            for c in cancelled
+        ]
+        if cancelled:
+            self._publish(self.clock())
+            await self.actions.record(
+                "cancelled",
+                action=", ".join(sorted({c.verb.value for c in cancelled})),
+                targets=[c.key for c in cancelled],
+                rules=[c.rule for c in cancelled],
+            )
+        return views
+
+    # ---- sending --------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def settle(self) -> None:
+        """Wait until every action in flight has finished (tests, and a face's exit)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _send(
+        self,
+        planned: Plan,
+        *,
+        reason: str,
+        automatic: bool = False,
+        evidence: Iterable[Evidence] = (),
+    ) -> ActionResult:
+        self.sending[planned.key] = planned
+        self._publish(self.clock())
+        try:
+            result = await self.actions.request(
+                planned,
+                automatic=automatic,
+                reason=reason,
+                evidence=tuple(evidence),
+            )
+        finally:
+            self.sending.pop(planned.key, None)
+        self.last_result = result
+        if result.outcome is Outcome.DONE and planned.verb is Verb.ROLLBACK:
+            self.mttr.decided(planned.key, result.at)
+            if planned.key in self.canaries:
+                self._canary_rolled_back.add(planned.key)
+        if (
+            result.outcome is Outcome.DONE
+            and planned.verb is Verb.PROMOTE
+            and planned.key in self.canaries
+        ):
+            self._canary_rolled_back.discard(planned.key)
+        self._publish(self.clock())
+        self._emit(Update(result=result))
+        self.poke()
+        return result
+
+    # ---- our own automation (``deploywatch`` calls) ---------------------------------
+
+    def _hold_canary(self, call: ApiCall) -> dict[str, Any]:
+        self.canaries[str(call.params["service"])].held = True
+        return {"held": True}
+
+    def _release_canary(self, call: ApiCall) -> dict[str, Any]:
+        driver = self.canaries[str(call.params["service"])]
+        driver.held = False
+        driver.since = self.clock()  # the step's wait starts again from the release
+        return {"held": False}
+
+
+__all__ = [
+    "CanaryView",
+    "Controller",
+    "CountdownView",
+    "MttrView",
+    "Snapshot",
+    "Update",
+]
