@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -25,7 +26,9 @@ def modules_after(code: str) -> set[str]:
     return set(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-@pytest.mark.parametrize("package", ["sources", "sources.ecs", "sources.poll", "engine.store"])
+@pytest.mark.parametrize(
+    "package", ["sources", "sources.ecs", "sources.poll", "engine.store", "engine.controller"]
+)
 def test_plain_layers_do_not_import_textual(package: str) -> None:
     loaded = modules_after(f"import {package}")
     assert not any(m == "textual" or m.startswith("textual.") for m in loaded)
@@ -44,3 +47,29 @@ def test_import_linter_contracts_hold() -> None:
         [lint], capture_output=True, text=True, cwd=ROOT, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_controller_tests_run_without_textual() -> None:
+    """The deployment watch's own tests pass in a process where Textual is never
+    imported (the snapshot plugin, which imports it, is left out)."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:textual-snapshot",
+            "-p",
+            "no:cacheprovider",
+            "tests/unit/test_controller.py",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+        check=False,
+        env={**os.environ, "DEPLOYWATCH_ASSERT_NO_TEXTUAL": "1"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert " passed" in result.stdout
