@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.config import Settings, parse_config
 from sources.model import (
@@ -21,6 +21,8 @@ from sources.model import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
+
+    from textual.pilot import Pilot
 
 T0 = datetime(2026, 11, 22, 2, 0, 0, tzinfo=UTC)
 """The frozen "now" of UI tests: 2 a.m., naturally."""
@@ -371,3 +373,19 @@ def bad_release_signals(minutes: int = 3) -> list[Item]:
             )
         )
     return items
+
+
+async def wait_until(pilot: Pilot[Any], check: Callable[[], bool], timeout: float = 5.0) -> None:
+    """Let the app run until ``check()`` holds; fail the test if it never does.
+
+    Polling keeps the tests fast on an idle machine and patient on a loaded one: no
+    test waits a fixed time for something to happen.
+    """
+    import time
+
+    deadline = time.monotonic() + timeout
+    await pilot.pause()
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not reached within {timeout:g} s")
+        await pilot.pause(0.02)

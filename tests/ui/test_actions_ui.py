@@ -15,6 +15,7 @@ from tests.fakes import (
     bad_release_signals,
     mid_deploy_script,
     settings,
+    wait_until,
 )
 from tui.app import DeployWatchApp
 from tui.screens.confirm import ConfirmScreen
@@ -64,6 +65,16 @@ def make_app(
         audit_path=tmp_path / "audit.jsonl",
     )
     return app, rec
+
+
+async def advance(
+    pilot: Pilot[None], app: DeployWatchApp, clock: FrozenClock, seconds: float
+) -> None:
+    """Move the clock, wait for the watch to judge at the new time and send what is due."""
+    judged = app.controller.snapshot.judgements
+    clock.advance(seconds)
+    await wait_until(pilot, lambda: app.controller.snapshot.judgements > judged)
+    await app.controller.settle()
 
 
 async def settle(pilot: Pilot[None]) -> None:
@@ -182,16 +193,13 @@ async def test_automatic_rollback_counts_down_then_fires_once(tmp_path: Path) ->
     clock = FrozenClock()
     app, rec = make_app(tmp_path, signals=True, script=auto_script(), clock=clock)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.pause(1.1)
-        assert "AUTO ROLLBACK in 10s" in bar(app)
+        await wait_until(pilot, lambda: "AUTO ROLLBACK in 10s" in bar(app))
         assert "error rate: roll back" in bar(app) and "press c to cancel" in bar(app)
         assert rec.calls == []
         clock.advance(10)
-        await pilot.pause(1.3)
+        await wait_until(pilot, lambda: "auto rollback DONE" in bar(app))
         for _ in range(3):  # later judgements must not fire it again
-            clock.advance(5)
-            await pilot.pause(1.05)
+            await advance(pilot, app, clock, 5)
         assert [c.operation for c in rec.calls] == ["stop_service_deployment"]
         assert "auto rollback DONE" in bar(app)
         assert "MTTR" in bar(app)
@@ -205,15 +213,11 @@ async def test_cancelled_automatic_rollback_never_fires(tmp_path: Path) -> None:
     clock = FrozenClock()
     app, rec = make_app(tmp_path, signals=True, script=auto_script(), clock=clock)
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.pause(1.1)
-        assert "AUTO ROLLBACK" in bar(app)
+        await wait_until(pilot, lambda: "AUTO ROLLBACK" in bar(app))
         await pilot.press("c")
-        await pilot.pause(0.2)
-        assert "AUTO ROLLBACK" not in bar(app)
+        await wait_until(pilot, lambda: "AUTO ROLLBACK" not in bar(app))
         for _ in range(3):
-            clock.advance(10)
-            await pilot.pause(1.05)
+            await advance(pilot, app, clock, 10)
     assert rec.calls == []
     phases = [e["phase"] for e in AuditLog(tmp_path / "audit.jsonl").read()]
     assert phases == ["cancelled"]
@@ -273,18 +277,17 @@ async def test_alb_canary_advances_holds_and_rolls_back(tmp_path: Path) -> None:
         canary_settings, [source], clock=clock, executor=rec, audit_path=tmp_path / "a.jsonl"
     )
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.pause(1.1)
-        assert "CANARY" in bar(app) and "canary 10% · step 1/4 · next 25% in 30s" in bar(app)
+        await wait_until(pilot, lambda: "canary 10% · step 1/4 · next 25% in 30s" in bar(app))
         clock.advance(30)
-        await pilot.pause(1.2)
+        await wait_until(pilot, lambda: len(rec.calls) == 1)
+        await app.controller.settle()
         assert [c.operation for c in rec.calls] == ["modify_listener"]
         sent = rec.calls[0].params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
         assert [g["Weight"] for g in sent] == [75, 25]
         # The listener now says 25 (a pause step): nothing moves by itself.
         source.push(replace(web, alb=AlbWeights(75, 25)))
-        clock.advance(600)
-        await pilot.pause(1.2)
+        await wait_until(pilot, lambda: "paused: P promotes" in bar(app))
+        await advance(pilot, app, clock, 600)
         assert len(rec.calls) == 1 and "paused: P promotes" in bar(app)
         await pilot.press("p")  # hold our automation: no dialog, no AWS call
         await pilot.pause(0.3)

@@ -18,6 +18,7 @@ from tests.fakes import (
     sample,
     service_deployment,
     settings,
+    wait_until,
 )
 from tui.app import DeployWatchApp
 from tui.screens.dashboard import EVENTS_EVERY, DashboardScreen
@@ -173,8 +174,8 @@ async def test_stale_shows_age_and_reason_and_recovers() -> None:
         assert "STALE 30s" in text and "timeout: no answer within 14s" in text
         assert "web:2" in text  # the last good data is still shown
         clock.advance(5)
-        await pilot.pause(1.1)  # the 1 s tick ages it
-        assert "STALE 35s" in card_text(app, "demo/web")
+        # The 1 s tick ages it.
+        await wait_until(pilot, lambda: "STALE 35s" in card_text(app, "demo/web"))
         source.push(web)
         await settle(pilot)
         assert "STALE" not in card_text(app, "demo/web")
@@ -290,8 +291,10 @@ async def test_bad_release_turns_the_banner_failing_with_evidence() -> None:
     script = [*mid_deploy_script()[:1], *bad_release_signals()]
     app = DeployWatchApp(settings(signals=True), [FakeSource(script)], clock=FrozenClock())
     async with app.run_test(size=SIZE) as pilot:
-        await settle(pilot)
-        await pilot.pause(1.1)  # the 1 s judgement tick
+        await wait_until(
+            pilot,
+            lambda: app.screen.query_one(VerdictBanner).render().plain.startswith(" FAILING "),
+        )
         banner = app.screen.query_one(VerdictBanner).render().plain
         assert banner.startswith(" FAILING ")
         assert "error rate [version:v2] 14.8% > 5% for 1m" in banner
@@ -387,7 +390,8 @@ async def test_a_card_scrolled_into_view_shows_its_stale_age_now() -> None:
         await settle(pilot)
         assert "svc-025" not in screen_text(app)  # off screen
         clock.advance(40)
-        await pilot.pause(1.1)  # ticks: off-screen cards are not rebuilt
+        # A tick (the top bar's clock moved): off-screen cards are not rebuilt.
+        await wait_until(pilot, lambda: app.screen.query_one(TopBar).now == clock.now)
         await pilot.press(*["j"] * 25)
         line = next(line for line in screen_lines(app) if "demo/svc-025" in line)
         assert "STALE 40s" in line and "timeout: no answer within 14s" in line

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tests.fakes import FakeSource, FrozenClock, failure, mid_deploy_script, settings
+from tests.fakes import FakeSource, FrozenClock, failure, mid_deploy_script, settings, wait_until
 from tui.app import DeployWatchApp
+from widgets.signals import VerdictBanner
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -74,7 +75,10 @@ def test_dashboard_bad_release_signals(snap_compare: Callable[..., bool]) -> Non
 
     async def judged(pilot: Pilot[None]) -> None:
         await _settle(pilot)
-        await pilot.pause(1.1)
+        await wait_until(
+            pilot,
+            lambda: app.screen.query_one(VerdictBanner).render().plain.startswith(" FAILING "),
+        )
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=judged)
 
@@ -108,6 +112,9 @@ def test_dashboard_auto_rollback_countdown(snap_compare: Callable[..., bool]) ->
 
     async def judged(pilot: Pilot[None]) -> None:
         await _settle(pilot)
-        await pilot.pause(1.1)
+        await wait_until(
+            pilot,
+            lambda: app.screen.query_one(VerdictBanner).render().plain.startswith(" FAILING "),
+        )
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=judged)
