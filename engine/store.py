@@ -7,8 +7,8 @@ with its age and the error.
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field, replace
+from collections import OrderedDict, deque
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
@@ -29,8 +29,9 @@ if TYPE_CHECKING:
 
     from sources.model import Item
 
-EVENTS_PER_SERVICE = 200
-"""Bound on the events kept per service."""
+SEEN_EVENTS_MAX = 20_000
+"""Bound on the event ids remembered for de-duplication, for all services together
+(ECS itself returns a service's newest 100 events); the oldest are forgotten first."""
 PENDING_EVENTS_MAX = 2000
 """Bound on events waiting for the screen; beyond it the oldest are dropped (counted)."""
 
@@ -122,19 +123,6 @@ class ServiceState:
     """The current failure; ``None`` once a fetch succeeds again."""
     failing_since: datetime | None = None
     """When the current run of failures began."""
-    events: deque[EcsEvent] = field(default_factory=lambda: deque(maxlen=EVENTS_PER_SERVICE))
-    event_ids: set[str] = field(default_factory=set)
-    """Ids of ``events``, so a re-delivered event is not shown twice."""
-
-    def add_event(self, event: EcsEvent) -> bool:
-        """Keep an event unless already kept; returns whether it was new."""
-        if event.id in self.event_ids:
-            return False
-        if len(self.events) == self.events.maxlen:
-            self.event_ids.discard(self.events[0].id)
-        self.events.append(event)
-        self.event_ids.add(event.id)
-        return True
 
     @property
     def stale(self) -> bool:
@@ -184,6 +172,8 @@ class Store:
         self._dirty: set[str] = set()
         self._pending_events: deque[tuple[str, EcsEvent]] = deque(maxlen=PENDING_EVENTS_MAX)
         self.dropped_events = 0
+        self._seen_events: OrderedDict[tuple[str, str], None] = OrderedDict()
+        """Event ids already taken, oldest first (bounded by SEEN_EVENTS_MAX)."""
         self.ingested = 0
         self.signal_version = 0
         """Counts changes to the signal panes' data (metrics, errors, probes)."""
@@ -217,7 +207,7 @@ class Store:
         state.failing_since = None
         self.source_errors.pop("ecs", None)
         for event in item.new_events:
-            if not state.add_event(event):
+            if not self._first_sight(item.key, event.id):
                 continue
             if len(self._pending_events) == self._pending_events.maxlen:
                 self.dropped_events += 1
@@ -226,6 +216,16 @@ class Store:
         if changed:
             self._dirty.add(item.key)
         return changed
+
+    def _first_sight(self, key: str, event_id: str) -> bool:
+        """Whether an event is new (a re-delivered one is not shown twice)."""
+        ident = (key, event_id)
+        if ident in self._seen_events:
+            return False
+        self._seen_events[ident] = None
+        if len(self._seen_events) > SEEN_EVENTS_MAX:
+            self._seen_events.popitem(last=False)
+        return True
 
     def _ingest_signal(self, item: Sample) -> bool:
         """Metrics, errors and probes: keep the latest for the panes, feed the rules."""

@@ -118,3 +118,20 @@ async def test_poll_times_out_backs_off_and_recovers(fail_first: bool) -> None:
     else:
         assert [r.value for r in results] == [1, 2]
         assert sleeps[0] == 1.0
+
+
+def test_events_are_taken_once_and_the_remembered_ids_are_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import engine.store
+
+    monkeypatch.setattr(engine.store, "SEEN_EVENTS_MAX", 3)
+    store = Store([("demo/web", "web")])
+    first = sample("demo/web", [deployment("web:1")], events=[("a", "one"), ("b", "two")])
+    store.ingest(first)
+    store.ingest(first)  # re-delivered: nothing new
+    assert [e.id for _, e in store.take_events()] == ["a", "b"]
+    store.ingest(sample("demo/web", [deployment("web:1")], events=[("c", "3"), ("d", "4")]))
+    assert [e.id for _, e in store.take_events()] == ["c", "d"]
+    assert len(store._seen_events) == 3  # "a" was forgotten first
+    assert ("demo/web", "a") not in store._seen_events
