@@ -163,7 +163,7 @@ def test_bad_release_roll_back_with_shift_r_in_production(tmp_path: Path) -> Non
     """bad-release → FAILING → shift-R → type the name → ROLLBACK_SUCCESSFUL, with MTTR."""
     tmux = Tmux(f"dw-e2e-rb-{os.getpid()}")
     state = tmp_path / "state"
-    # Real time (speed 1), as a deployer sees it; the audit log goes to a private state dir.
+    # Real time (speed 1), as a deployer sees it; the audit logs go to a private state dir.
     tmux.start(
         f"XDG_STATE_HOME={state} {DEPLOYWATCH} demo --scenario bad-release --production;"
         " echo EXITED=$?; sleep 30"
@@ -196,10 +196,12 @@ def test_bad_release_roll_back_with_shift_r_in_production(tmp_path: Path) -> Non
         print(
             f"keys→sent {sent_after:.1f}s (incl. typing); rollback complete {time.monotonic() - started:.1f}s after R"
         )
+        # A rehearsal is audited in its own log; the real one is never written.
         entries = [
             json.loads(line)
-            for line in (state / "deploywatch" / "audit.jsonl").read_text().splitlines()
+            for line in (state / "deploywatch" / "rehearsal-audit.jsonl").read_text().splitlines()
         ]
+        assert not (state / "deploywatch" / "audit.jsonl").exists()
         assert [e["phase"] for e in entries] == ["intent", "result"]
         assert entries[0]["call"]["operation"] == "stop_service_deployment"
         assert entries[0]["automatic"] is False and entries[1]["ok"] is True
