@@ -74,7 +74,10 @@ class AuditLog:
                 )
                 try:
                     os.fchmod(fd, FILE_MODE)  # an existing file keeps its mode otherwise
-                    fcntl.flock(fd, fcntl.LOCK_EX)  # another deploywatch may share the file
+                    # Another deploywatch may share the file: hold it while a torn line
+                    # could be truncated away. Best effort (some file systems have no locks).
+                    with contextlib.suppress(OSError):
+                        fcntl.flock(fd, fcntl.LOCK_EX)
                     self._append(fd, data)
                 finally:
                     os.close(fd)  # closing releases the lock
