@@ -424,14 +424,20 @@ class ActionResult:
     automatic: bool
     at: datetime
     action_id: str
+    audit_error: str | None = None
+    """Why an entry of this action is missing from the audit log (also in ``message``)."""
 
 
 @dataclass
 class ActionEngine:
     """Executes plans: the only path from a key, the palette or a rule to an API call.
 
+    Nothing the audit log does raises out of it: an intent that cannot be written
+    refuses the action (nothing is sent); any other entry that cannot be written is
+    reported in the result's message or returned as an error string.
+
     Args:
-        audit: Where every intent, result and refusal is written.
+        audit: Where every intent, result, refusal and decision is written.
         executor: Performs an :class:`ApiCall` (blocking; run in a thread).
         read_only: Refuse every action (``--read-only`` or the environment's setting).
         operator: Who acts (AWS caller identity, or ``$USER``).
@@ -458,10 +464,10 @@ class ActionEngine:
         reason: str = "operator request",
         evidence: Sequence[Evidence] = (),
     ) -> ActionResult:
-        """Execute ``plan`` unless refused; never raises for an API failure.
+        """Execute ``plan`` unless refused; never raises, whatever the API or the audit log do.
 
-        Raises:
-            AuditError: Only when the refusal itself cannot be audited (disk full...).
+        The intent entry is whole on disk before the call is sent; if it cannot be
+        written the action is refused and nothing is sent.
         """
         action_id = uuid.uuid4().hex[:12]
         entry: dict[str, Any] = {
@@ -475,10 +481,10 @@ class ActionEngine:
         }
         refusal = self._refusal(plan)
         if refusal is not None:
-            await asyncio.to_thread(
-                self.audit.write, {"phase": "refused", **entry, "error": refusal}
-            )
-            return self._done(plan, Outcome.REFUSED, refusal, automatic, action_id)
+            error = await self._write({"phase": "refused", **entry, "error": refusal})
+            if error is not None:
+                refusal = f"{refusal} (and the audit log could not be written: {error})"
+            return self._done(plan, Outcome.REFUSED, refusal, automatic, action_id, error)
         assert plan.call is not None
         call = plan.call
         entry["call"] = {
@@ -488,10 +494,10 @@ class ActionEngine:
         }
         self._busy.add(plan.key)
         try:
-            try:
-                await asyncio.to_thread(self.audit.write, {"phase": "intent", **entry})
-            except AuditError as exc:
-                return self._done(plan, Outcome.REFUSED, f"not sent: {exc}", automatic, action_id)
+            error = await self._write({"phase": "intent", **entry})
+            if error is not None:
+                message = f"not sent: the audit log could not be written ({error})"
+                return self._done(plan, Outcome.REFUSED, message, automatic, action_id, error)
             try:
                 if call.client == "deploywatch":
                     response = self.local[call.operation](call)
@@ -500,24 +506,55 @@ class ActionEngine:
                         asyncio.to_thread(self.executor, call), timeout=self.timeout
                     )
             except Exception as exc:  # every failure is reported and audited
-                error = _error_text(exc)
-                await asyncio.to_thread(
-                    self.audit.write,
-                    {"phase": "result", "id": action_id, "ok": False, "error": error},
+                failure = _error_text(exc)
+                error = await self._write(
+                    {"phase": "result", "id": action_id, "ok": False, "error": failure}
                 )
-                return self._done(plan, Outcome.FAILED, error, automatic, action_id)
-            await asyncio.to_thread(
-                self.audit.write,
-                {"phase": "result", "id": action_id, "ok": True, "response": dict(response)},
-            )
-            return self._done(plan, Outcome.DONE, plan.effect, automatic, action_id)
+                outcome, message = Outcome.FAILED, failure
+            else:
+                error = await self._write(
+                    {"phase": "result", "id": action_id, "ok": True, "response": dict(response)}
+                )
+                outcome, message = Outcome.DONE, plan.effect
+            if error is not None:
+                message = (
+                    f"{message} — the call WAS sent, but its result could not be written "
+                    f"to the audit log ({error})"
+                )
+            return self._done(plan, outcome, message, automatic, action_id, error)
         finally:
             self._busy.discard(plan.key)
 
-    async def record(self, phase: str, **fields: Any) -> None:
-        """Audit an operator decision that sends nothing (e.g. cancelling a countdown)."""
+    async def record(self, phase: str, **fields: Any) -> str | None:
+        """Audit an operator decision that sends nothing (e.g. cancelling a countdown).
+
+        Returns:
+            ``None`` once written, else why the audit log could not be written.
+        """
         entry = {"phase": phase, "id": uuid.uuid4().hex[:12], "operator": self.operator(), **fields}
-        await asyncio.to_thread(self.audit.write, entry)
+        return await self._write(entry)
+
+    async def declined(
+        self, plan: Plan, reason: str = "declined in the confirmation"
+    ) -> str | None:
+        """Audit a confirmation the operator declined (nothing was sent).
+
+        Returns:
+            ``None`` once written, else why the audit log could not be written.
+        """
+        return await self.record(
+            "declined", action=plan.verb.value, target=plan.audit_target(), reason=reason
+        )
+
+    async def _write(self, entry: dict[str, Any]) -> str | None:
+        """Write one entry off the loop; ``None``, or why it is not in the log."""
+        try:
+            await asyncio.to_thread(self.audit.write, entry)
+        except AuditError as exc:
+            return str(exc)
+        except Exception as exc:  # whatever else fails in the log, the caller is told
+            return f"cannot write the audit log {self.audit.path}: {_error_text(exc)}"
+        return None
 
     def _refusal(self, plan: Plan) -> str | None:
         if self.read_only:
@@ -529,9 +566,17 @@ class ActionEngine:
         return None
 
     def _done(
-        self, plan: Plan, outcome: Outcome, message: str, automatic: bool, action_id: str
+        self,
+        plan: Plan,
+        outcome: Outcome,
+        message: str,
+        automatic: bool,
+        action_id: str,
+        audit_error: str | None = None,
     ) -> ActionResult:
-        result = ActionResult(plan, outcome, message, automatic, self.clock(), action_id)
+        result = ActionResult(
+            plan, outcome, message, automatic, self.clock(), action_id, audit_error
+        )
         self.history.append(result)
         del self.history[:-HISTORY]
         return result

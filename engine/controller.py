@@ -523,13 +523,15 @@ class Controller:
                 f"the deployment changed while you confirmed ({now_plan.effect}); "
                 "nothing sent — look and try again"
             )
-            await self.actions.record(
+            audit_error = await self.actions.record(
                 "refused",
                 action=planned.verb.value,
                 target=planned.audit_target(),
                 reason=reason,
                 error=message,
             )
+            if audit_error is not None:
+                message += f" (and the refusal could not be audited: {audit_error})"
             result = ActionResult(
                 planned, Outcome.REFUSED, message, False, self.clock(), uuid.uuid4().hex[:12]
             )
@@ -539,17 +541,21 @@ class Controller:
             return result
         return await self._send(planned, reason=reason)
 
-    async def declined(self, planned: Plan) -> None:
-        """An operator closed the confirmation without confirming: audited, nothing sent."""
-        await self.actions.record(
-            "declined",
-            action=planned.verb.value,
-            target=planned.audit_target(),
-            reason="the operator did not confirm",
-        )
+    async def declined(self, planned: Plan) -> str | None:
+        """An operator closed the confirmation without confirming: audited, nothing sent.
 
-    async def cancel_automatic(self) -> list[CountdownView]:
-        """Cancel every pending automatic action (audited); returns those cancelled."""
+        Returns:
+            ``None`` once audited, else why the audit log could not be written.
+        """
+        return await self.actions.declined(planned)
+
+    async def cancel_automatic(self) -> tuple[list[CountdownView], str | None]:
+        """Cancel every pending automatic action (audited).
+
+        Returns:
+            Those cancelled, and ``None`` once audited, else why the audit log could not
+            be written (the cancellation holds all the same).
+        """
         cancelled = self.autopilot.cancel()
         views = [
             CountdownView(
@@ -557,15 +563,16 @@ class Controller:
             )
             for c in cancelled
         ]
+        error = None
         if cancelled:
             self._publish(self.clock())
-            await self.actions.record(
+            error = await self.actions.record(
                 "cancelled",
                 action=", ".join(sorted({c.verb.value for c in cancelled})),
                 targets=[c.key for c in cancelled],
                 rules=[c.rule for c in cancelled],
             )
-        return views
+        return views, error
 
     # ---- sending --------------------------------------------------------------------
 

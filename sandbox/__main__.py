@@ -91,6 +91,7 @@ def describe(info: dict[str, Any]) -> list[str]:
         *(f"  {label:<{width}}  {value}" for label, value in rows),
         "",
         f"  config  {info['config']}",
+        f"  audit   {info['audit_log']}  (rehearsal audit log; the real one is never written)",
         "",
         "Credentials (clients read them from the environment, never from the config):",
         *(f"  export {key}={shlex.quote(value)}" for key, value in info["env"].items()),

@@ -101,6 +101,21 @@ product (and the usual CLIs) read it from. None of them is ever written to a fil
 
 CONFIG_NAME = "deploywatch.toml"
 
+REHEARSAL_AUDIT_FILE = "rehearsal-audit.jsonl"
+
+
+def rehearsal_audit_path() -> Path:
+    """The audit log written into the sandbox's config: rehearsals never mix with real history.
+
+    ``rehearsal-audit.jsonl`` beside the real ``audit.jsonl``, in deploywatch's user state
+    directory (``$XDG_STATE_HOME/deploywatch/``, ``~/.local/state/deploywatch/`` by
+    default), so it outlives the sandbox's temporary folder and can be read afterwards.
+    """
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("deploywatch", appauthor=False)) / REHEARSAL_AUDIT_FILE
+
+
 # How often the supervisor looks at the version processes (real seconds).
 _SUPERVISE_S = 0.2
 
@@ -351,6 +366,7 @@ def config_text(
     urls: SandboxUrls,
     region: str,
     albs: Mapping[str, AlbArns] | None = None,
+    audit_log: Path | None = None,
 ) -> str:
     """Return the product's config file (TOML) for a scenario served at ``urls``.
 
@@ -363,6 +379,8 @@ def config_text(
         region: AWS region.
         albs: Front service name -> the ARNs of its ALB (services with ``[service.alb]``);
             without them no ``[service.canary]`` is written.
+        audit_log: The rehearsal audit log (default :func:`rehearsal_audit_path`), never
+            the real one.
     """
     names = [s.name for s in scenario.services]
     lines = [
@@ -380,6 +398,10 @@ def config_text(
         "",
         "[ecs]",
         "poll_interval = 1.0",
+        "",
+        "# A rehearsal is audited in a log of its own, never in the real audit.jsonl.",
+        "[actions]",
+        f"audit_log = {_q(str(audit_log or rehearsal_audit_path()))}",
     ]
     for service in scenario.services:
         lines += _service_tables(scenario, service, albs or {})
@@ -686,6 +708,7 @@ class Sandbox:
             "region": self.region,
             "cluster": self.scenario.cluster,
             "config": str(self.config_path),
+            "audit_log": str(rehearsal_audit_path()),
             "aws": self.aws_endpoint,
             "datadog": self.datadog.url,
             "sentry": self.sentry.url,

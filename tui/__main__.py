@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -56,6 +57,20 @@ def _fail(message: str, code: int = EXIT_CONFIG) -> int:
     return code
 
 
+def _exit_on_signals() -> None:
+    """Until the app takes over: SIGTERM or SIGHUP raise SystemExit, so ``finally`` runs.
+
+    The app installs its own handlers while it runs (``tui/app.py``: it exits the way
+    ``q`` does and Textual restores the terminal).
+    """
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, leave)
+
+
 def _run_app(settings: Settings, *, read_only: bool) -> int:
     from tui.app import DeployWatchApp
 
@@ -91,6 +106,8 @@ def _demo(args: argparse.Namespace) -> int:
     )
     os.environ.pop("AWS_SESSION_TOKEN", None)
     print(f"deploywatch: starting the sandbox (scenario {args.scenario})…", file=sys.stderr)
+    # A SIGTERM or SIGHUP while the sandbox starts stops it (start() cleans up on any exit).
+    _exit_on_signals()
     try:
         sandbox = SandboxProcess(args.scenario, speed=args.speed).start()
     except SandboxStartError as exc:

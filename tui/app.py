@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
+import os
+import signal
+import sys
+import termios
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -26,6 +32,36 @@ if TYPE_CHECKING:
     from engine.actions import ApiCall
     from engine.config import Settings
     from sources.model import Source
+
+
+EXIT_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+"""Signals that end the app the way ``q`` does: Textual's driver restores the terminal
+(alternate screen off, mouse off, cursor shown) and the caller's cleanup runs."""
+
+
+def detach_from_a_hung_up_terminal() -> bool:
+    """After a hang-up (the terminal is gone), point stdin, stdout and stderr at /dev/null.
+
+    Textual's exit writes the restoring sequences to the terminal; on a hung-up one
+    every write fails and the exit would never finish. Returns whether it detached (a
+    ``kill -HUP`` with the terminal still there leaves it alone, so it is restored).
+    """
+    try:
+        termios.tcgetattr(sys.__stdin__.fileno() if sys.__stdin__ else 0)
+    except termios.error as exc:
+        if exc.args[0] != errno.EIO:
+            return False
+    except (OSError, ValueError):
+        return False
+    else:
+        return False
+    null = os.open(os.devnull, os.O_RDWR)
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+    finally:
+        os.close(null)
+    return True
 
 
 def utc_now() -> datetime:
@@ -62,6 +98,7 @@ class DeployWatchApp(App[None]):
         audit_path: Path | None = None,
     ) -> None:
         super().__init__()
+        self._signals: list[signal.Signals] = []
         self.settings = settings
         self.clock = clock
         self.aws = AwsActions(
@@ -99,7 +136,47 @@ class DeployWatchApp(App[None]):
         """Whether every action is refused (enforced by the watch's action engine)."""
         return self.controller.read_only
 
+    def on_load(self) -> None:
+        # Load comes before the driver enters application mode: from here on, a
+        # supervisor's SIGTERM or a hang-up leaves through the normal exit path.
+        loop = asyncio.get_running_loop()
+        for sig in EXIT_SIGNALS:
+            try:
+                loop.add_signal_handler(sig, self._exit_on_signal, sig)
+            except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                continue
+            self._signals.append(sig)
+
+    def _exit_on_signal(self, sig: signal.Signals) -> None:
+        if sig == signal.SIGHUP:
+            detach_from_a_hung_up_terminal()
+        self.exit(return_code=128 + sig.value)
+
+    def _resume_only_after_a_suspend(self) -> None:
+        """Textual 8's SIGCONT handler restarts application mode even when the app was
+        never suspended. A hang-up comes with a SIGCONT: restarting onto the dead terminal
+        kills the new output thread and the exit then waits on it forever. Pass SIGCONT on
+        only after a suspend (its SIGTSTP handler sets ``_must_signal_resume``)."""
+        driver = self._driver
+        textual_handler = signal.getsignal(signal.SIGCONT)
+        if driver is None or not callable(textual_handler):
+            return
+
+        def on_sigcont(signum: int, frame: Any) -> None:
+            if getattr(driver, "_must_signal_resume", False) and not self._exit:
+                textual_handler(signum, frame)
+
+        with contextlib.suppress(ValueError):  # not the main thread
+            signal.signal(signal.SIGCONT, on_sigcont)
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self._signals:
+            loop.remove_signal_handler(sig)
+        self._signals.clear()
+
     def on_mount(self) -> None:
+        self._resume_only_after_a_suspend()
         self.push_screen(self.dashboard)
         self.run_worker(
             self.controller.run(self.sources), name="watch", group="watch", exit_on_error=False

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -162,7 +163,7 @@ def test_bad_release_roll_back_with_shift_r_in_production(tmp_path: Path) -> Non
     """bad-release → FAILING → shift-R → type the name → ROLLBACK_SUCCESSFUL, with MTTR."""
     tmux = Tmux(f"dw-e2e-rb-{os.getpid()}")
     state = tmp_path / "state"
-    # Real time (speed 1), as a deployer sees it; the audit log goes to a private state dir.
+    # Real time (speed 1), as a deployer sees it; the audit logs go to a private state dir.
     tmux.start(
         f"XDG_STATE_HOME={state} {DEPLOYWATCH} demo --scenario bad-release --production;"
         " echo EXITED=$?; sleep 30"
@@ -195,10 +196,12 @@ def test_bad_release_roll_back_with_shift_r_in_production(tmp_path: Path) -> Non
         print(
             f"keys→sent {sent_after:.1f}s (incl. typing); rollback complete {time.monotonic() - started:.1f}s after R"
         )
+        # A rehearsal is audited in its own log; the real one is never written.
         entries = [
             json.loads(line)
-            for line in (state / "deploywatch" / "audit.jsonl").read_text().splitlines()
+            for line in (state / "deploywatch" / "rehearsal-audit.jsonl").read_text().splitlines()
         ]
+        assert not (state / "deploywatch" / "audit.jsonl").exists()
         assert [e["phase"] for e in entries] == ["intent", "result"]
         assert entries[0]["call"]["operation"] == "stop_service_deployment"
         assert entries[0]["automatic"] is False and entries[1]["ok"] is True
@@ -206,3 +209,82 @@ def test_bad_release_roll_back_with_shift_r_in_production(tmp_path: Path) -> Non
         tmux.wait_for(re.compile(r"EXITED=0"), 20)
     finally:
         tmux.kill()
+
+
+def demo_pid(tmux: Tmux) -> int:
+    """The ``deploywatch demo`` process: the child of the pane's shell."""
+    shell = int(tmux.run("display-message", "-p", "-t", tmux.target, "#{pane_pid}").strip())
+    out = subprocess.run(
+        ["ps", "-o", "pid=,args=", "--ppid", str(shell)], capture_output=True, text=True
+    ).stdout
+    pids = [int(line.split(None, 1)[0]) for line in out.splitlines() if "deploywatch" in line]
+    assert len(pids) == 1, out
+    return pids[0]
+
+
+def terminal_flags(tmux: Tmux) -> dict[str, str]:
+    """What the pane's terminal is in: alternate screen, cursor shown, mouse tracking."""
+    names = ("alternate_on", "cursor_flag", "mouse_any_flag", "mouse_sgr_flag")
+    out = tmux.run("display-message", "-p", "-t", tmux.target, " ".join(f"#{{{n}}}" for n in names))
+    return dict(zip(names, out.split(), strict=True))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_signal_quits_like_q_restores_the_terminal_and_stops_the_sandbox(
+    sig: signal.Signals, tmp_path: Path
+) -> None:
+    """A supervisor's SIGTERM (or `timeout`), or a hang-up: the same clean exit as `q`."""
+    before = sandbox_pids()
+    tmux = Tmux(f"dw-e2e-{sig.name}-{os.getpid()}")
+    tmux.start(
+        f"{RUN_MARK} XDG_STATE_HOME={tmp_path / 'state'} {DEPLOYWATCH} demo --speed 2;"
+        " echo EXITED=$?; sleep 30"
+    )
+    try:
+        tmux.wait_for(re.compile(r"web\s+demo/web.*running", re.S), 60)
+        # The app owns the terminal: alternate screen, mouse tracking, no cursor.
+        assert terminal_flags(tmux) == {
+            "alternate_on": "1",
+            "cursor_flag": "0",
+            "mouse_any_flag": "1",
+            "mouse_sgr_flag": "1",
+        }
+        ours = sandbox_pids() - before
+        assert ours, "the demo's sandbox process is not found"
+        os.kill(demo_pid(tmux), sig)
+        # Promptly: the sandbox stops within its own bounded stop; generous for a loaded box.
+        tmux.wait_for(re.compile(rf"EXITED={128 + sig.value}\b"), 30)
+        assert terminal_flags(tmux) == {
+            "alternate_on": "0",
+            "cursor_flag": "1",
+            "mouse_any_flag": "0",
+            "mouse_sgr_flag": "0",
+        }
+        assert not (sandbox_pids() & ours), "a sandbox process was left behind"
+        assert "Traceback" not in tmux.screen()
+    finally:
+        tmux.kill()
+
+
+def test_closing_the_terminal_ends_the_demo_and_its_sandbox(tmp_path: Path) -> None:
+    """A real hang-up (the tmux server goes, as when an ssh session drops): SIGHUP comes
+    with SIGCONT and a dead terminal; the demo must still end and stop its sandbox."""
+    before = sandbox_pids()
+    tmux = Tmux(f"dw-e2e-hangup-{os.getpid()}")
+    tmux.start(
+        f"{RUN_MARK} XDG_STATE_HOME={tmp_path / 'state'} {DEPLOYWATCH} demo --speed 2; sleep 30"
+    )
+    try:
+        tmux.wait_for(re.compile(r"web\s+demo/web.*running", re.S), 60)
+        ours = sandbox_pids() - before
+        assert ours, "the demo's sandbox process is not found"
+        demo = demo_pid(tmux)
+    finally:
+        tmux.kill()
+    deadline = time.monotonic() + 30
+    while (Path(f"/proc/{demo}").exists() or sandbox_pids() & ours) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.2)
+    assert not Path(f"/proc/{demo}").exists(), "deploywatch is still running after a hang-up"
+    assert not (sandbox_pids() & ours), "a sandbox process was left behind"

@@ -132,7 +132,8 @@ async def test_cancel_stops_the_countdown_and_is_audited(tmp_path: Path) -> None
     controller, rec, clock = watch(tmp_path)
     bad_release(controller)
     controller.step()
-    cancelled = await controller.cancel_automatic()
+    cancelled, error = await controller.cancel_automatic()
+    assert error is None
     assert [(c.key, c.verb) for c in cancelled] == [("demo/web", Verb.ROLLBACK)]
     assert controller.snapshot.countdowns == ()
     for _ in range(4):
@@ -141,7 +142,7 @@ async def test_cancel_stops_the_countdown_and_is_audited(tmp_path: Path) -> None
         await controller.settle()
     assert rec.calls == []
     assert [e["phase"] for e in audit(tmp_path)] == ["cancelled"]
-    assert await controller.cancel_automatic() == []  # nothing left to cancel
+    assert await controller.cancel_automatic() == ([], None)  # nothing left to cancel
 
 
 def canary_settings() -> Settings:
@@ -265,7 +266,7 @@ async def test_read_only_is_enforced_where_actions_run(tmp_path: Path) -> None:
 async def test_declined_confirmation_is_audited(tmp_path: Path) -> None:
     controller, rec, _clock = watch(tmp_path, settings())
     controller.ingest(mid_deploy_script()[0])
-    await controller.declined(controller.plan(Verb.ROLLBACK, "demo/web"))
+    assert await controller.declined(controller.plan(Verb.ROLLBACK, "demo/web")) is None
     assert rec.calls == []
     [entry] = audit(tmp_path)
     assert (entry["phase"], entry["action"], entry["target"]["service"]) == (

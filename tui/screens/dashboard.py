@@ -331,12 +331,17 @@ class DashboardScreen(Screen[None]):
                 self.controller.act(planned)
                 return
             self.notify(f"{planned.title}: cancelled, nothing sent", timeout=4, markup=False)
-            self.run_worker(self.controller.declined(planned), group="actions")
+            self.run_worker(self._declined(planned), group="actions")
 
         self.app.push_screen(ConfirmScreen(planned), confirmed)
 
+    async def _declined(self, planned: Plan) -> None:
+        error = await self.controller.declined(planned)
+        if error is not None:
+            self.notify(error, title="Audit log", severity="error", timeout=20, markup=False)
+
     async def action_cancel_auto(self) -> None:
-        cancelled = await self.controller.cancel_automatic()
+        cancelled, error = await self.controller.cancel_automatic()
         if not cancelled:
             self.notify("no automatic action is pending", timeout=4)
             return
@@ -344,6 +349,8 @@ class DashboardScreen(Screen[None]):
         self.notify(
             f"cancelled: {names}", title="Automatic action cancelled", timeout=8, markup=False
         )
+        if error is not None:
+            self.notify(error, title="Audit log", severity="error", timeout=20, markup=False)
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
