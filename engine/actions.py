@@ -290,7 +290,7 @@ def plan(
     # pause / resume
     if not native:
         return disabled(
-            "ECS rolling has no pause: roll back, or let ECS finish (c cancels an automatic action)"
+            "ECS rolling has no pause: roll back, or let ECS finish (a pending automatic action can be cancelled)"
         )
     if hook is not None:
         return disabled(
@@ -333,7 +333,7 @@ def _canary_plan(verb: Verb, canary: CanaryDriver, base: Plan) -> Plan:
         if not canary.started or canary.complete:
             return disabled("the canary is not moving: nothing to pause")
         if canary.held:
-            return disabled("the canary is already held: r resumes")
+            return disabled("the canary is already held: resume releases it")
         return replace(
             base,
             call=ApiCall("deploywatch", "hold_canary", {"service": base.key}),

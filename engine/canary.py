@@ -109,28 +109,3 @@ class CanaryDriver:
         if s.rule_arn is not None:
             return "modify_rule", {"RuleArn": s.rule_arn, "Actions": [forward]}
         return "modify_listener", {"ListenerArn": s.listener_arn, "DefaultActions": [forward]}
-
-    def describe(self, now: datetime, failing: bool) -> str:
-        """``canary 25% · step 2/4 · paused: P promotes`` — for the deployments card."""
-        total = len(self.settings.steps)
-        if self.observed is None:
-            return "canary weights unknown yet"
-        parts = [f"canary {self.observed:.0f}%"]
-        if self.step >= 0:
-            parts.append(f"step {self.step + 1}/{total}")
-        if not self.started:
-            parts.append("not started: P starts it")
-        elif self.complete:
-            parts.append("all traffic on the canary")
-        elif self.held:
-            parts.append("held by the operator: r resumes")
-        elif failing:
-            parts.append("held: a rule is FAILING")
-        else:
-            step = self.settings.steps[self.step] if self.step >= 0 else None
-            if step is None or step.pause or step.wait is None:
-                parts.append("paused: P promotes")
-            elif self.since is not None:
-                left = max(0, int((step.wait - (now - self.since)).total_seconds()))
-                parts.append(f"next {self.next_weight()}% in {left}s")
-        return " · ".join(parts)

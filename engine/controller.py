@@ -176,6 +176,41 @@ class _Pending:
     """Loop time of the last judgement."""
 
 
+def canary_view(
+    key: str, label: str, driver: CanaryDriver, *, failing: bool, rolled_back: bool = False
+) -> CanaryView:
+    """Where a canary stands, for a snapshot.
+
+    Args:
+        key: The service key.
+        label: The service's label.
+        driver: Its driver.
+        failing: Whether the verdict is FAILING (which holds the canary).
+        rolled_back: Whether a rollback of ours brought it to 0 %.
+    """
+    step = driver.settings.steps[driver.step] if driver.step >= 0 else None
+    moving = driver.started and not driver.complete and not driver.held and not failing
+    next_at = None
+    waits = step is None or step.pause or step.wait is None
+    if moving and step is not None and step.wait is not None and not step.pause and driver.since:
+        next_at = driver.since + step.wait
+    return CanaryView(
+        key=key,
+        label=label,
+        observed=driver.observed,
+        step=driver.step,
+        steps=len(driver.settings.steps),
+        started=driver.started,
+        complete=driver.complete,
+        held=driver.held,
+        held_by_verdict=failing and driver.started and not driver.complete,
+        waits_for_promote=driver.started and not driver.complete and waits,
+        next_weight=driver.next_weight(),
+        next_at=next_at,
+        rolled_back=rolled_back and not driver.started,
+    )
+
+
 def _initial_report() -> Report:
     return Report(Verdict.NO_DATA, (), ())
 
@@ -456,7 +491,13 @@ class Controller:
                 for c in self.autopilot.pending()
             ),
             canaries=tuple(
-                self._canary_view(key, labels.get(key, key), driver, failing)
+                canary_view(
+                    key,
+                    labels.get(key, key),
+                    driver,
+                    failing=failing,
+                    rolled_back=key in self._canary_rolled_back,
+                )
                 for key, driver in self.canaries.items()
             ),
             sending=tuple(self.sending.values()),
@@ -470,30 +511,6 @@ class Controller:
             judgements=self._judgements,
             version=self._versions,
             signal_version=self.store.signal_version,
-        )
-
-    def _canary_view(self, key: str, label: str, driver: CanaryDriver, failing: bool) -> CanaryView:
-        step = driver.settings.steps[driver.step] if driver.step >= 0 else None
-        moving = driver.started and not driver.complete and not driver.held and not failing
-        next_at = None
-        waits = step is None or step.pause or step.wait is None
-        if moving and step is not None and not waits and driver.since is not None:
-            assert step.wait is not None
-            next_at = driver.since + step.wait
-        return CanaryView(
-            key=key,
-            label=label,
-            observed=driver.observed,
-            step=driver.step,
-            steps=len(driver.settings.steps),
-            started=driver.started,
-            complete=driver.complete,
-            held=driver.held,
-            held_by_verdict=failing and driver.started and not driver.complete,
-            waits_for_promote=driver.started and not driver.complete and waits,
-            next_weight=driver.next_weight(),
-            next_at=next_at,
-            rolled_back=key in self._canary_rolled_back and not driver.started,
         )
 
     # ---- inputs: operator intents ---------------------------------------------------
@@ -642,4 +659,5 @@ __all__ = [
     "MttrView",
     "Snapshot",
     "Update",
+    "canary_view",
 ]

@@ -85,7 +85,7 @@ def sandbox_world() -> Iterator[StartSandbox]:
 # ------------------------------------------------------------------ blocking calls
 
 _ROOT = _Path(__file__).resolve().parent.parent
-BLOCKBUSTER_SCANNED = ["tui", "sources", "widgets", "tests"]
+BLOCKBUSTER_SCANNED = ["tui", "engine", "sources", "widgets", "tests"]
 """A blocking call is an error when one of these packages is on the stack (the product,
 and the tests that drive it on the event loop). The sandbox and third-party code are
 only reported when the product or a test called into them from the loop."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from engine.actions import ApiCall, Verb, plan
@@ -47,6 +47,14 @@ def driver() -> CanaryDriver:
     return CanaryDriver(KEY, canary)
 
 
+def words(d: CanaryDriver, now: datetime, *, failing: bool) -> str:
+    """What the action bar says of the canary, with the default keys."""
+    from engine.controller import canary_view
+    from widgets.actionbar import KeyHints, canary_words
+
+    return canary_words(canary_view(d.key, "web", d, failing=failing), now, KeyHints())
+
+
 def weights(canary: int) -> AlbWeights:
     return AlbWeights(stable=100 - canary, canary=canary)
 
@@ -57,7 +65,7 @@ def test_not_started_waits_for_promote_and_never_advances_by_itself() -> None:
     assert not d.started and d.step == -1
     assert d.due(T0 + timedelta(hours=1), failing=False) is None
     assert d.next_weight() == 10
-    assert "not started: P starts it" in d.describe(T0, False)
+    assert "not started: P starts it" in words(d, T0, failing=False)
 
 
 def test_wait_step_advances_after_its_wait_unless_failing_or_held() -> None:
@@ -66,7 +74,7 @@ def test_wait_step_advances_after_its_wait_unless_failing_or_held() -> None:
     assert d.step == 0 and d.since == T0
     assert d.due(T0 + timedelta(seconds=29), failing=False) is None
     assert d.due(T0 + timedelta(seconds=30), failing=True) is None  # a FAILING rule holds it
-    assert "held: a rule is FAILING" in d.describe(T0, True)
+    assert "held: a rule is FAILING" in words(d, T0, failing=True)
     d.held = True
     assert d.due(T0 + timedelta(seconds=30), failing=False) is None
     d.held = False
@@ -81,7 +89,7 @@ def test_pause_step_waits_for_promote() -> None:
     d = driver()
     d.observe(weights(25), T0)
     assert d.due(T0 + timedelta(hours=1), failing=False) is None
-    assert "paused: P promotes" in d.describe(T0, False)
+    assert "paused: P promotes" in words(d, T0, failing=False)
     assert d.next_weight() == 50
 
 
