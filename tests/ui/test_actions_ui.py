@@ -314,3 +314,47 @@ async def test_alb_canary_advances_holds_and_rolls_back(tmp_path: Path) -> None:
         if e["phase"] == "intent"
     ]
     assert operations == ["modify_listener", "hold_canary", "release_canary", "modify_listener"]
+
+
+async def palette_entries(
+    pilot: Pilot[None], app: DeployWatchApp, query: str, *needles: str
+) -> list[str]:
+    """Open the command palette, type ``query``, wait for options holding every needle,
+    and read them all (prompt and help)."""
+    from textual.command import CommandList, CommandPalette
+
+    await pilot.press("ctrl+p")
+    await wait_until(pilot, lambda: isinstance(app.screen, CommandPalette))
+    await pilot.press(*query)
+    options = app.screen.query_one(CommandList)
+
+    def entries() -> list[str]:
+        return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+    await wait_until(pilot, lambda: all(n in "\n".join(entries()) for n in needles))
+    return entries()
+
+
+async def test_palette_offers_every_verb_with_its_effect_or_its_reason(tmp_path: Path) -> None:
+    app, rec = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        entries = await palette_entries(pilot, app, "roll back", "Roll back web", "Roll back api")
+        web = next(e for e in entries if "Roll back web (web:2 → web:1)" in e)
+        assert "stop the deployment" in web
+        api = next(e for e in entries if "Roll back api" in e)
+        assert "not possible: ECS is already rolling back" in api
+        joined = "\n".join(entries)
+        assert "Maximize" not in joined and "Screenshot" not in joined
+        assert "→ ?" not in joined  # an unknown revision is left out, not shown as '?'
+        await pilot.press("escape")
+    assert rec.calls == []
+
+
+async def test_palette_in_read_only_mode_shows_verbs_as_refused(tmp_path: Path) -> None:
+    app, _rec = make_app(tmp_path, read_only=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        entries = await palette_entries(pilot, app, "roll back web", "Roll back web")
+        web = next(e for e in entries if "Roll back web" in e)
+        assert "refused: read-only mode" in web
