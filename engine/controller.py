@@ -36,6 +36,7 @@ from engine.rules import RuleState
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
 from engine.wiring import build_rulebook
+from sources.ecs import revision_of
 from sources.model import EcsServiceSample
 
 if TYPE_CHECKING:
@@ -209,6 +210,30 @@ def canary_view(
         next_at=next_at,
         rolled_back=rolled_back and not driver.started,
     )
+
+
+def rollback_words(sample: EcsServiceSample, *, healthy: bool) -> str:
+    """``rolled back to web:1 at 02:04:10 by the circuit breaker; web:1 serves, its rules
+    OK`` — a rollback that is over, in a deployer's words."""
+    newest = sample.service_deployments[0] if sample.service_deployments else None
+    primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+    serving = revision_of(sample.task_definition) if sample.task_definition else None
+    if serving in (None, "?") and primary is not None:
+        serving = primary.revision
+    parts = [f"rolled back to {serving or 'the old revision'}"]
+    if newest is not None:
+        when = newest.finished_at or newest.stopped_at
+        if when is not None:
+            parts.append(f"at {when.strftime('%H:%M:%S')}")
+        breaker = newest.circuit_breaker
+        if breaker is not None and breaker.status == "TRIGGERED":
+            parts.append("by the circuit breaker")
+        else:
+            parts.append("on request")
+    words = " ".join(parts)
+    if healthy:
+        return f"{words}; {serving or 'the old revision'} serves and its rules are OK"
+    return f"{words}; the old revision serves"
 
 
 def _initial_report() -> Report:
@@ -402,7 +427,7 @@ class Controller:
         statuses = self._current_statuses()
         evidence = self.store.rules.evaluate(now, self.store.source_error)
         self.evidence = tuple(evidence)
-        self.report = judge(evidence, statuses)
+        self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence))
         self._automate(now, evidence, statuses)
         self._publish(now)
         return self.snapshot
@@ -416,6 +441,21 @@ class Controller:
             out[key] = cached[1]
         self._statuses = out
         return out
+
+    def _rolled_back_words(
+        self, statuses: Mapping[str, EcsStatus], evidence: Sequence[Evidence]
+    ) -> dict[str, str]:
+        """How and when ECS rolled each rolled-back service back, and whether the old
+        revision is healthy again (every rule of that service OK)."""
+        words = {}
+        for key, status in statuses.items():
+            sample = self.store.services[key].sample
+            if status is not EcsStatus.ROLLBACK_SUCCESSFUL or sample is None:
+                continue
+            mine = [ev for ev in evidence if self.autopilot.rule_targets.get(ev.rule) == key]
+            healthy = bool(mine) and all(ev.state is RuleState.OK for ev in mine)
+            words[key] = rollback_words(sample, healthy=healthy)
+        return words
 
     def _automate(
         self, now: datetime, evidence: Sequence[Evidence], statuses: Mapping[str, EcsStatus]

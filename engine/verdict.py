@@ -1,9 +1,10 @@
 """One verdict for the whole deployment, with the evidence that drives it.
 
 Order of precedence, most serious first: FAILING (a critical rule breached, or ECS
-itself says the deployment failed or was rolled back), DEGRADED (a warning rule
-breached), NO DATA (some rule cannot be judged, or ECS has not answered), HEALTHY
-(every rule has fresh data and is OK, and ECS is not failing).
+itself says the deployment failed, is rolling back, or its rollback failed), DEGRADED (a
+warning rule breached), ROLLED BACK (ECS rolled a deployment back and it is over: the old
+revision serves, nothing to do now but look), NO DATA (some rule cannot be judged, or ECS
+has not answered), HEALTHY (every rule has fresh data and is OK, and ECS is not failing).
 
 HEALTHY is never a default: it is earned by evidence.
 """
@@ -29,6 +30,7 @@ class Verdict(Enum):
     HEALTHY = "HEALTHY"
     DEGRADED = "DEGRADED"
     FAILING = "FAILING"
+    ROLLED_BACK = "ROLLED BACK"
     NO_DATA = "NO DATA"
 
 
@@ -37,7 +39,6 @@ _ECS_FAILING = frozenset(
         EcsStatus.FAILED,
         EcsStatus.ROLLBACK_REQUESTED,
         EcsStatus.ROLLBACK_IN_PROGRESS,
-        EcsStatus.ROLLBACK_SUCCESSFUL,
         EcsStatus.ROLLBACK_FAILED,
     }
 )
@@ -71,12 +72,18 @@ class Report:
         }.get(self.verdict, "")
 
 
-def judge(evidence: Iterable[Evidence], ecs: Mapping[str, EcsStatus]) -> Report:
+def judge(
+    evidence: Iterable[Evidence],
+    ecs: Mapping[str, EcsStatus],
+    rolled_back: Mapping[str, str] | None = None,
+) -> Report:
     """Combine rule evidence and ECS's own status into one verdict.
 
     Args:
         evidence: Every rule's current evidence.
         ecs: Each service's deployment status, by service key.
+        rolled_back: For a service that ECS rolled back, how and when in words
+            (``rolled back to web:1 at 02:04:10 by the circuit breaker``).
 
     Returns:
         The report.
@@ -89,12 +96,22 @@ def judge(evidence: Iterable[Evidence], ecs: Mapping[str, EcsStatus]) -> Report:
     ecs_blind = [k for k, s in ecs.items() if s is EcsStatus.NO_DATA]
 
     ecs_lines = tuple(f"ECS {key}: {_ECS_WORDS[status]}" for key, status in ecs_bad)
+    words = rolled_back or {}
+    rolled_lines = tuple(
+        f"ECS {key}: {words.get(key) or 'ECS rolled the deployment back'}"
+        for key, status in ecs.items()
+        if status is EcsStatus.ROLLBACK_SUCCESSFUL
+    )
     if critical or ecs_bad:
         lines = tuple(e.summary() for e in critical) + ecs_lines
-        lines += tuple(e.summary() for e in warn)
+        lines += tuple(e.summary() for e in warn) + rolled_lines
         return Report(Verdict.FAILING, lines, tuple(critical))
     if warn:
-        return Report(Verdict.DEGRADED, tuple(e.summary() for e in warn), tuple(warn))
+        lines = tuple(e.summary() for e in warn) + rolled_lines
+        return Report(Verdict.DEGRADED, lines, tuple(warn))
+    if rolled_lines:
+        lines = rolled_lines + tuple(e.summary() for e in blind)
+        return Report(Verdict.ROLLED_BACK, lines, ())
     if blind or ecs_blind or not ecs:
         lines = tuple(e.summary() for e in blind)
         lines += tuple(f"ECS {key}: no answer yet" for key in ecs_blind)

@@ -326,3 +326,47 @@ async def test_run_judges_a_burst_once_and_sleeps_when_nothing_can_change(
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+
+
+async def test_a_finished_rollback_is_a_calm_state_that_says_how_and_when(
+    tmp_path: Path,
+) -> None:
+    from sources.model import CircuitBreaker
+
+    controller, _rec, clock = watch(tmp_path, settings())
+    in_progress = sample(
+        "demo/web",
+        [deployment("web:1", rollout="IN_PROGRESS"), deployment("web:2", status="ACTIVE")],
+        service_deployments=[
+            service_deployment(
+                "ROLLBACK_IN_PROGRESS",
+                source="web:1",
+                target="web:2",
+                breaker=CircuitBreaker(True, True, "TRIGGERED", 3, 3),
+            )
+        ],
+    )
+    controller.ingest(in_progress)
+    assert controller.step().verdict is Verdict.FAILING  # act now: still rolling back
+    clock.advance(40)
+    done = sample(
+        "demo/web",
+        [deployment("web:1")],
+        service_deployments=[
+            service_deployment(
+                "ROLLBACK_SUCCESSFUL",
+                source="web:1",
+                target="web:2",
+                finished=clock(),
+                breaker=CircuitBreaker(True, True, "TRIGGERED", 3, 3),
+            )
+        ],
+        at=clock(),
+    )
+    controller.ingest(done)
+    snapshot = controller.step()
+    assert snapshot.verdict is Verdict.ROLLED_BACK
+    assert snapshot.report.headline == (
+        "ECS demo/web: rolled back to web:1 at 02:00:40 by the circuit breaker; "
+        "the old revision serves"
+    )

@@ -88,8 +88,26 @@ def test_ecs_rolled_back_is_never_healthy_even_with_green_rules() -> None:
         )
     )
     verdict, reasons = report(s, timedelta(seconds=120))
-    assert verdict is Verdict.FAILING
+    # A calm state of its own: it was bad, ECS rolled it back, the old revision serves.
+    assert verdict is Verdict.ROLLED_BACK
     assert reasons == ["ECS demo/web: ECS rolled the deployment back"]
+
+
+def test_rolled_back_gives_way_to_failing_and_degraded_and_says_how() -> None:
+    from engine.rules import Evidence
+
+    def ev(state: RuleState) -> Evidence:
+        return Evidence("r", state, 1.0, 0.5, ">", timedelta(seconds=10), 3, T0, None)
+
+    rolled = {"demo/web": EcsStatus.ROLLBACK_SUCCESSFUL}
+    words = {"demo/web": "rolled back to web:1 at 02:04:10 by the circuit breaker"}
+    calm = judge([ev(RuleState.OK)], rolled, words)
+    assert calm.verdict is Verdict.ROLLED_BACK
+    assert calm.headline == "ECS demo/web: rolled back to web:1 at 02:04:10 by the circuit breaker"
+    assert judge([ev(RuleState.CRITICAL)], rolled, words).verdict is Verdict.FAILING
+    assert judge([ev(RuleState.WARN)], rolled, words).verdict is Verdict.DEGRADED
+    in_progress = {"demo/web": EcsStatus.ROLLBACK_IN_PROGRESS}
+    assert judge([ev(RuleState.OK)], in_progress).verdict is Verdict.FAILING  # act-now state
 
 
 def test_a_failing_source_is_stale_never_ok_never_critical() -> None:
