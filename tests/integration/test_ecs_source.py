@@ -121,7 +121,14 @@ async def test_operator_rollback_is_followed_to_rollback_successful(
     )
 
     def rolled_back(s: Store) -> bool:
-        return s.services["demo/web"].status is EcsStatus.ROLLBACK_SUCCESSFUL
+        # ECS may report the rollback successful a poll before the stopped deployment's
+        # last task has drained: followed until both are seen.
+        sample = s.services["demo/web"].sample
+        return (
+            s.services["demo/web"].status is EcsStatus.ROLLBACK_SUCCESSFUL
+            and sample is not None
+            and [d.revision for d in sample.deployments] == ["web:1"]
+        )
 
     await watch(source, store, rolled_back, timeout=60)
     assert rolled_back(store)
