@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config
 
-COMMANDS = ("run", "check-config", "demo", "sandbox")
+COMMANDS = ("run", "check-config", "demo", "sandbox", "gate")
 EXIT_CONFIG = 2
 
 
@@ -44,6 +44,10 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rehearse as production: destructive actions ask for the service name",
     )
+
+    from tui import gate
+
+    gate.add_parser(sub)
 
     box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
     box.add_argument("--scenario", default="demo")
@@ -153,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         return _demo(args)
+    if args.command == "gate":
+        from tui import gate
+
+        return gate.run(args)
     if args.command == "sandbox":
         extra = (
             ["--list"] if args.list else ["--scenario", args.scenario, "--speed", str(args.speed)]

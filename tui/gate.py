@@ -1,0 +1,488 @@
+"""``deploywatch gate``: the deployment watch as a pipeline step, with no screen.
+
+The same config, rules and controller as the dashboard; no Textual. It prints one plain
+line per change worth knowing (or one JSON object per line with ``--json``), waits for
+the watched deployments to finish, bakes them for a while, and ends with one summary
+line and an exit code a pipeline can trust:
+
+====  =============================================================================
+code  meaning
+====  =============================================================================
+0     every watched deployment completed and stayed HEALTHY for the whole bake
+      window: signed off
+1     failed and not rolled back: a FAILING verdict, ECS ``FAILED``, or a rollback
+      that failed
+2     usage or config error (one line, as ``check-config``)
+3     rolled back: by ECS's circuit breaker, by a rule's automatic action, or by an
+      operator during the window
+4     timed out: still in progress, or NO DATA / STALE at the deadline
+====  =============================================================================
+
+A signal (Ctrl-C, the runner's SIGTERM) ends it with a summary line and 128 + the
+signal's number. Without ``--act`` the gate is read-only: rules with an action only
+report; with it, they act (audited like any action).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import IntEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from engine.actions import Outcome, Verb
+from engine.config import DEFAULT_CONFIG, ConfigError, load_config, parse_duration
+from engine.store import EcsStatus
+from engine.text import clean
+from engine.verdict import Verdict
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from engine.controller import Controller, Snapshot, Update
+    from sources.model import Source
+
+
+class Exit(IntEnum):
+    """The gate's exit codes (see the module's table)."""
+
+    SIGNED_OFF = 0
+    FAILED = 1
+    USAGE = 2
+    ROLLED_BACK = 3
+    TIMED_OUT = 4
+
+
+DONE_STATES = frozenset({EcsStatus.COMPLETED, EcsStatus.STEADY})
+"""A deployment in one of these has finished the way it was meant to."""
+
+ROLLED_BACK_STATES = frozenset({EcsStatus.ROLLBACK_SUCCESSFUL})
+ROLLING_BACK_STATES = frozenset({EcsStatus.ROLLBACK_REQUESTED, EcsStatus.ROLLBACK_IN_PROGRESS})
+FAILED_STATES = frozenset({EcsStatus.FAILED, EcsStatus.ROLLBACK_FAILED})
+
+FAILED_GRACE = timedelta(seconds=30)
+"""How long ECS may say FAILED before the gate calls it failed (ECS says FAILED for a
+moment before its circuit breaker starts the rollback)."""
+
+BAKE_REPORT_EVERY = timedelta(seconds=60)
+"""How often bake progress is printed."""
+
+TICK = 1.0
+"""Seconds between two looks at the clock (bake time, timeout)."""
+
+
+def _clean(text: str, limit: int = 400) -> str:
+    """Outside text for a plain line: control and bidi characters made visible, bounded."""
+    return clean(text, limit)
+
+
+def _dur(span: timedelta) -> str:
+    seconds = max(0, int(span.total_seconds()))
+    minutes, secs = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    if minutes:
+        return f"{minutes}m{secs:02d}s"
+    return f"{secs}s"
+
+
+@dataclass
+class GateOptions:
+    """What the gate waits for and how long."""
+
+    services: tuple[str, ...]
+    """Keys of the watched services (``cluster/service``)."""
+    timeout: timedelta
+    bake: timedelta
+    act: bool
+    json: bool
+
+
+@dataclass
+class Gate:
+    """Follows a :class:`~engine.controller.Controller` to an exit code.
+
+    Args:
+        controller: The watch (read-only unless the gate may act).
+        options: Services, timeout, bake, output form.
+        out: Where lines go.
+        clock: UTC now (the controller's).
+    """
+
+    controller: Controller
+    options: GateOptions
+    out: TextIO
+    clock: Callable[[], datetime]
+    started: datetime = field(init=False)
+    _statuses: dict[str, EcsStatus] = field(default_factory=dict)
+    _verdict: Verdict | None = None
+    _headline: str = ""
+    _countdowns: set[tuple[str, str]] = field(default_factory=set)
+    _failed_since: dict[str, datetime] = field(default_factory=dict)
+    _rolled_back_by_us: set[str] = field(default_factory=set)
+    _rollback_failed: str | None = None
+    _baked: timedelta = field(default_factory=timedelta)
+    _bake_from: datetime | None = None
+    _bake_reported: datetime | None = None
+    _outcome: tuple[Exit, str] | None = None
+    _changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.started = self.clock()
+        self.controller.listen(self._on_update)
+
+    # ---- output --------------------------------------------------------------------
+
+    def emit(self, event: str, text: str, **fields: Any) -> None:
+        """One line: plain (``02:03:10  text``) or a JSON object."""
+        now = self.clock()
+        if self.options.json:
+            record = {"at": now.isoformat(timespec="seconds"), "event": event, **fields}
+            record.setdefault("text", text)
+            self.out.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
+        else:
+            self.out.write(f"{now.strftime('%H:%M:%S')}  {text}\n")
+        self.out.flush()
+
+    # ---- following the watch ----------------------------------------------------------
+
+    def _on_update(self, update: Update) -> None:
+        if update.result is not None:
+            result = update.result
+            plan = result.plan
+            how = "automatic " if result.automatic else ""
+            self.emit(
+                "action",
+                f"{how}{plan.verb.value} of {_clean(plan.label)} {result.outcome.value.upper()}: "
+                f"{_clean(result.message)}",
+                service=plan.key,
+                verb=plan.verb.value,
+                outcome=result.outcome.value,
+                automatic=result.automatic,
+                call=plan.call.describe() if plan.call else None,
+            )
+            if plan.verb is Verb.ROLLBACK and plan.key in self.options.services:
+                if result.outcome is Outcome.DONE:
+                    self._rolled_back_by_us.add(plan.key)
+                elif result.outcome is Outcome.FAILED:
+                    self._rollback_failed = f"the rollback of {plan.label} failed: {result.message}"
+        if update.crashed is not None:
+            source, error = update.crashed
+            self.emit("crash", f"source {source} stopped: {_clean(error)}", source=source)
+        if update.snapshot is not None:
+            self._observe(update.snapshot)
+        self._changed.set()
+
+    def _observe(self, snapshot: Snapshot) -> None:
+        now = self.clock()
+        labels = {k: s.label for k, s in self.controller.store.services.items()}
+        for key in self.options.services:
+            status = snapshot.statuses.get(key, EcsStatus.NO_DATA)
+            if self._statuses.get(key) is not status:
+                before = self._statuses.get(key)
+                self._statuses[key] = status
+                arrow = f"{before.value} → " if before is not None else ""
+                self.emit(
+                    "state",
+                    f"{_clean(labels.get(key, key))}  {arrow}{status.value}",
+                    service=key,
+                    status=status.value,
+                )
+            if status in FAILED_STATES:
+                self._failed_since.setdefault(key, now)
+            else:
+                self._failed_since.pop(key, None)
+        report = snapshot.report
+        if report.verdict is not self._verdict or report.headline != self._headline:
+            if report.verdict is not self._verdict or report.verdict is not Verdict.HEALTHY:
+                self.emit(
+                    "verdict",
+                    f"verdict {report.verdict.value}: {_clean(report.headline)}",
+                    verdict=report.verdict.value,
+                    reasons=[_clean(r) for r in report.reasons],
+                )
+            self._verdict = report.verdict
+            self._headline = report.headline
+        pending = {(c.key, c.rule) for c in snapshot.countdowns}
+        for countdown in snapshot.countdowns:
+            if (countdown.key, countdown.rule) not in self._countdowns:
+                self.emit(
+                    "countdown",
+                    f"AUTO {countdown.verb.value.upper()} of {_clean(countdown.label)} in "
+                    f"{countdown.remaining(now):.0f}s: {_clean(countdown.evidence.summary())}",
+                    service=countdown.key,
+                    verb=countdown.verb.value,
+                    rule=countdown.rule,
+                )
+        self._countdowns = pending
+
+    # ---- deciding -------------------------------------------------------------------
+
+    def decide(self, now: datetime) -> tuple[Exit, str] | None:
+        """The outcome, once there is one."""
+        snapshot = self.controller.snapshot
+        watched = self.options.services
+        statuses = {k: snapshot.statuses.get(k, EcsStatus.NO_DATA) for k in watched}
+        if self._rollback_failed is not None:
+            return Exit.FAILED, self._rollback_failed
+        rolled = [k for k, s in statuses.items() if s in ROLLED_BACK_STATES]
+        if rolled:
+            how = "by deploywatch" if set(rolled) & self._rolled_back_by_us else "by ECS"
+            return Exit.ROLLED_BACK, f"{', '.join(rolled)} rolled back ({how})"
+        rolling_back = [k for k, s in statuses.items() if s in ROLLING_BACK_STATES]
+        acting = bool(snapshot.countdowns or snapshot.sending) or bool(
+            self._rolled_back_by_us & set(watched)
+        )
+        if not rolling_back:
+            for key, since in self._failed_since.items():
+                if statuses.get(key) is EcsStatus.ROLLBACK_FAILED or now - since >= FAILED_GRACE:
+                    return Exit.FAILED, f"ECS {key}: {statuses[key].value}"
+            recovered = [
+                v.key for v in snapshot.mttr if v.key in self._rolled_back_by_us and v.recovered
+            ]
+            if recovered:
+                return Exit.ROLLED_BACK, f"{', '.join(recovered)} rolled back by deploywatch"
+            if snapshot.verdict is Verdict.FAILING and not acting:
+                return Exit.FAILED, f"FAILING: {snapshot.report.headline}"
+        done = all(s in DONE_STATES for s in statuses.values())
+        healthy = done and snapshot.verdict is Verdict.HEALTHY and not acting
+        self._bake(now, healthy)
+        if healthy and self._baked >= self.options.bake:
+            return Exit.SIGNED_OFF, (
+                f"{', '.join(watched)} completed and HEALTHY for {_dur(self._baked)}: signed off"
+            )
+        return None
+
+    def _bake(self, now: datetime, healthy: bool) -> None:
+        if self._bake_from is not None:
+            self._baked += now - self._bake_from
+        self._bake_from = now if healthy else None
+        if not self.options.bake:
+            return
+        if healthy and (
+            self._bake_reported is None or now - self._bake_reported >= BAKE_REPORT_EVERY
+        ):
+            self._bake_reported = now
+            left = max(timedelta(0), self.options.bake - self._baked)
+            self.emit(
+                "bake",
+                f"BAKING {_dur(self._baked)} of {_dur(self.options.bake)} healthy, "
+                f"{_dur(left)} left",
+                baked_s=int(self._baked.total_seconds()),
+                bake_s=int(self.options.bake.total_seconds()),
+            )
+
+    def timed_out(self) -> tuple[Exit, str]:
+        """What the deadline found."""
+        snapshot = self.controller.snapshot
+        parts = [
+            f"{k} {self._statuses.get(k, EcsStatus.NO_DATA).value}" for k in self.options.services
+        ]
+        parts.append(f"verdict {snapshot.verdict.value}")
+        if self.options.bake:
+            parts.append(f"baked {_dur(self._baked)} of {_dur(self.options.bake)}")
+        return Exit.TIMED_OUT, f"timed out after {_dur(self.options.timeout)}: " + ", ".join(parts)
+
+    async def run(self, sources: Sequence[Source]) -> Exit:
+        """Watch until there is an outcome or the deadline passes."""
+        watch = asyncio.create_task(self.controller.run(sources), name="watch")
+        deadline = time.monotonic() + self.options.timeout.total_seconds()
+        try:
+            while True:
+                outcome = self.decide(self.clock())
+                if outcome is not None:
+                    break
+                if time.monotonic() >= deadline:
+                    outcome = self.timed_out()
+                    break
+                self._changed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), timeout=TICK)
+            await self.controller.settle()
+        finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watch
+        self.finish(*outcome)
+        return outcome[0]
+
+    def finish(self, code: int, why: str) -> None:
+        """The summary line."""
+        names: dict[int, str] = {
+            Exit.SIGNED_OFF: "SIGNED OFF",
+            Exit.FAILED: "FAILED",
+            Exit.ROLLED_BACK: "ROLLED BACK",
+            Exit.TIMED_OUT: "TIMED OUT",
+        }
+        words = names.get(code, "INTERRUPTED")
+        elapsed = self.clock() - self.started
+        self.emit(
+            "summary",
+            f"deploywatch gate: {words} (exit {int(code)}) after {_dur(elapsed)} — {_clean(why)}",
+            outcome=words,
+            code=int(code),
+            elapsed_s=round(elapsed.total_seconds(), 1),
+        )
+
+
+# ---- the command -------------------------------------------------------------------
+
+
+EPILOG = """exit codes:
+  0  every watched deployment completed and stayed HEALTHY for the whole bake window: signed off
+  1  failed and not rolled back: FAILING verdict, ECS FAILED, or a rollback that failed
+  2  usage or config error (one line, as check-config)
+  3  rolled back: by ECS's circuit breaker, by a rule's automatic action, or by an operator
+  4  timed out: still in progress, or NO DATA / STALE at the deadline
+  128+N  ended by signal N (Ctrl-C: 130, SIGTERM: 143), after a summary line
+"""
+
+
+def add_parser(sub: Any) -> argparse.ArgumentParser:
+    """The ``gate`` sub-command's arguments."""
+    gate: argparse.ArgumentParser = sub.add_parser(
+        "gate",
+        help="watch a deployment in a pipeline step, without a screen; exit code says how it went",
+        description=(
+            "Watch the configured services' deployments with the config's rules until they "
+            "complete and stay HEALTHY for the bake window (exit 0), fail, roll back, or time out."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gate.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)"
+    )
+    gate.add_argument(
+        "--service",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a service to wait for (its name, label or cluster/service); repeat for more "
+        "(default: every configured service)",
+    )
+    gate.add_argument(
+        "--timeout", default="30m", help="give up (exit 4) after this long (default: %(default)s)"
+    )
+    gate.add_argument(
+        "--bake",
+        default="0s",
+        help="after completion, stay HEALTHY this long before signing off (default: %(default)s)",
+    )
+    gate.add_argument(
+        "--act",
+        action="store_true",
+        help="let rules with action = rollback/pause act (audited); without it the gate only reports",
+    )
+    gate.add_argument("--json", action="store_true", help="one JSON object per line")
+    return gate
+
+
+def _resolve(settings: Any, names: Sequence[str]) -> tuple[str, ...]:
+    if not names:
+        return tuple(ref.key for ref in settings.services)
+    keys = []
+    for name in names:
+        matches = [
+            ref.key for ref in settings.services if name in (ref.key, ref.service, ref.display)
+        ]
+        if len(matches) != 1:
+            known = ", ".join(ref.key for ref in settings.services)
+            what = "no configured service" if not matches else "more than one service"
+            raise ConfigError(
+                f"--service {name!r}: {what} is called that; expected one of: {known}"
+            )
+        keys.append(matches[0])
+    return tuple(dict.fromkeys(keys))
+
+
+def _duration(option: str, value: str) -> timedelta:
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {value!r}: expected {exc}") from None
+
+
+def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    """``deploywatch gate``: returns the exit code."""
+    from engine.audit import AuditLog, default_audit_path
+    from engine.controller import Controller
+    from engine.wiring import build_sources
+    from sources.aws_actions import AwsActions
+
+    try:
+        settings = load_config(args.config)
+        options = GateOptions(
+            services=_resolve(settings, args.service),
+            timeout=_duration("--timeout", args.timeout),
+            bake=_duration("--bake", args.bake),
+            act=args.act,
+            json=args.json,
+        )
+    except ConfigError as exc:
+        print(f"deploywatch: {exc}", file=sys.stderr)
+        return int(Exit.USAGE)
+    if options.timeout <= timedelta(0):
+        print("deploywatch: --timeout: expected a positive duration", file=sys.stderr)
+        return int(Exit.USAGE)
+
+    def now() -> datetime:
+        return datetime.now(UTC)
+
+    aws = AwsActions(
+        region=settings.aws.region,
+        profile=settings.aws.profile,
+        endpoint_url=settings.aws.endpoint_url,
+    )
+
+    async def main() -> int:
+        controller = Controller(
+            settings,
+            clock=now,
+            executor=aws,
+            audit=AuditLog(settings.actions.audit_log or default_audit_path()),
+            operator=lambda: aws.operator or os.environ.get("USER", "gate"),
+            read_only=not options.act,
+        )
+        gate = Gate(controller, options, out, now)
+        gate.emit(
+            "start",
+            f"deploywatch gate: watching {', '.join(options.services)} "
+            f"(timeout {_dur(options.timeout)}, bake {_dur(options.bake)}, "
+            f"{'acting on rules' if options.act else 'read-only'})",
+            services=list(options.services),
+        )
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        got: list[int] = []
+
+        def stop(sig: signal.Signals) -> None:
+            got.append(int(sig))
+            task.cancel()
+
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+                loop.add_signal_handler(sig, stop, sig)
+        if options.act:
+            await asyncio.to_thread(aws.resolve_operator)
+        try:
+            return int(await gate.run(build_sources(settings, controller.store, now)))
+        except asyncio.CancelledError:
+            if not got:
+                raise
+            code = 128 + got[0]
+            gate.finish(code, f"interrupted by {signal.Signals(got[0]).name}")
+            return code
+
+    return asyncio.run(main())
