@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 
 from engine.actions import ActionEngine, Verb
 from engine.audit import AuditLog, default_audit_path
@@ -19,11 +20,15 @@ from sources.aws_actions import AwsActions
 from tui.messages import SourceCrashed, StoreChanged
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
+from tui.screens.toosmall import TooSmallScreen, too_small
+from widgets.safe import LONG, clean, markup_literal
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
+    from textual import events
+    from textual.notifications import SeverityLevel
     from textual.screen import Screen
 
     from engine.actions import ApiCall
@@ -108,6 +113,8 @@ class DeployWatchApp(App[None]):
 
     def on_mount(self) -> None:
         self.push_screen(self.dashboard)
+        self.screen_change_signal.subscribe(self, lambda _: self._fit())
+        self._fit()
         for source in self.sources:
             self.run_worker(
                 self._consume(source),
@@ -119,6 +126,39 @@ class DeployWatchApp(App[None]):
             # Who acts, for the audit log: looked up once, off the event loop, after the
             # first paint (it imports boto3).
             self.set_timer(2.0, self._resolve_operator, name="identity")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size)
+
+    def _fit(self, size: Size | None = None) -> None:
+        """Below the minimum size the dashboard gives way to a "terminal too small"
+        notice (a dialog open on top of it checks its own size)."""
+        width, height = size or self.size
+        small = too_small(width, height)
+        if small and self.screen is self.dashboard:
+            self.push_screen(TooSmallScreen())
+        elif not small and isinstance(self.screen, TooSmallScreen):
+            self.pop_screen()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast shows its words literally: messages carry outside text (AWS
+        errors, service names, exception text) that must never be read as markup or
+        reach the terminal as control characters."""
+        super().notify(
+            clean(message, LONG),
+            title=clean(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def _resolve_operator(self) -> None:
         self.run_worker(asyncio.to_thread(self.aws.resolve_operator), group="identity")
@@ -144,9 +184,11 @@ class DeployWatchApp(App[None]):
                     if planned.enabled
                     else f"not possible: {planned.disabled_reason}"
                 )
+                # Textual reads a command's title and help as markup: service names,
+                # revisions and reasons are outside text, so they go in literally.
                 yield SystemCommand(
-                    f"{planned.title} ({planned.change})",
-                    help_text,
+                    markup_literal(f"{planned.title} ({planned.change})"),
+                    markup_literal(help_text),
                     partial(self.dashboard.act_on, verb, ref.key),
                 )
         yield SystemCommand(

@@ -10,12 +10,17 @@ from dataclasses import dataclass
 
 from rich.text import Text
 
+from widgets.safe import LONG, clean
 from widgets.tones import Toned
 
 
 @dataclass(frozen=True, slots=True)
 class ActionLine:
-    """One line of the bar: a tone (``warn``, ``bad``, ``ok``, ``busy``, ``muted``) and text."""
+    """One line of the bar: a tone (``warn``, ``bad``, ``ok``, ``busy``, ``muted``) and text.
+
+    The text may hold outside words (an AWS error, a service name): it is shown literally,
+    cleaned of control characters and bounded, never read as markup.
+    """
 
     tone: str
     label: str
@@ -49,6 +54,9 @@ class ActionBar(Toned):
         for i, line in enumerate(self.lines):
             if i:
                 text.append("\n")
-            text.append(f" {line.label} ", self.tone(line.tone) + " reverse")
-            text.append(f"  {line.text}", self.tone(line.tone if line.tone != "ok" else "muted"))
+            text.append(f" {clean(line.label)} ", self.tone(line.tone) + " reverse")
+            text.append(
+                f"  {clean(line.text, LONG)}",
+                self.tone(line.tone if line.tone != "ok" else "muted"),
+            )
         return text
