@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.geometry import Size
 
 from engine.audit import AuditLog, default_audit_path
 from engine.controller import Controller
@@ -22,11 +23,15 @@ from sources.aws_actions import AwsActions
 from tui.commands import DeploymentCommands
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
+from tui.screens.toosmall import TooSmallScreen, too_small
+from widgets.safe import LONG, clean
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from pathlib import Path
 
+    from textual import events
+    from textual.notifications import SeverityLevel
     from textual.screen import Screen
 
     from engine.actions import ApiCall
@@ -178,6 +183,8 @@ class DeployWatchApp(App[None]):
     def on_mount(self) -> None:
         self._resume_only_after_a_suspend()
         self.push_screen(self.dashboard)
+        self.screen_change_signal.subscribe(self, lambda _: self._fit())
+        self._fit()
         self.run_worker(
             self.controller.run(self.sources), name="watch", group="watch", exit_on_error=False
         )
@@ -185,6 +192,39 @@ class DeployWatchApp(App[None]):
             # Who acts, for the audit log: looked up once, off the event loop, after the
             # first paint (it imports boto3).
             self.set_timer(2.0, self._resolve_operator, name="identity")
+
+    def on_resize(self, event: events.Resize) -> None:
+        self._fit(event.size)
+
+    def _fit(self, size: Size | None = None) -> None:
+        """Below the minimum size the dashboard gives way to a "terminal too small"
+        notice (a dialog open on top of it checks its own size)."""
+        width, height = size or self.size
+        small = too_small(width, height)
+        if small and self.screen is self.dashboard:
+            self.push_screen(TooSmallScreen())
+        elif not small and isinstance(self.screen, TooSmallScreen):
+            self.pop_screen()
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = True,
+    ) -> None:
+        """Every toast shows its words literally: messages carry outside text (AWS
+        errors, service names, exception text) that must never be read as markup or
+        reach the terminal as control characters."""
+        super().notify(
+            clean(message, LONG),
+            title=clean(title),
+            severity=severity,
+            timeout=timeout,
+            markup=False,
+        )
 
     def _resolve_operator(self) -> None:
         self.run_worker(asyncio.to_thread(self.aws.resolve_operator), group="identity")

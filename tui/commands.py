@@ -8,9 +8,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.command import DiscoveryHit, Hit, Provider
-from textual.markup import escape
 
 from engine.actions import Verb
+from widgets.safe import markup_literal as escape
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Iterator

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from engine.autopilot import Recovery
+from widgets.safe import LONG, clean
 from widgets.tones import Toned
 
 if TYPE_CHECKING:
@@ -22,7 +23,11 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class ActionLine:
-    """One line of the bar: a tone (``warn``, ``bad``, ``ok``, ``busy``, ``muted``) and text."""
+    """One line of the bar: a tone (``warn``, ``bad``, ``ok``, ``busy``, ``muted``) and text.
+
+    The text may hold outside words (an AWS error, a service name): it is shown literally,
+    cleaned of control characters and bounded, never read as markup.
+    """
 
     tone: str
     label: str
@@ -56,8 +61,11 @@ class ActionBar(Toned):
         for i, line in enumerate(self.lines):
             if i:
                 text.append("\n")
-            text.append(f" {line.label} ", self.tone(line.tone) + " reverse")
-            text.append(f"  {line.text}", self.tone(line.tone if line.tone != "ok" else "muted"))
+            text.append(f" {clean(line.label)} ", self.tone(line.tone) + " reverse")
+            text.append(
+                f"  {clean(line.text, LONG)}",
+                self.tone(line.tone if line.tone != "ok" else "muted"),
+            )
         return text
 
 

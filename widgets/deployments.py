@@ -17,6 +17,7 @@ from textual.binding import Binding, BindingType
 from engine.store import EcsStatus, ServiceState
 from widgets.format import age_text, bar_cells, count, since
 from widgets.rowlist import RowList
+from widgets.safe import LONG, clean
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -86,8 +87,8 @@ class CardText:
         sample = state.sample
         status = state.status
         text = Text(no_wrap=False, overflow="fold")
-        text.append(state.label, self.tone("label"))
-        text.append(f"  {state.key}", self.tone("muted"))
+        text.append(clean(state.label), self.tone("label"))
+        text.append(f"  {clean(state.key)}", self.tone("muted"))
         text.append("  ")
         text.append(status.value, self.tone(status.tone))
         if sample is not None:
@@ -101,7 +102,8 @@ class CardText:
             age = state.stale_age(self.now)
             text.append("  ")
             text.append(f" STALE {age_text(age)} ", self.tone("stale"))
-            text.append(f" {state.failure.reason}: {state.failure.error}", self.tone("warn"))
+            failure = state.failure
+            text.append(f" {clean(failure.reason)}: {clean(failure.error)}", self.tone("warn"))
         if sample is None:
             if not state.stale:
                 text.append("\n  waiting for the first answer from ECS…", self.tone("muted"))
@@ -119,10 +121,10 @@ class CardText:
             cd = sample.codedeploy
             text.append("\n  codedeploy ", self.tone("muted"))
             tone = _CODEDEPLOY_TONE.get(cd.status, "busy")
-            text.append(f"{cd.status:<10} ", self.tone(tone))
-            text.append(cd.id, self.tone("label"))
+            text.append(f"{clean(cd.status):<10} ", self.tone(tone))
+            text.append(clean(cd.id), self.tone("label"))
             if cd.rollback_of:
-                text.append(f"  rollback of {cd.rollback_of}", self.tone("warn"))
+                text.append(f"  rollback of {clean(cd.rollback_of)}", self.tone("warn"))
             if cd.status == "Ready":
                 text.append("  waiting to reroute traffic: P promotes", self.tone("warn"))
             elif cd.termination_wait and cd.in_flight:
@@ -131,12 +133,12 @@ class CardText:
                     self.tone("muted"),
                 )
             if cd.error:
-                text.append(f"\n    {cd.error}", self.tone(tone))
+                text.append(f"\n    {clean(cd.error, LONG)}", self.tone(tone))
         return text
 
     def _deployment_line(self, text: Text, d: EcsDeployment) -> None:
-        text.append(f"  {d.status:<8} ", self.tone("muted"))
-        text.append(f"{d.revision:<14} ", self.tone("label"))
+        text.append(f"  {clean(d.status):<8} ", self.tone("muted"))
+        text.append(f"{clean(d.revision):<14} ", self.tone("label"))
         filled, empty = bar_cells(d.running, d.desired, BAR_WIDTH)
         text.append("█" * filled, self.tone("bar-done"))
         text.append("░" * empty, self.tone("bar-todo"))
@@ -148,20 +150,20 @@ class CardText:
         if d.failed:
             extra.append(f"{d.failed} failed")
         text.append(f" {', '.join(extra):<22}", self.tone("bad" if d.failed else "muted"))
-        state = d.rollout_state or "—"
+        state = clean(d.rollout_state) or "—"
         text.append(f" {state:<12}", self.tone(_STATE_TONE.get(state, "none")))
         end = self.now if d.rollout_state in _LIVE_STATES or d.updated_at is None else d.updated_at
         text.append(f" {since(d.created_at, end):>7}", self.tone("muted"))
         if d.images:
-            text.append(f"  {', '.join(d.images)}", self.tone("muted"))
+            text.append(f"  {clean(', '.join(d.images))}", self.tone("muted"))
         if d.rollout_state == "FAILED" and d.rollout_reason:
-            text.append(f"\n    {d.rollout_reason}", self.tone("bad"))
+            text.append(f"\n    {clean(d.rollout_reason, LONG)}", self.tone("bad"))
 
     def _service_deployment_line(
         self, text: Text, sd: ServiceDeployment, sample: EcsServiceSample
     ) -> None:
         text.append("  deployment ", self.tone("muted"))
-        text.append(sd.status, self.tone(_STATE_TONE.get(sd.status, "none")))
+        text.append(clean(sd.status), self.tone(_STATE_TONE.get(sd.status, "none")))
         target = _revision(sd.target_task_definition)
         sources = ", ".join(_revision(s) for s in sd.source_task_definitions)
         if not sources:
@@ -178,7 +180,7 @@ class CardText:
         if cb is not None and cb.enabled:
             text.append("  breaker ", self.tone("muted"))
             status = cb.status or "on"
-            text.append(status, self.tone(_STATE_TONE.get(status, "muted")))
+            text.append(clean(status), self.tone(_STATE_TONE.get(status, "muted")))
             if cb.failure_count is not None and cb.threshold is not None:
                 text.append(f" {cb.failure_count}/{cb.threshold}", self.tone("muted"))
             text.append(" (auto-rollback)" if cb.rollback else "", self.tone("muted"))
@@ -189,7 +191,9 @@ class CardText:
             and reason not in shown
             and sd.status not in ("IN_PROGRESS", "SUCCESSFUL", "PENDING")
         ):
-            text.append(f"\n    {reason}", self.tone(_STATE_TONE.get(sd.status, "muted")))
+            text.append(
+                f"\n    {clean(reason, LONG)}", self.tone(_STATE_TONE.get(sd.status, "muted"))
+            )
 
 
 _CODEDEPLOY_TONE = {
@@ -203,7 +207,7 @@ _CODEDEPLOY_TONE = {
 def _revision(task_definition: str | None) -> str:
     if not task_definition:
         return "?"
-    return task_definition.rsplit("/", 1)[-1]
+    return clean(task_definition.rsplit("/", 1)[-1])
 
 
 class DeploymentsPane(RowList, can_focus=True):

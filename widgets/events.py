@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual.widgets import RichLog
 
+from widgets.safe import LONG, clean
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
@@ -63,9 +65,9 @@ class EventsLog(RichLog):
         width = self.scrollable_content_region.width or None
         for label, event in events:
             stamp = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
-            message = _PREFIX.sub("", event.message)
+            message = clean(_PREFIX.sub("", event.message), LONG)
             line = Text(f"{stamp} ", style=self._style("time"))
-            line.append(f"{label:<12} ", style=self._style("label"))
+            line.append(f"{clean(label):<12} ", style=self._style("label"))
             line.append(message, style=self._style(event_tone(message)))
             self.write(line, width=width)
 

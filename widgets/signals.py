@@ -19,6 +19,7 @@ from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
 from widgets.format import age_text, number, spark
 from widgets.rowlist import RowList
+from widgets.safe import clean
 from widgets.tones import Toned
 
 if TYPE_CHECKING:
@@ -34,6 +35,11 @@ BANNER_LINES = 4
 """Reasons shown under the verdict before "and N more"."""
 ISSUES_SHOWN = 8
 """Sentry issues listed in the errors pane."""
+TITLE_MAX = 160
+"""Longest Sentry issue title shown (longer ones end in "…"): one issue never pushes
+the others out of the pane."""
+RELEASE_MAX = 60
+"""Longest release name shown (versions and commit SHAs are far shorter)."""
 
 _STATE_TONE = {
     RuleState.OK: "ok",
@@ -56,7 +62,7 @@ def _stale_line(text: Text, widget: Toned, failure: SourceFailure | None, now: d
         return
     age = (now - failure.at).total_seconds()
     text.append(f" STALE {age_text(age)} ", widget.tone("stale"))
-    text.append(f" {failure.reason}: {failure.error}\n", widget.tone("warn"))
+    text.append(f" {clean(failure.reason)}: {clean(failure.error)}\n", widget.tone("warn"))
 
 
 def spark_line(
@@ -138,9 +144,9 @@ class VerdictBanner(Toned):
             report.verdict.value, "none"
         )
         text.append(f" {report.verdict.value} ", self.tone(tone) + " reverse")
-        text.append(f"  {report.headline}", self.tone(tone if report.reasons else "muted"))
+        text.append(f"  {clean(report.headline)}", self.tone(tone if report.reasons else "muted"))
         for reason in report.reasons[1:BANNER_LINES]:
-            text.append(f"\n{'':11}{reason}", self.tone("muted"))
+            text.append(f"\n{'':11}{clean(reason)}", self.tone("muted"))
         hidden = len(report.reasons) - BANNER_LINES
         if hidden > 0:
             text.append(f"\n{'':11}and {hidden} more (see the panes)", self.tone("muted"))
@@ -214,15 +220,15 @@ class MetricRows(RowList):
         evidence = self.evidence.get(name, ())
         text = Text()
         worst = min(evidence, key=lambda e: e.state.rank, default=None)
-        text.append(view.name, self.tone("label"))
+        text.append(clean(view.name), self.tone("label"))
         for ev in sorted(evidence, key=lambda e: (e.threshold, e.rule)):  # stable order
             text.append(f"  {ev.op} {number(ev.threshold, view.unit)}", self.tone("muted"))
             if ev.action != "none":
-                text.append(f" → {ev.action}", self.tone("muted"))
+                text.append(f" → {clean(ev.action)}", self.tone("muted"))
         if worst is not None:
             text.append(f"  {worst.state.value}", self.tone(_STATE_TONE[worst.state]))
             if worst.reason and worst.state is RuleState.OK:
-                text.append(f" ({worst.reason})", self.tone("muted"))
+                text.append(f" ({clean(worst.reason)})", self.tone("muted"))
         return text
 
     def row_text(self, key: str, width: int) -> Text:
@@ -234,7 +240,7 @@ class MetricRows(RowList):
             text.append("\n  waiting for Datadog…", self.tone("muted"))
             return text
         breaches = _breach_test(evidence)
-        labels = {g: (g or "all").split(":", 1)[-1] for g in samples}
+        labels = {g: clean((g or "all").split(":", 1)[-1]) for g in samples}
         # One label column for every group (long ones cut with a visible "…"), so the
         # values and sparklines stay in line.
         col = min(LABEL_MAX, max(6, *(len(label) for label in labels.values())))
@@ -370,11 +376,14 @@ class ErrorsPane(Toned):
         text.append(f" since {sample.since.strftime('%H:%M:%S')}", self.tone("muted"))
         if sample.release:
             count = len(sample.release_issues)
-            text.append(f" · release {sample.release}: {count} unresolved", self.tone("muted"))
+            text.append(
+                f" · release {clean(sample.release, RELEASE_MAX)}: {count} unresolved",
+                self.tone("muted"),
+            )
         if self.evidence:
             text.append("\n")
             for ev in self.evidence:
-                text.append(f"{ev.rule} ", self.tone("muted"))
+                text.append(f"{clean(ev.rule)} ", self.tone("muted"))
                 text.append(f"{ev.state.value}  ", self.tone(_STATE_TONE[ev.state]))
         values = [p.value for p in sample.error_counts]
         latest = next((v for v in reversed(values) if v is not None), None)
@@ -392,8 +401,8 @@ class ErrorsPane(Toned):
         for issue in sample.new_issues[:ISSUES_SHOWN]:
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
             text.append(f"\n{number(issue.count) + ' x':>8} ", self.tone("bad"))
-            text.append(issue.title, self.tone("label"))
-            release = f" · {issue.first_release}" if issue.first_release else ""
+            text.append(clean(issue.title, TITLE_MAX), self.tone("label"))
+            release = f" · {clean(issue.first_release, RELEASE_MAX)}" if issue.first_release else ""
             text.append(f"\n{'':9}first seen {first}{release}", self.tone("muted"))
         hidden = len(sample.new_issues) - ISSUES_SHOWN
         if hidden > 0:
@@ -424,7 +433,7 @@ class ProbesPane(RowList):
         super().__init__(self.names, id="probes")
         self.samples: dict[str, ProbeSample] = {}
         self.evidence: dict[str, tuple[Evidence, ...]] = {}
-        self._name_width = max((len(n) for n in self.names), default=4)
+        self._name_width = max((len(clean(n)) for n in self.names), default=4)
         self._judged: Sequence[Evidence] | None = None
         self._by_probe: dict[str, tuple[Evidence, ...]] = {}
 
@@ -457,7 +466,7 @@ class ProbesPane(RowList):
     def row_text(self, key: str, width: int) -> Text:
         pad = self._name_width
         text = Text()
-        text.append(f"{key:<{pad}}  ", self.tone("label"))
+        text.append(f"{clean(key):<{pad}}  ", self.tone("label"))
         probe = self.samples.get(key)
         if probe is None:
             text.append("waiting for the first round…", self.tone("muted"))
@@ -472,7 +481,7 @@ class ProbesPane(RowList):
         if probe.last_failure is not None:
             when = probe.last_failure.strftime("%H:%M:%S")
             text.append(f"\n{'':{pad + 2}}last failure {when}: ", self.tone("muted"))
-            text.append(probe.last_failure_reason or "", self.tone("warn"))
+            text.append(clean(probe.last_failure_reason), self.tone("warn"))
         return text
 
     def plain(self) -> str:

@@ -1,4 +1,8 @@
-"""The top bar: environment (production in a warning colour), badges, summary, clock."""
+"""The top bar: environment (production in a warning colour), badges, summary, clock.
+
+The environment's name comes from the config: it is shown literally (``Text``), never
+read as markup.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.reactive import reactive
 from textual.widgets import Static
+
+from widgets.safe import clean, safe_text
 
 
 class TopBar(Horizontal):
@@ -42,8 +48,8 @@ class TopBar(Horizontal):
 
     def compose(self) -> ComposeResult:
         yield Static("deploywatch", id="brand")
-        label = f"{self.environment}{' · PRODUCTION' if self.production else ''}"
-        env = Static(label, id="env")
+        label = f"{clean(self.environment, 60)}{' · PRODUCTION' if self.production else ''}"
+        env = Static(safe_text(label), id="env")
         env.set_class(self.production, "-production")
         yield env
         readonly = Static("READ-ONLY", id="readonly")
@@ -61,7 +67,7 @@ class TopBar(Horizontal):
 
     def watch_summary(self, summary: str) -> None:
         # One line, ``1fr`` wide: new words never move anything else.
-        self.query_one("#summary", Static).update(summary, layout=False)
+        self.query_one("#summary", Static).update(safe_text(summary), layout=False)
 
     def watch_frozen(self, frozen: bool) -> None:
         self.query_one("#frozen", Static).set_class(frozen, "-on")

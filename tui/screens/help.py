@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
+
+from widgets.safe import safe_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -36,10 +39,13 @@ class HelpScreen(ModalScreen[None]):
                 "Times are UTC. STALE means the last fetch failed: the data shown is "
                 "the last good answer, with its age.",
                 id="help-intro",
+                markup=False,
             )
-            table: DataTable[str] = DataTable(show_cursor=False, zebra_stripes=True)
+            # Cells given as str are read as markup by DataTable: keys come from the
+            # config's [keys] table, so every cell is literal Text.
+            table: DataTable[Text] = DataTable(show_cursor=False, zebra_stripes=True)
             table.add_columns("key", "does", "details")
             for key, description, tooltip in self.keys:
-                table.add_row(key, description, tooltip)
+                table.add_row(safe_text(key), safe_text(description), safe_text(tooltip))
             yield table
-            yield Static("escape / ? / q closes this", id="help-foot")
+            yield Static("escape / ? / q closes this", id="help-foot", markup=False)
