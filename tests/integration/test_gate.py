@@ -1,0 +1,123 @@
+"""``deploywatch gate`` against the sandbox's scenarios: the real CLI in a child process,
+the real sources, and the exit code a pipeline would read.
+
+A gate must never exit 0 on a deployment that ECS rolled back, that its rules failed,
+or whose rules had no data; it says so in its lines and its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from sandbox.process import SandboxProcess
+    from tests.conftest import StartSandboxProcess
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+FORGET_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "DD_SITE")
+
+
+def gate(
+    sandbox: SandboxProcess, tmp_path: Path, *args: str, limit: float = 240
+) -> tuple[int, list[str]]:
+    """Run ``deploywatch gate`` on the sandbox's config; its exit code and stdout lines."""
+    env = {k: v for k, v in os.environ.items() if k not in FORGET_ENV}
+    env.update(sandbox.client_env)
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the rehearsal audit log goes here
+    done = subprocess.run(
+        [sys.executable, "-m", "tui", "gate", "--config", str(sandbox.config_path), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=limit,
+        check=False,
+    )
+    lines = done.stdout.splitlines()
+    print(f"\n$ deploywatch gate {' '.join(args)}  → exit {done.returncode}")
+    print("\n".join(lines[-25:]))
+    if done.stderr.strip():
+        print("stderr:", done.stderr[-2000:])
+    return done.returncode, lines
+
+
+def test_clean_rollout_is_signed_off_after_its_bake(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("clean-rollout", speed=2.0)
+    code, lines = gate(sandbox, tmp_path, "--bake", "5s", "--timeout", "3m")
+    assert code == 0
+    assert any("COMPLETED" in line for line in lines)
+    assert any("BAKING" in line for line in lines)
+    assert "SIGNED OFF (exit 0)" in lines[-1]
+
+
+def test_bad_release_without_act_fails_and_sends_nothing(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("bad-release", speed=4.0)
+    code, lines = gate(sandbox, tmp_path, "--timeout", "3m", "--json")
+    assert code == 1
+    records = [json.loads(line) for line in lines]
+    last = records[-1]
+    assert last["event"] == "summary" and last["code"] == 1 and last["outcome"] == "FAILED"
+    assert "error rate" in last["text"]
+    assert not any(r["event"] == "action" for r in records)  # read-only: nothing sent
+    assert any(r["event"] == "verdict" and r["verdict"] == "FAILING" for r in records)
+
+
+def test_bad_release_with_act_rolls_back_automatically(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("bad-release", speed=4.0)
+    code, lines = gate(sandbox, tmp_path, "--act", "--timeout", "4m")
+    assert code == 3
+    text = "\n".join(lines)
+    assert "AUTO ROLLBACK of web in" in text
+    assert "automatic rollback of web DONE" in text
+    assert "ROLLED BACK (exit 3)" in lines[-1]
+    audit = (tmp_path / "state" / "deploywatch" / "rehearsal-audit.jsonl").read_text()
+    intents = [json.loads(line) for line in audit.splitlines() if '"intent"' in line]
+    assert [e["automatic"] for e in intents] == [True]
+
+
+def test_a_circuit_breaker_rollback_is_never_a_success(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("demo", speed=4.0)
+    code, lines = gate(sandbox, tmp_path, "--service", "api", "--timeout", "3m")
+    assert code == 3
+    assert "rolled back (by ECS)" in lines[-1]
+
+
+def test_a_deadline_before_completion_times_out(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    sandbox = sandbox_process("clean-rollout", speed=1.0)
+    code, lines = gate(sandbox, tmp_path, "--timeout", "3s")
+    assert code == 4
+    assert "TIMED OUT (exit 4)" in lines[-1]
+
+
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
+    config = ROOT / "deploywatch.example.toml"
+    done = subprocess.run(
+        [sys.executable, "-m", "tui", "gate", "--config", str(config), "--service", "nope"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "--service 'nope'" in done.stderr
+    assert "Traceback" not in done.stderr
