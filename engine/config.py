@@ -248,6 +248,14 @@ class SentrySettings(_Frozen):
     service: str | None = None
     poll_interval: Annotated[Number, Field(ge=1, le=600)] = 30.0
 
+    @field_validator("projects")
+    @classmethod
+    def _ids_or_slugs(cls, projects: tuple[str, ...]) -> tuple[str, ...]:
+        numeric = [p.strip().lstrip("-").isdigit() for p in projects if p.strip()]
+        if any(numeric) and not all(numeric):  # the Sentry source refuses a mix at start
+            raise ValueError("project ids or project slugs, not a mix of both")
+        return projects
+
 
 class ProbeSettings(_Frozen):
     """An HTTP health probe."""
