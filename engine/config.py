@@ -101,7 +101,7 @@ class EnvironmentSettings(_Frozen):
 class AwsSettings(_Frozen):
     """How to reach AWS. Credentials come from the standard chain, never from here."""
 
-    region: Annotated[str, Field(min_length=1)] = "us-east-1"
+    region: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")] = "us-east-1"
     """AWS region of the clusters."""
     profile: str | None = None
     """Named profile from ``~/.aws/config``; ``None`` uses the default chain."""
@@ -204,6 +204,14 @@ class DatadogSettings(_Frozen):
     """``datadoghq.com``, ``datadoghq.eu`` ...; ``DD_SITE`` wins when set."""
     host: str | None = None
     """Full URL override, e.g. the sandbox's endpoint."""
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL")
+        return value
+
     poll_interval: Annotated[Number, Field(ge=1, le=600)] = 15.0
     """Seconds between two queries."""
     window: Annotated[timedelta, BeforeValidator(_within(0, MAX_WINDOW_S, low_open=True))] = (
@@ -247,6 +255,13 @@ class SentrySettings(_Frozen):
     """The release being deployed; when unset, the new revision's image tag is used."""
     service: str | None = None
     poll_interval: Annotated[Number, Field(ge=1, le=600)] = 30.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL")
+        return value
 
     @field_validator("projects")
     @classmethod

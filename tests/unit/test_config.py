@@ -228,6 +228,14 @@ def broken(tmp_path: Path, old: str, new: str) -> str:
         ("max_concurrency = 8", "max_concurrency = true", "ecs.max_concurrency: expected"),
         ("expect_status = 200", "expect_status = 200.0", "probe #1.expect_status: expected"),
         ("production = true", "production = 1", "environment.production: expected true or"),
+        # URLs and names the clients would only refuse later.
+        (
+            'org = "acme"',
+            'org = "acme"\nbase_url = "sentry.io"',
+            "sentry.base_url: expected an http",
+        ),
+        ("[datadog]", '[datadog]\nhost = "ftp://x"', "datadog.host: expected an http:// or"),
+        ('region = "us-east-1"', 'region = "us east 1"', "aws.region: expected"),
         # The Sentry source refuses a mix of ids and slugs at start.
         ('projects = ["web"]', 'projects = ["web", "42"]', "sentry.projects: expected project ids"),
         # A metric query must name a metric (what the Datadog source needs at start).
