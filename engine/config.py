@@ -7,8 +7,12 @@ was expected, and the CLI turns it into exit code 2.
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
 import tomllib
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -19,19 +23,67 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from sources.datadog import split_query
+
 DEFAULT_CONFIG = Path("deploywatch.toml")
+MAX_CONFIG_BYTES = 1024 * 1024
+"""A config file larger than this is refused (a path to ``/dev/zero`` cannot eat memory)."""
+
+
+def visible(text: str) -> str:
+    """``text`` with every control or otherwise invisible character escaped (``\\x1b``,
+    ``\\n``...), so a hostile name cannot drive the terminal or break the line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class ConfigError(Exception):
-    """The config file cannot be used. The message is one line, fit for a terminal."""
+    """The config file cannot be used. The message is one line, fit for a terminal:
+    control characters in it are escaped, whatever the file or its keys contain."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(visible(message))
+
+
+Number = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+"""A finite TOML integer or float; ``true``, ``"5"``, ``nan`` and ``inf`` are refused."""
+Int = Annotated[int, Field(strict=True)]
+"""A TOML integer; ``true`` and ``5.0`` are refused."""
+Bool = Annotated[bool, Field(strict=True)]
+"""``true`` or ``false``; ``1`` and ``"yes"`` are refused."""
+
+
+_MULTILINE = frozenset({"query", "body_contains"})
+"""Text fields where a TOML multi-line string (newlines, tabs) makes sense."""
+
+
+def _plain(text: str, *, multiline: bool) -> bool:
+    allowed = "\t\n\r" if multiline else ""
+    return text.isprintable() or all(c.isprintable() or c in allowed for c in text)
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _no_control_characters(cls, value: Any, info: ValidationInfo) -> Any:
+        """No text in the config may carry terminal control sequences to the screen."""
+        texts = [value] if isinstance(value, str) else []
+        if isinstance(value, tuple | list):
+            texts = [v for v in value if isinstance(v, str)]
+        elif isinstance(value, dict):
+            texts = [str(v) for item in value.items() for v in item]
+        multiline = info.field_name in _MULTILINE
+        if not all(_plain(text, multiline=multiline) for text in texts):
+            raise ValueError("text without control characters")
+        return value
 
 
 class EnvironmentSettings(_Frozen):
@@ -39,17 +91,17 @@ class EnvironmentSettings(_Frozen):
 
     name: Annotated[str, Field(min_length=1, max_length=40)] = "default"
     """Shown in the top bar, e.g. ``production`` or ``staging-eu``."""
-    production: bool = False
+    production: Bool = False
     """A production environment is shown in a warning colour and asks for more
     care before destructive actions."""
-    read_only: bool = False
+    read_only: Bool = False
     """Refuse every action in this environment, whatever the command line says."""
 
 
 class AwsSettings(_Frozen):
     """How to reach AWS. Credentials come from the standard chain, never from here."""
 
-    region: Annotated[str, Field(min_length=1)] = "us-east-1"
+    region: Annotated[str, Field(pattern=r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")] = "us-east-1"
     """AWS region of the clusters."""
     profile: str | None = None
     """Named profile from ``~/.aws/config``; ``None`` uses the default chain."""
@@ -67,36 +119,82 @@ class AwsSettings(_Frozen):
 class EcsSettings(_Frozen):
     """How the ECS source polls."""
 
-    poll_interval: Annotated[float, Field(ge=0.2, le=300)] = 5.0
+    poll_interval: Annotated[Number, Field(ge=0.2, le=300)] = 5.0
     """Seconds between two polls of ``describe_services``."""
-    connect_timeout: Annotated[float, Field(gt=0, le=60)] = 2.0
+    connect_timeout: Annotated[Number, Field(gt=0, le=60)] = 2.0
     """botocore connect timeout, seconds."""
-    read_timeout: Annotated[float, Field(gt=0, le=120)] = 5.0
+    read_timeout: Annotated[Number, Field(gt=0, le=120)] = 5.0
     """botocore read timeout, seconds."""
-    max_concurrency: Annotated[int, Field(ge=1, le=64)] = 8
+    max_concurrency: Annotated[Int, Field(ge=1, le=64)] = 8
     """How many AWS calls the ECS poller may have in flight at once (worker threads)."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_EXAMPLE = 'a duration such as "30s", "5m" or "1h"'
+MAX_DURATION_S = 7 * 24 * 3600.0
+"""No duration in the config may be longer than a week (nor overflow a timedelta)."""
 
 
-def parse_duration(value: Any) -> timedelta:
-    """``"5m"``, ``"30s"``, ``"1.5h"``, ``"250ms"`` or a number of seconds → timedelta."""
+def _seconds(value: Any) -> float:
+    """The seconds a config duration stands for; may be ``inf``, never NaN."""
     if isinstance(value, timedelta):
-        return value
+        return value.total_seconds()
     if isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:  # an integer beyond any float
+            seconds = math.inf
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise ValueError('a duration such as "30s", "5m" or "1h"')
-    if seconds < 0:
-        raise ValueError("a duration that is not negative")
-    return timedelta(seconds=seconds)
+        raise ValueError(_DURATION_EXAMPLE)
+    if math.isnan(seconds):
+        raise ValueError(_DURATION_EXAMPLE)
+    return seconds
+
+
+def _show(seconds: float) -> str:
+    for unit, size in (("h", 3600.0), ("m", 60.0), ("s", 1.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds else "0s"
+
+
+def _within(low: float, high: float, *, low_open: bool = False) -> Callable[[Any], timedelta]:
+    """A parser of durations in ``[low, high]`` seconds (``(low, high]`` if ``low_open``).
+
+    The bounds are checked before a timedelta is built, so ``1e300`` is a clear error
+    rather than an overflow.
+    """
+
+    def parse(value: Any) -> timedelta:
+        seconds = _seconds(value)
+        too_low = seconds <= low if low_open else seconds < low
+        if too_low or seconds > high:
+            if low_open:
+                lower = f"longer than {_show(low)} and "
+            else:
+                lower = f"of at least {_show(low)} and " if low else "of "
+            raise ValueError(f"a duration {lower}at most {_show(high)}")
+        return timedelta(seconds=seconds)
+
+    return parse
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"5m"``, ``"30s"``, ``"1.5h"``, ``"250ms"`` or a number of seconds → timedelta.
+
+    Raises:
+        ValueError: Not a duration, negative or longer than a week.
+    """
+    return _within(0, MAX_DURATION_S)(value)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+"""A duration between 0 and a week."""
+MAX_WINDOW_S = 3 * 24 * 3600.0
+"""Longest rule ``for`` and Datadog ``window``: three days."""
 
 
 class DatadogSettings(_Frozen):
@@ -106,9 +204,19 @@ class DatadogSettings(_Frozen):
     """``datadoghq.com``, ``datadoghq.eu`` ...; ``DD_SITE`` wins when set."""
     host: str | None = None
     """Full URL override, e.g. the sandbox's endpoint."""
-    poll_interval: Annotated[float, Field(ge=1, le=600)] = 15.0
+
+    @field_validator("host")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL")
+        return value
+
+    poll_interval: Annotated[Number, Field(ge=1, le=600)] = 15.0
     """Seconds between two queries."""
-    window: Duration = timedelta(minutes=15)
+    window: Annotated[timedelta, BeforeValidator(_within(0, MAX_WINDOW_S, low_open=True))] = (
+        timedelta(minutes=15)
+    )
     """How much history each query asks for (what the sparklines show)."""
 
 
@@ -117,11 +225,22 @@ class MetricSettings(_Frozen):
 
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+$")]
     """Short name, used by rules as ``metric:<name>``."""
-    query: Annotated[str, Field(min_length=1)]
+    query: Annotated[str, Field(min_length=1, max_length=4000)]
     unit: str = ""
     """Shown after values: ``%``, ``ms``, ``req/s``."""
     service: str | None = None
     """The service (``cluster/service`` or its label) this metric belongs to."""
+
+    @field_validator("query")
+    @classmethod
+    def _metric_query(cls, value: str) -> str:
+        try:  # the same translation the Datadog source makes at start
+            split_query(value, "q")
+        except ValueError:
+            raise ValueError(
+                "a Datadog query naming a metric, such as avg:system.cpu.user{service:web}"
+            ) from None
+        return value
 
 
 class SentrySettings(_Frozen):
@@ -135,7 +254,22 @@ class SentrySettings(_Frozen):
     release: str | None = None
     """The release being deployed; when unset, the new revision's image tag is used."""
     service: str | None = None
-    poll_interval: Annotated[float, Field(ge=1, le=600)] = 30.0
+    poll_interval: Annotated[Number, Field(ge=1, le=600)] = 30.0
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("an http:// or https:// URL")
+        return value
+
+    @field_validator("projects")
+    @classmethod
+    def _ids_or_slugs(cls, projects: tuple[str, ...]) -> tuple[str, ...]:
+        numeric = [p.strip().lstrip("-").isdigit() for p in projects if p.strip()]
+        if any(numeric) and not all(numeric):  # the Sentry source refuses a mix at start
+            raise ValueError("project ids or project slugs, not a mix of both")
+        return projects
 
 
 class ProbeSettings(_Frozen):
@@ -145,14 +279,16 @@ class ProbeSettings(_Frozen):
     url: str
     method: Literal["GET", "HEAD", "POST"] = "GET"
     headers: dict[str, str] = {}
-    expect_status: Annotated[int, Field(ge=100, le=599)] = 200
+    expect_status: Annotated[Int, Field(ge=100, le=599)] = 200
     body_contains: str | None = None
     json_path: str | None = None
     """Dotted path into a JSON body, e.g. ``status`` or ``checks.db``."""
     json_value: str | None = None
-    timeout: Duration = timedelta(seconds=2)
-    interval: Duration = timedelta(seconds=5)
-    window: Annotated[int, Field(ge=1, le=1000)] = 20
+    timeout: Annotated[timedelta, BeforeValidator(_within(0, 60, low_open=True))] = timedelta(
+        seconds=2
+    )
+    interval: Annotated[timedelta, BeforeValidator(_within(0.1, 3600))] = timedelta(seconds=5)
+    window: Annotated[Int, Field(ge=1, le=1000)] = 20
     """Rounds in the rolling success ratio."""
     service: str | None = None
 
@@ -180,8 +316,10 @@ class RuleSettings(_Frozen):
     """``metric:<name>``, ``probe:<name>[.availability|.latency]``, ``sentry:new_issues``,
     ``sentry:errors`` or ``ecs:failed_tasks``."""
     op: Literal[">", ">=", "<", "<="]
-    threshold: float
-    window: Annotated[Duration, Field(alias="for")]
+    threshold: Number
+    window: Annotated[
+        Annotated[timedelta, BeforeValidator(_within(0, MAX_WINDOW_S))], Field(alias="for")
+    ]
     """How long the condition must hold, e.g. ``"5m"``."""
     severity: Literal["warn", "critical"] = "critical"
     action: Literal["none", "pause", "rollback"] = "none"
@@ -203,17 +341,39 @@ class RuleSettings(_Frozen):
         return value
 
 
+def _file_path(value: Any) -> Any:
+    if isinstance(value, str) and (not value.strip() or not value.isprintable()):
+        raise ValueError("a file path (not empty, no control characters)")
+    return value
+
+
 class ActionSettings(_Frozen):
     """How actions are executed and recorded."""
 
-    audit_log: Path | None = None
+    audit_log: Annotated[Path, BeforeValidator(_file_path)] | None = None
     """The JSONL audit log; default: the user state directory
     (``~/.local/state/deploywatch/audit.jsonl`` on Linux)."""
-    countdown: Duration = timedelta(seconds=10)
+    countdown: Annotated[timedelta, BeforeValidator(_within(1, 600))] = timedelta(seconds=10)
     """How long an automatic pause or rollback waits, visibly, for a cancel."""
 
 
 KEY_NAME = re.compile(r"^[A-Za-z0-9!@#$%^&*()_+=\-]$|^(ctrl|shift|alt)\+[a-z0-9]+$|^f[0-9]{1,2}$")
+
+
+RESERVED_KEYS = {
+    "q": "quit",
+    "ctrl+q": "quit",
+    "ctrl+c": "copy / quit",
+    "ctrl+p": "the command palette",
+    "question_mark": "help",
+    "?": "help",
+    "j": "next service",
+    "k": "previous service",
+    "tab": "next pane",
+    "shift+tab": "previous pane",
+}
+"""Keys the app, its screens or Textual bind already, with what they do (tui/app.py,
+the dashboard and the deployments pane); ``[keys]`` may not take them."""
 
 
 class KeySettings(_Frozen):
@@ -235,14 +395,21 @@ class KeySettings(_Frozen):
             raise ValueError('a key such as "R", "p", "ctrl+r" or "f5"')
         return value
 
+    @field_validator("*")
+    @classmethod
+    def _free(cls, value: str) -> str:
+        if value in RESERVED_KEYS:
+            raise ValueError(
+                f"a key the app does not use already ({value!r} is {RESERVED_KEYS[value]})"
+            )
+        return value
+
     @model_validator(mode="after")
     def _distinct(self) -> KeySettings:
         seen: dict[str, str] = {}
         for name, key in self.model_dump().items():
             if key in seen:
-                raise ValueError(f"distinct keys, but {key!r} is both {seen[key]} and {name}")
-            if key in ("q", "question_mark", "?", "j", "k", "tab"):
-                raise ValueError(f"{name}: a key not already used ({key!r} is taken)")
+                raise ValueError(f"one key per action, but {key!r} is both {seen[key]} and {name}")
             seen[key] = name
         return self
 
@@ -257,11 +424,11 @@ class CodeDeploySettings(_Frozen):
 class CanaryStep(_Frozen):
     """One step of an ALB weighted canary: a canary weight, then a wait or a pause."""
 
-    weight: Annotated[int, Field(ge=0, le=100)]
+    weight: Annotated[Int, Field(ge=0, le=100)]
     """Percent of traffic to the canary target group."""
-    wait: Duration | None = None
+    wait: Annotated[timedelta, BeforeValidator(_within(0, 24 * 3600))] | None = None
     """Advance by itself after this long (only while no rule is FAILING)."""
-    pause: bool = False
+    pause: Bool = False
     """Wait for an operator's promote."""
 
     @model_validator(mode="after")
@@ -339,76 +506,109 @@ class Settings(_Frozen):
         key = self.service_key(rule.service)
         if key is not None:
             return key
-        kind, _, target = rule.subject.partition(":")
-        target = target.split(".", 1)[0]
-        owner: str | None = None
-        if kind == "metric":
-            owner = next((m.service for m in self.metrics if m.name == target), None)
-        elif kind == "probe":
-            owner = next((p.service for p in self.probes if p.name == target), None)
-        elif kind == "sentry" and self.sentry is not None:
-            owner = self.sentry.service
-        key = self.service_key(owner)
+        key = self.service_key(self._subject_owner(rule))
         if key is None and len(self.services) == 1:
             key = self.services[0].key
         return key
 
+    def _subject_owner(self, rule: RuleSettings) -> str | None:
+        """The ``service`` of the metric, probe or Sentry table a rule's subject names."""
+        kind, _, target = rule.subject.partition(":")
+        target = target.split(".", 1)[0]
+        if kind == "metric":
+            return next((m.service for m in self.metrics if m.name == target), None)
+        if kind == "probe":
+            return next((p.service for p in self.probes if p.name == target), None)
+        if kind == "sentry" and self.sentry is not None:
+            return self.sentry.service
+        return None
+
+    def service_matches(self, name: str) -> list[ServiceRef]:
+        """The services a reference names: the one whose key ``cluster/service`` it
+        is, else every one whose service name or label it is."""
+        by_key = [ref for ref in self.services if ref.key == name]
+        return by_key or [ref for ref in self.services if name in (ref.service, ref.label)]
+
     def service_key(self, name: str | None) -> str | None:
-        """Resolve a service reference (key, service name or label) to its key."""
+        """Resolve a service reference (key, or a service name or label that names
+        exactly one service) to its key; ``None`` when it names none or several."""
         if name is None:
             return None
-        for ref in self.services:
-            if name in (ref.key, ref.service, ref.label):
-                return ref.key
-        return None
+        matches = self.service_matches(name)
+        return matches[0].key if len(matches) == 1 else None
+
+    def _check_service(self, key: str, name: str) -> None:
+        """Raise unless ``name`` names exactly one configured service."""
+        matches = self.service_matches(name)
+        if len(matches) == 1:
+            return
+        if matches:
+            found = f"{name!r} is {', '.join(m.key for m in matches)}"
+            choices = ", ".join(m.key for m in matches)
+        else:
+            found = f"no [[service]] is {name!r}"
+            names = {ref.key: None for ref in self.services}
+            for ref in self.services:
+                for alias in (ref.service, ref.label):
+                    if alias is not None and len(self.service_matches(alias)) == 1:
+                        names.setdefault(alias, None)
+            choices = ", ".join(names)
+        raise ValueError(
+            f"{key}: expected exactly one configured [[service]], but {found} (choose: {choices})"
+        )
 
     @model_validator(mode="after")
     def _references(self) -> Settings:
         def unique(kind: str, names: list[str]) -> None:
             seen: set[str] = set()
-            for name in names:
+            for index, name in enumerate(names, 1):
                 if name in seen:
-                    raise ValueError(f"unique {kind} names, but {name!r} appears twice")
+                    raise ValueError(
+                        f"{kind} #{index}.name: expected a unique name, but {name!r} appears twice"
+                    )
                 seen.add(name)
 
         unique("metric", [m.name for m in self.metrics])
         unique("probe", [p.name for p in self.probes])
         unique("rule", [r.name for r in self.rules])
         if self.metrics and self.datadog is None:
-            raise ValueError("a [datadog] table, since [[metric]] queries are configured")
-        for kind, items in (("metric", self.metrics), ("probe", self.probes)):
-            for item in items:
-                if item.service is not None and self.service_key(item.service) is None:
-                    raise ValueError(
-                        f"{kind} {item.name!r}: service {item.service!r} to be a configured [[service]]"
-                    )
-        sentry_service = self.sentry.service if self.sentry is not None else None
-        if sentry_service is not None and self.service_key(sentry_service) is None:
-            raise ValueError(f"sentry.service {sentry_service!r} to be a configured [[service]]")
+            raise ValueError(
+                "datadog: expected a [datadog] table, since [[metric]] queries are configured"
+            )
+        owners = [(f"metric #{i}.service", m.service) for i, m in enumerate(self.metrics, 1)]
+        owners += [(f"probe #{i}.service", p.service) for i, p in enumerate(self.probes, 1)]
+        if self.sentry is not None:
+            owners.append(("sentry.service", self.sentry.service))
+        for key, owner in owners:
+            if owner is not None:
+                self._check_service(key, owner)
         metrics = {m.name for m in self.metrics}
         probes = {p.name for p in self.probes}
-        for rule in self.rules:
+        for index, rule in enumerate(self.rules, 1):
+            at = f"rule #{index}"
             kind, _, target = rule.subject.partition(":")
             target = target.split(".", 1)[0]
             if kind == "metric" and target not in metrics:
                 raise ValueError(
-                    f"rule {rule.name!r}: subject {rule.subject!r} to name a [[metric]] (have: {', '.join(sorted(metrics)) or 'none'})"
+                    f"{at}.subject: expected the name of a [[metric]] (have: {', '.join(sorted(metrics)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if kind == "probe" and target not in probes:
                 raise ValueError(
-                    f"rule {rule.name!r}: subject {rule.subject!r} to name a [[probe]] (have: {', '.join(sorted(probes)) or 'none'})"
+                    f"{at}.subject: expected the name of a [[probe]] (have: {', '.join(sorted(probes)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if kind == "sentry" and self.sentry is None:
                 raise ValueError(
-                    f"rule {rule.name!r}: a [sentry] table for subject {rule.subject!r}"
+                    f"{at}.subject: expected a [sentry] table for {rule.subject!r} in rule {rule.name!r}"
+                )
+            if rule.service is not None:
+                self._check_service(f"{at}.service", rule.service)
+            if kind == "ecs" and rule.service is None:
+                raise ValueError(
+                    f"{at}.service: expected one of the [[service]] keys for ecs:failed_tasks in rule {rule.name!r}"
                 )
             if rule.action != "none" and self.rule_service(rule) is None:
                 raise ValueError(
-                    f"rule {rule.name!r}: action = {rule.action!r} needs to know its service: set service = one of the [[service]] keys (or on its metric/probe)"
-                )
-            if kind == "ecs" and self.service_key(rule.service) is None:
-                raise ValueError(
-                    f"rule {rule.name!r}: service = one of the [[service]] keys for ecs:failed_tasks"
+                    f"{at}.service: expected the service rule {rule.name!r} acts on (action = {rule.action!r}): one of the [[service]] keys (or set it on its metric/probe)"
                 )
         return self
 
@@ -434,6 +634,23 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
     return text or "(top level)"
 
 
+MAX_SHOWN = 60
+"""Longest value quoted back in an error (a huge string stays one short line)."""
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= MAX_SHOWN else f"{text[: MAX_SHOWN - 1]}…"
+
+
+_TYPE_WORDS = {
+    "finite_number": "a finite number",
+    "float_type": "a finite number",
+    "int_type": "a whole number",
+    "bool_type": "true or false",
+}
+
+
 def _expected(error: Any) -> str:
     kind: str = error["type"]
     ctx: dict[str, Any] = error.get("ctx") or {}
@@ -441,6 +658,9 @@ def _expected(error: Any) -> str:
         return "a value (it is required)"
     if kind == "value_error":
         return str(ctx.get("error", error["msg"]))
+    if kind in _TYPE_WORDS:
+        quoted = isinstance(error.get("input"), str)
+        return _TYPE_WORDS[kind] + (" (written without quotes)" if quoted else "")
     return str(error["msg"]).lower()
 
 
@@ -450,12 +670,14 @@ def format_validation_error(path: Path, exc: ValidationError) -> str:
     errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
     first = errors[0]
     key = _key_path(tuple(first["loc"]))
-    if not first["loc"]:  # a cross-reference check: its message names the key itself
-        return f"{path}: expected {_expected(first)}"
+    if not first["loc"]:  # a cross-reference check: its message starts with the key
+        return f"{path}: {_expected(first)}"
     if first["type"] == "extra_forbidden":
         return f"{path}: {key}: unknown key (check the spelling against deploywatch.example.toml)"
     got = first.get("input")
-    got_text = "" if first["type"] in ("missing", "extra_forbidden") else f", got {got!r}"
+    # A table-level check names what is wrong itself; quoting the whole table helps nobody.
+    quiet = first["type"] == "missing" or isinstance(got, dict)
+    got_text = "" if quiet else f", got {_shown(got)}"
     more = len(errors) - 1
     tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     return f"{path}: {key}: expected {_expected(first)}{got_text}{tail}"
@@ -480,28 +702,70 @@ def parse_config(data: dict[str, Any], path: Path) -> Settings:
         raise ConfigError(format_validation_error(path, exc)) from None
 
 
-def load_config(path: Path) -> Settings:
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def read_config_bytes(path: Path, *, missing_hint: str = "pass --config FILE") -> bytes:
+    """The bytes of a config file: a regular file of at most :data:`MAX_CONFIG_BYTES`.
+
+    Opened without blocking and checked on the open descriptor, so a FIFO, a device
+    (``/dev/zero``) or a directory is refused at once instead of hanging or eating memory.
+
+    Raises:
+        ConfigError: Missing, not a regular file, unreadable or too large.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file ({missing_hint})") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError(f"{path}: cannot read: {reason}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"{path}: expected a regular file, but it is {_kind(mode)}")
+        with os.fdopen(fd, "rb", closefd=False) as file:
+            raw = file.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: expected a config file of at most 1 MiB")
+    return raw
+
+
+def load_config(path: Path, *, missing_hint: str = "pass --config FILE") -> Settings:
     """Read and validate a deploywatch TOML file.
 
     Args:
         path: The config file.
+        missing_hint: What to tell the user when the file does not exist.
 
     Returns:
         The frozen settings.
 
     Raises:
-        ConfigError: The file is missing, unreadable, not TOML or not valid.
+        ConfigError: The file is missing, unreadable, not a regular file, too large,
+            not TOML or not valid.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file (pass --config FILE)") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    raw = read_config_bytes(path, missing_hint=missing_hint)
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: expected UTF-8 text") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: expected valid TOML: {exc}") from None
+    except RecursionError:  # thousands of nested arrays
+        raise ConfigError(f"{path}: expected valid TOML: nested too deeply") from None
     return parse_config(data, path)

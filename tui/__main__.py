@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config
+from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config, visible
 
 COMMANDS = ("run", "check-config", "demo", "sandbox", "gate")
 EXIT_CONFIG = 2
@@ -35,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
 
     demo = sub.add_parser("demo", help="run the dashboard against the local rehearsal sandbox")
-    demo.add_argument("--scenario", default="demo", help="scenario name (see --list)")
+    demo.add_argument(
+        "--scenario", default="demo", help="scenario name (see --list) or a scenario .toml file"
+    )
     demo.add_argument("--list", action="store_true", help="list the scenarios and exit")
     demo.add_argument("--speed", type=float, default=1.0, help="sandbox clock speed")
     demo.add_argument("--read-only", action="store_true", help="refuse every action")
@@ -50,14 +52,16 @@ def _parser() -> argparse.ArgumentParser:
     gate.add_parser(sub)
 
     box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
-    box.add_argument("--scenario", default="demo")
+    box.add_argument(
+        "--scenario", default="demo", help="scenario name (see --list) or a scenario .toml file"
+    )
     box.add_argument("--list", action="store_true")
     box.add_argument("--speed", type=float, default=1.0)
     return parser
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
-    print(f"deploywatch: {message}", file=sys.stderr)
+    print(f"deploywatch: {visible(message)}", file=sys.stderr)
     return code
 
 
@@ -73,6 +77,20 @@ def _exit_on_signals() -> None:
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, leave)
+
+
+def plural(count: int, word: str) -> str:
+    """``1 probe``, ``2 probes``, ``0 probes``."""
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def _scenario(name_or_path: str, scenarios: list[tuple[str, str]]) -> str | None:
+    """The scenario to pass to the sandbox: a bundled name, or a ``.toml`` file (made
+    absolute, the sandbox runs elsewhere) — the same rule as ``deploywatch sandbox``."""
+    if name_or_path.endswith(".toml") or "/" in name_or_path:
+        path = Path(name_or_path)
+        return str(path.resolve()) if path.is_file() else None
+    return name_or_path if name_or_path in {name for name, _ in scenarios} else None
 
 
 def _run_app(settings: Settings, *, read_only: bool) -> int:
@@ -98,9 +116,12 @@ def _demo(args: argparse.Namespace) -> int:
         for name, description in scenarios:
             print(f"{name:<{width}}  {description}")
         return 0
-    if args.scenario not in {name for name, _ in scenarios}:
+    scenario = _scenario(args.scenario, scenarios)
+    if scenario is None:
         names = ", ".join(name for name, _ in scenarios)
-        return _fail(f"no scenario {args.scenario!r}; expected one of: {names}")
+        return _fail(
+            f"no scenario {args.scenario!r}; expected one of: {names} (or a scenario .toml file)"
+        )
     # The sandbox takes any credentials; never let a real profile or IMDS be used.
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(
@@ -113,7 +134,7 @@ def _demo(args: argparse.Namespace) -> int:
     # A SIGTERM or SIGHUP while the sandbox starts stops it (start() cleans up on any exit).
     _exit_on_signals()
     try:
-        sandbox = SandboxProcess(args.scenario, speed=args.speed).start()
+        sandbox = SandboxProcess(scenario, speed=args.speed).start()
     except SandboxStartError as exc:
         # The message is a headline plus the child's stderr; its last line says why.
         lines = str(exc).strip().splitlines() or ["no reason given"]
@@ -143,17 +164,19 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "check-config":
         try:
-            settings = load_config(args.file)
+            settings = load_config(args.file, missing_hint="usage: deploywatch check-config FILE")
         except ConfigError as exc:
             return _fail(str(exc))
         counts = [
-            f"{len(settings.services)} services",
-            f"{len(settings.metrics)} metrics",
-            f"{len(settings.probes)} probes",
-            f"{len(settings.rules)} rules",
+            plural(len(settings.services), "service"),
+            plural(len(settings.metrics), "metric"),
+            plural(len(settings.probes), "probe"),
+            plural(len(settings.rules), "rule"),
             f"sentry {'on' if settings.sentry else 'off'}",
         ]
-        print(f"{args.file}: ok ({', '.join(counts)}; environment {settings.environment.name})")
+        print(
+            f"{visible(str(args.file))}: ok ({', '.join(counts)}; environment {settings.environment.name})"
+        )
         return 0
     if args.command == "demo":
         return _demo(args)
