@@ -55,7 +55,8 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
-from sources.poll import Backoff
+from sources.poll import Backoff, server_wait, waiting
+from sources.redact import public_text
 
 DESCRIBE_BATCH = 10
 """``describe_services`` accepts at most 10 services per call."""
@@ -312,7 +313,8 @@ def classify(exc: BaseException) -> SourceError:
     if isinstance(response, dict):  # botocore ClientError
         err = response.get("Error") or {}
         code = str(err.get("Code") or "")
-        message = str(err.get("Message") or code)[:200]
+        # Whole: the failure scrubs secrets and only then cuts (sources.redact).
+        message = str(err.get("Message") or code)
         meta = response.get("ResponseMetadata") or {}
         http = meta.get("HTTPStatusCode")
         if code in _THROTTLE_CODES or http == 429:
@@ -344,7 +346,7 @@ def classify(exc: BaseException) -> SourceError:
         return SourceAuthError(f"credentials: {exc}")
     if name in ("ResponseParserError",) or isinstance(exc, ValueError | KeyError | TypeError):
         return SourceBadResponse(f"unreadable answer: {name}")
-    return SourceError(f"{name}: {exc}"[:240])
+    return SourceError(f"{name}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -1010,11 +1012,15 @@ class EcsSource:
         return self._sample(work, deployments)
 
     def _failure(self, key: str, error: SourceError) -> SourceFailure:
-        retry = error.retry_after if isinstance(error, SourceRateLimited) else None
+        retry = None
+        if isinstance(error, SourceRateLimited):
+            retry = server_wait(error.retry_after)
+            if retry is not None:
+                error = waiting(error, retry)
         return SourceFailure(
             source=self.name,
             key=key,
-            error=str(error) or error.reason,
+            error=public_text(str(error) or error.reason),
             reason=error.reason,
             at=self._clock(),
             retry_in=retry,

@@ -18,6 +18,7 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
+from sources.poll import MAX_SERVER_WAIT_S
 
 AT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
@@ -119,10 +120,16 @@ def test_map_service_deployment_resolves_revisions_and_breaker() -> None:
 class ClientError(Exception):
     """Shaped like botocore's ClientError (only ``.response`` matters)."""
 
-    def __init__(self, code: str, status: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> None:
         super().__init__(code)
         self.response = {
-            "Error": {"Code": code, "Message": f"{code} happened"},
+            "Error": {"Code": code, "Message": f"{code} happened" if message is None else message},
             "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}},
         }
 
@@ -247,6 +254,37 @@ async def test_source_failure_is_per_batch_and_never_raises() -> None:
     (item,) = await source.poll_once()
     assert isinstance(item, SourceFailure)
     assert item.reason == "rate limited" and item.retry_in == 2.0
+
+
+async def test_a_huge_throttling_wait_is_capped_and_said() -> None:
+    client = FakeEcsClient()
+    client.fail = ClientError("ThrottlingException", 400, {"retry-after": "100000"})
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    (item,) = await source.poll_once()
+    assert isinstance(item, SourceFailure) and item.reason == "rate limited"
+    assert item.retry_in == MAX_SERVER_WAIT_S
+    assert item.error.startswith("waiting 300s (server asked 100000s) · throttled:")
+
+
+@pytest.mark.parametrize("offset", [100, 150])
+async def test_an_aws_secret_echoed_in_an_error_leaves_no_prefix(
+    offset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    client = FakeEcsClient()
+    client.fail = ClientError(
+        "ValidationException", 400, message="x" * offset + secret + " is odd " + "y" * 300
+    )
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    (item,) = await source.poll_once()
+    assert isinstance(item, SourceFailure)
+    leaked = [secret[:n] for n in range(4, len(secret) + 1) if secret[:n] in repr(item)]
+    assert leaked == [] and len(item.error) <= 240
 
 
 async def test_stream_backs_off_after_failure_and_recovers() -> None:
