@@ -52,6 +52,11 @@ def env_secrets(environ: Mapping[str, str] | None = None) -> tuple[str, ...]:
     return tuple(value for name in SECRET_ENV if (value := env.get(name)))
 
 
+def looks_like_html(text: str) -> bool:
+    """Whether ``text`` holds an HTML page (a proxy's or web server's error page)."""
+    return _HTML.search(text[:MAX_RAW_LEN]) is not None
+
+
 def without_html(text: str) -> str:
     """``text`` with an HTML page in it (a proxy's or web server's error page) replaced
     by the page's title: ``HTTP 500: <!doctype html>...`` → ``HTTP 500: Internal Server

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from engine.store import EcsStatus, ecs_status
-from sources.ecs import EcsSource, EcsTarget, classify, map_service, map_service_deployment
+from sources.ecs import (
+    NOT_IMPLEMENTED_POLLS,
+    EcsSource,
+    EcsTarget,
+    classify,
+    map_service,
+    map_service_deployment,
+)
 from sources.model import (
     EcsServiceSample,
     SourceAuthError,
@@ -384,6 +391,79 @@ class FakeDeploymentsClient(FakeEcsClient):
                 }
             )
         return {"serviceRevisions": revisions}
+
+
+HTML_500 = (
+    "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+    "<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was"
+    " unable to complete your request.</p>\n"
+)
+
+
+class NoDeploymentsApi(FakeDeploymentsClient):
+    """An ECS-compatible endpoint without the service-deployments API: it fails the
+    calls with ``error`` (while ``failing``) instead of ``UnknownOperationException``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.failing = True
+        self.services["web"] = raw_service(
+            deployments=[
+                deployment(2, "PRIMARY", "IN_PROGRESS", 2, running=1),
+                deployment(1, "ACTIVE", "COMPLETED", 1, running=3),
+            ]
+        )
+
+    def list_service_deployments(self, **kwargs: Any) -> dict[str, Any]:
+        if self.failing:
+            self.calls.append("list_service_deployments")
+            raise self.error
+        return super().list_service_deployments(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        # botocore's code for an answer it could not read: "500", the page as message.
+        (ClientError("500", 500, message=HTML_500), "500 Internal Server Error"),
+        (ClientError("NotImplementedException", 501), "HTTP 501: NotImplementedException happened"),
+        (ClientError("InternalFailure", 500), "HTTP 500: InternalFailure happened"),
+    ],
+)
+async def test_a_not_implemented_service_deployments_api_is_dropped_after_3_polls(
+    error: Exception, words: str
+) -> None:
+    client = NoDeploymentsApi(error)
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    for _ in range(NOT_IMPLEMENTED_POLLS - 1):
+        (item,) = await source.poll_once()
+        assert isinstance(item, SourceFailure) and item.error == words
+        assert "\n" not in item.error and "<" not in item.error
+    # The third identical failure: the API is unsupported here; the card works from
+    # describe_services, as for UnknownOperationException.
+    (item,) = await source.poll_once()
+    assert isinstance(item, EcsServiceSample), item
+    assert not item.service_deployments_supported and item.service_deployments == ()
+    assert [d.revision for d in item.deployments] == ["web:2", "web:1"]
+    asked = client.calls.count("list_service_deployments")
+    (item,) = await source.poll_once()
+    assert isinstance(item, EcsServiceSample)
+    assert client.calls.count("list_service_deployments") == asked
+
+
+async def test_a_passing_internal_failure_does_not_drop_the_api() -> None:
+    client = NoDeploymentsApi(ClientError("InternalFailure", 500))
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    for failing in (True, True, False, True, True, False):
+        client.failing = failing
+        (item,) = await source.poll_once()
+        assert isinstance(item, SourceFailure if failing else EcsServiceSample), item
+    assert isinstance(item, EcsServiceSample) and item.service_deployments_supported
 
 
 async def test_first_sample_never_reads_steady_for_a_rolled_back_service() -> None:
