@@ -31,11 +31,12 @@ SECRET_ENV = (
 """Environment variables whose values never appear in a pane."""
 MASK = "***"
 
-# ``Authorization: Bearer abc``, ``DD-API-KEY=abc``, ``"X-Amz-Security-Token": "abc"`` ...
+# ``Authorization: Bearer abc...``, ``DD-API-KEY=abc...``, ``"token": "abc..."``: values
+# of at least MIN_SECRET_LEN characters (``token: expired`` stays readable).
 _HEADER_VALUE = re.compile(
     r"(?i)(\b(?:authorization|proxy-authorization|dd-api-key|dd-application-key"
     r"|x-amz-security-token|x-api-key|api[_-]?key|app[_-]?key|token)\b[\"']?\s*[:=]\s*[\"']?)"
-    r"(?:(?:bearer|basic|token|aws4-hmac-sha256)\s+)?[^\s\"',;}]+"
+    r"(?:(?:bearer|basic|token|aws4-hmac-sha256)\s+)?[^\s\"',;}]{8,}"
 )
 # A bare ``Bearer abc`` / ``Basic abc`` wherever it appears.
 _SCHEME_VALUE = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
