@@ -39,6 +39,11 @@ The faults:
     clean EOF afterwards instead of a bad descriptor).
 ``garbage``
     200 with a body that is not JSON (an HTML page cut short, with a JSON content type).
+``unimplemented``
+    For the ``aws`` endpoint: the ECS service-deployments API (``ListServiceDeployments``,
+    ``DescribeServiceDeployments``, ``DescribeServiceRevisions``, by ``X-Amz-Target``)
+    answers 500 with an HTML error page, as a plain moto server or an older
+    ECS-compatible endpoint does; every other request goes through.
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ __all__ = [
     "DEFAULT_HOLD_S",
     "FAULT_KINDS",
     "MAX_HOLD_S",
+    "UNIMPLEMENTED_TARGETS",
     "Fault",
     "FaultControlServer",
     "FaultMiddleware",
@@ -81,12 +87,23 @@ __all__ = [
     "reset_connection",
 ]
 
-FAULT_KINDS = ("http500", "http429", "hang", "slow_drip", "reset", "garbage")
+FAULT_KINDS = ("http500", "http429", "hang", "slow_drip", "reset", "garbage", "unimplemented")
 # Longest a fault may hold one request (hang, or a whole slow drip).
 MAX_HOLD_S = 300.0
 DEFAULT_HOLD_S = 60.0
 # How often a held request looks at the registry (fault switched off? server stopping?).
 _HOLD_POLL_S = 0.05
+# The operations an ``unimplemented`` fault answers with an HTML 500 page.
+UNIMPLEMENTED_TARGETS = frozenset(
+    f"AmazonEC2ContainerServiceV20141113.{op}"
+    for op in ("ListServiceDeployments", "DescribeServiceDeployments", "DescribeServiceRevisions")
+)
+_UNIMPLEMENTED_PAGE = (
+    b"<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+    b"<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was"
+    b" unable to complete your request. Either the server is overloaded or there is an"
+    b" error in the application.</p>\n"
+)
 _ENDPOINT_RE = re.compile(r"^[A-Za-z0-9_.:\-]{1,100}$")
 _GARBAGE = (
     b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad"
@@ -528,6 +545,17 @@ class FaultMiddleware:
         if fault is None or not fault.hits():
             return self.app(environ, start_response)
         kind = fault.kind
+        if kind == "unimplemented":
+            if environ.get("HTTP_X_AMZ_TARGET", "") not in UNIMPLEMENTED_TARGETS:
+                return self.app(environ, start_response)
+            start_response(
+                "500 Internal Server Error",
+                [
+                    ("Content-Type", "text/html; charset=utf-8"),
+                    ("Content-Length", str(len(_UNIMPLEMENTED_PAGE))),
+                ],
+            )
+            return [_UNIMPLEMENTED_PAGE]
         if kind == "http500":
             return _json_response(
                 start_response,

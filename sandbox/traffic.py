@@ -49,6 +49,15 @@ class TrafficStats:
     failed: int
     skipped: int
 
+    @property
+    def attempts(self) -> int:
+        """Ticks of the pacer: requests sent plus requests skipped (every worker busy).
+
+        This is what keeps the rate; how many attempts are sent and completed depends
+        on how fast the upstream answers with ``concurrency`` workers.
+        """
+        return self.sent + self.skipped
+
 
 class TrafficGenerator:
     """Send ``rate`` requests per second to ``url`` until stopped.

@@ -45,7 +45,8 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
-from sources.poll import Backoff, PollResult, poll
+from sources.poll import Backoff, PollResult, poll, server_wait
+from sources.redact import public_text
 
 DEFAULT_SITE = "datadoghq.com"
 MAX_QUERIES_PER_REQUEST = 10
@@ -54,12 +55,6 @@ MAX_QUERIES_PER_REQUEST = 10
 Datadog documents no hard number for the timeseries endpoint; ten keeps each answer
 small (a 15-minute window of ten grouped series) and matches the widget editor's habit.
 """
-MAX_ERROR_LEN = 240
-"""Longest error text put in a failure (it is shown in a pane)."""
-MIN_SECRET_LEN = 8
-"""Secrets shorter than this are not scrubbed from text (they would mangle words)."""
-MAX_HOLD_S = 3600.0
-"""Longest wait a rate-limit header may impose (guards against a nonsense reset)."""
 
 # One metric query inside a v1-style expression:
 # [aggregator:]metric{scope}[ by {tags}][.as_count()|.as_rate()|.rollup(...)|.fill(...)]
@@ -149,7 +144,7 @@ def _seconds(value: str | None) -> float | None:
         return None
     if not math.isfinite(seconds) or seconds < 0:
         return None
-    return min(seconds, MAX_HOLD_S)
+    return seconds  # capped where it is honoured (sources.poll.MAX_SERVER_WAIT_S)
 
 
 def _unit_name(raw: Any) -> str | None:
@@ -177,7 +172,8 @@ def _error_text(body: Any) -> str:
             return "; ".join(str(e) for e in errors[:2])
         if isinstance(errors, str):
             return errors
-    return str(body or "")[:120].strip()
+    # Whole: the failure scrubs secrets and only then cuts (sources.redact).
+    return str(body or "").strip()
 
 
 def classify(exc: BaseException) -> SourceError:
@@ -259,7 +255,7 @@ def parse_response(
     errors = answer.get("errors")
     if not isinstance(data, dict):
         if errors:
-            raise SourceError(f"Datadog: {str(errors)[:160]}")
+            raise SourceError(f"Datadog: {errors}")
         raise SourceBadResponse("answer lacks data")
     attrs = data.get("attributes")
     if not isinstance(attrs, dict):
@@ -272,7 +268,7 @@ def parse_response(
     if len(values) != len(series):
         raise SourceBadResponse(f"{len(series)} series but {len(values)} value lists")
     if errors and not series:
-        raise SourceError(f"Datadog: {str(errors)[:160]}")
+        raise SourceError(f"Datadog: {errors}")
     try:
         stamps = [datetime.fromtimestamp(float(ms) / 1000, UTC) for ms in times]
     except (TypeError, ValueError, OverflowError) as exc:
@@ -462,7 +458,8 @@ class DatadogSource:
                     self.interval,
                     deadline=self.deadline,
                     backoff=self.backoff,
-                    sleep=self._sleep,
+                    sleep=self._sleep_impl,
+                    hold=self._take_hold,
                 ),
             )
             async with contextlib.aclosing(results):
@@ -471,9 +468,7 @@ class DatadogSource:
                         for sample in result.value or ():
                             yield sample
                     else:
-                        # The wait may be longer than the back-off: a rate-limit hold.
-                        hold = self._hold_until - time.monotonic()
-                        yield self._failure(result.error, max(result.retry_in, hold))
+                        yield self._failure(result.error, result.retry_in)
         finally:
             executor.shutdown(wait=False, cancel_futures=True)
 
@@ -491,7 +486,7 @@ class DatadogSource:
         except TimeoutError:
             return [self._failure(SourceTimeout(f"no answer within {self.deadline:g}s"))]
         except SourceError as exc:
-            retry = exc.retry_after if isinstance(exc, SourceRateLimited) else None
+            retry = server_wait(exc.retry_after) if isinstance(exc, SourceRateLimited) else None
             return [self._failure(exc, retry)]
         finally:
             # Never wait here for a thread stuck on a slow answer: that would block
@@ -499,29 +494,23 @@ class DatadogSource:
             executor.shutdown(wait=False, cancel_futures=True)
         return list(samples)
 
-    async def _sleep(self, delay: float) -> None:
-        # A spent rate-limit budget (X-RateLimit-Remaining: 0) pushes the next poll past
-        # the window's reset, whatever the poll interval says.
+    def _take_hold(self) -> float | None:
+        """Seconds a spent rate-limit budget asks us to wait from now (as the server
+        said, uncapped: :func:`~sources.poll.poll` caps it), consumed by the reading;
+        the next answers say whether to hold again."""
         hold = self._hold_until - time.monotonic()
-        self._hold_until = 0.0  # consumed: the next answers say whether to hold again
-        await self._sleep_impl(max(delay, hold))
+        self._hold_until = 0.0
+        return hold if hold > 0 else None
 
     def _failure(self, error: SourceError, retry_in: float | None = None) -> SourceFailure:
         return SourceFailure(
             source=self.name,
             key=None,
-            error=self._scrub(str(error) or error.reason),
+            error=public_text(str(error) or error.reason, (self._api_key, self._app_key)),
             reason=error.reason,
             at=self._clock(),
             retry_in=retry_in if isinstance(error, SourceRateLimited) else None,
         )
-
-    def _scrub(self, text: str) -> str:
-        # Keys never belong in a pane, even should an upstream echo one back.
-        for secret in (self._api_key, self._app_key):
-            if secret and len(secret) >= MIN_SECRET_LEN:
-                text = text.replace(secret, "***")
-        return text[:MAX_ERROR_LEN]
 
     async def _fetch(self, executor: ThreadPoolExecutor) -> list[MetricSample]:
         if not self._api_key or not self._app_key:

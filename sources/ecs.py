@@ -55,7 +55,8 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
-from sources.poll import Backoff
+from sources.poll import Backoff, server_wait, waiting
+from sources.redact import html_title, looks_like_html, public_text
 
 DESCRIBE_BATCH = 10
 """``describe_services`` accepts at most 10 services per call."""
@@ -81,6 +82,24 @@ TERMINAL_SERVICE_DEPLOYMENT = frozenset(
 _UNSUPPORTED_CODES = frozenset(
     {"UnknownOperationException", "InvalidAction", "UnsupportedOperation", "NotImplemented"}
 )
+_NOT_IMPLEMENTED_CODES = frozenset(
+    {
+        "NotImplemented",
+        "NotImplementedException",
+        "NotImplementedError",
+        "InternalFailure",
+        "InternalError",
+        "InternalServerError",
+        "500",
+        "501",
+    }
+)
+"""Codes an endpoint without an operation answers it with (``"500"``: botocore's code
+for an error answer it could not read, such as an HTML page)."""
+NOT_IMPLEMENTED_POLLS = 3
+"""Polls in a row whose service-deployments calls all failed "not implemented"-like
+before the API is taken as unsupported by this endpoint (a real ECS may answer one
+``InternalFailure`` now and then; an endpoint without the API answers it every time)."""
 _THROTTLE_CODES = frozenset(
     {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"}
 )
@@ -312,7 +331,8 @@ def classify(exc: BaseException) -> SourceError:
     if isinstance(response, dict):  # botocore ClientError
         err = response.get("Error") or {}
         code = str(err.get("Code") or "")
-        message = str(err.get("Message") or code)[:200]
+        # Whole: the failure scrubs secrets and only then cuts (sources.redact).
+        message = str(err.get("Message") or code)
         meta = response.get("ResponseMetadata") or {}
         http = meta.get("HTTPStatusCode")
         if code in _THROTTLE_CODES or http == 429:
@@ -324,7 +344,11 @@ def classify(exc: BaseException) -> SourceError:
         if code in _AUTH_CODES or http in (401, 403):
             return SourceAuthError(f"{code}: {message}")
         if isinstance(http, int) and http >= 500:
-            err5 = SourceUnavailable(f"HTTP {http}: {message}")
+            # An HTML error page (a proxy's, a web server's) is shown as its title only.
+            page = looks_like_html(message)
+            err5 = SourceUnavailable(
+                (html_title(message) or "HTML error page") if page else f"HTTP {http}: {message}"
+            )
             err5.reason = f"http {http}"
             return err5
         return SourceError(f"{code or name}: {message}")
@@ -344,7 +368,7 @@ def classify(exc: BaseException) -> SourceError:
         return SourceAuthError(f"credentials: {exc}")
     if name in ("ResponseParserError",) or isinstance(exc, ValueError | KeyError | TypeError):
         return SourceBadResponse(f"unreadable answer: {name}")
-    return SourceError(f"{name}: {exc}"[:240])
+    return SourceError(f"{name}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -559,6 +583,10 @@ class EcsSource:
         self._revisions: OrderedDict[str, str] = OrderedDict()
         self._images: OrderedDict[str, tuple[str, ...]] = OrderedDict()
         self._sd_supported = True
+        self._sd_streak = 0
+        """Polls in a row whose service-deployments calls all failed "not implemented"."""
+        self._sd_answered = False
+        self._sd_not_implemented = False
         self.backoff = Backoff(base=max(poll_interval, 1.0), cap=60.0)
         # One call may take connect+read per attempt, two attempts; plus slack.
         self.deadline = 2 * (connect_timeout + read_timeout) + 2.0
@@ -660,6 +688,7 @@ class EcsSource:
             Samples and failures, each as soon as it is known.
         """
         calls = _Calls(executor, self.max_concurrency, self.deadline)
+        self._sd_answered = self._sd_not_implemented = False
         describing: set[asyncio.Task[tuple[list[Item], list[_Work]]]] = {
             asyncio.ensure_future(self._describe(calls, cluster, batch, provisional=provisional))
             for cluster, batch in self._batches
@@ -698,6 +727,29 @@ class EcsSource:
         finally:
             for task in (*describing, *detailing):
                 task.cancel()
+        if self._sd_answered:
+            self._sd_streak = 0
+        elif self._sd_not_implemented:
+            self._sd_streak += 1
+
+    def _sd_failed(self, exc: Exception) -> bool:
+        """Note a service-deployments call that failed.
+
+        Returns:
+            Whether the API is now taken as unsupported by this endpoint: the caller
+            then carries on without it, from ``describe_services``, instead of failing
+            the service.
+        """
+        if _unsupported(exc):
+            self._sd_supported = False
+        elif _not_implemented(exc):
+            self._sd_not_implemented = True
+            if self._sd_streak + 1 >= NOT_IMPLEMENTED_POLLS:
+                self._sd_supported = False
+        return not self._sd_supported
+
+    def _sd_ok(self) -> None:
+        self._sd_answered = True
 
     async def _describe(
         self,
@@ -878,9 +930,8 @@ class EcsSource:
         for work, arns in zip(relist, listed, strict=True):
             if not isinstance(arns, Exception):
                 work.arns = arns
-            elif _unsupported(arns):
-                self._sd_supported = False
-            else:
+                self._sd_ok()
+            elif not self._sd_failed(arns):
                 work.fail(classify(arns))
         for work, deployment in zip(codedeploy, newest, strict=True):
             if isinstance(deployment, Exception):
@@ -918,7 +969,12 @@ class EcsSource:
         described: dict[str, dict[str, Any]] = {}
         revision_owners: dict[str, list[_Work]] = {}
         answers = await _describe_in_chunks(
-            calls, priority, self._describe_service_deployments, owners
+            calls,
+            priority,
+            self._describe_service_deployments,
+            owners,
+            self._sd_failed,
+            self._sd_ok,
         )
         for raw in answers:
             arn = str(raw.get("serviceDeploymentArn"))
@@ -942,7 +998,7 @@ class EcsSource:
         the images of the task definitions ``group`` waits for."""
         wanted_images = {td for work in group for td in work.task_definitions}
         for revision in await _describe_in_chunks(
-            calls, priority, self._describe_service_revisions, owners
+            calls, priority, self._describe_service_revisions, owners, self._sd_failed, self._sd_ok
         ):
             if not revision.get("serviceRevisionArn") or not revision.get("taskDefinition"):
                 continue
@@ -1010,11 +1066,15 @@ class EcsSource:
         return self._sample(work, deployments)
 
     def _failure(self, key: str, error: SourceError) -> SourceFailure:
-        retry = error.retry_after if isinstance(error, SourceRateLimited) else None
+        retry = None
+        if isinstance(error, SourceRateLimited):
+            retry = server_wait(error.retry_after)
+            if retry is not None:
+                error = waiting(error, retry)
         return SourceFailure(
             source=self.name,
             key=key,
-            error=str(error) or error.reason,
+            error=public_text(str(error) or error.reason),
             reason=error.reason,
             at=self._clock(),
             retry_in=retry,
@@ -1152,6 +1212,24 @@ def _unsupported(exc: BaseException) -> bool:
     return code in _UNSUPPORTED_CODES or type(exc).__name__ == "OperationNotPageableError"
 
 
+def _not_implemented(exc: BaseException) -> bool:
+    """Whether ``exc`` is how an endpoint without an operation answers it: HTTP 501, or
+    500 with a "not implemented"-like code or an unreadable (non-JSON, HTML) body."""
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return False
+    error = response.get("Error")
+    meta = response.get("ResponseMetadata")
+    if not isinstance(error, dict) or not isinstance(meta, dict):
+        return False
+    http = meta.get("HTTPStatusCode")
+    code = str(error.get("Code") or "")
+    message = str(error.get("Message") or "")
+    if http == 501:
+        return True
+    return http == 500 and (code in _NOT_IMPLEMENTED_CODES or not code or looks_like_html(message))
+
+
 def _revision_arns(raw: dict[str, Any]) -> list[str]:
     """The service revision ARNs a service deployment names (target, then sources)."""
     revisions = [raw.get("targetServiceRevision") or {}, *(raw.get("sourceServiceRevisions") or ())]
@@ -1183,10 +1261,14 @@ async def _describe_in_chunks(
     priority: int,
     describe: Callable[[list[str]], list[dict[str, Any]]],
     owners: dict[str, list[_Work]],
+    failed: Callable[[Exception], bool],
+    answered: Callable[[], None],
 ) -> list[dict[str, Any]]:
     """Describe the ARNs of ``owners`` ``DESCRIBE_ARNS`` per call, all calls at once.
 
-    A call that fails fails every service owning one of its ARNs (``_Work.fail``).
+    A call that fails fails every service owning one of its ARNs (``_Work.fail``),
+    unless ``failed`` (told of every failure) says to carry on without the answer;
+    ``answered`` is told of every call that answered.
 
     Returns:
         The descriptions the calls that answered returned, in chunk order.
@@ -1196,11 +1278,14 @@ async def _describe_in_chunks(
     described: list[dict[str, Any]] = []
     for chunk, answer in zip(chunks, answers, strict=True):
         if isinstance(answer, Exception):
+            if failed(answer):
+                continue
             error = classify(answer)
             for arn in chunk:
                 for work in owners[arn]:
                     work.fail(error)
         else:
+            answered()
             described.extend(answer)
     return described
 

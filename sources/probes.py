@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 from sources.model import Item, ProbeSample
+from sources.redact import public_text
 
 if TYPE_CHECKING:
     import httpx
@@ -206,6 +207,11 @@ class _ProbeState:
         self, at: datetime, status: int | None, latency_ms: float | None, error: str | None
     ) -> ProbeSample:
         ok = error is None
+        if error is not None:
+            # A reason may quote the body (``json status is ...``): scrubbed, then cut.
+            secrets = list(self.probe.headers.values())
+            secrets.extend(part for v in secrets for part in v.split()[1:])  # "Bearer x"
+            error = public_text(error, secrets)
         self.results.append(ok)
         if not ok:
             self.last_failure = at

@@ -44,7 +44,8 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
-from sources.poll import Backoff, PollResult, poll
+from sources.poll import Backoff, PollResult, poll, server_wait
+from sources.redact import public_text
 
 if TYPE_CHECKING:
     import httpx
@@ -53,10 +54,6 @@ PAGE_SIZE = 100
 """Issues per page (Sentry's maximum)."""
 MAX_PAGES = 5
 """Pages followed per issue list and poll; beyond that the list is cut (500 issues)."""
-MAX_HOLD_S = 3600.0
-"""Longest wait a rate-limit header may impose."""
-MAX_ERROR_LEN = 240
-MIN_SECRET_LEN = 8
 STATS_INTERVALS: tuple[tuple[int, str], ...] = (
     (60, "1m"),
     (300, "5m"),
@@ -351,7 +348,8 @@ class SentrySource:
                     self.interval,
                     deadline=self.deadline,
                     backoff=self.backoff,
-                    sleep=self._sleep,
+                    sleep=self._sleep_impl,
+                    hold=self._take_hold,
                 ),
             )
             async with contextlib.aclosing(results):
@@ -359,9 +357,7 @@ class SentrySource:
                     if result.error is None and result.value is not None:
                         yield result.value
                     elif result.error is not None:
-                        # The wait may be longer than the back-off: a rate-limit hold.
-                        hold = self._hold_until - time.monotonic()
-                        yield self._failure(result.error, max(result.retry_in, hold))
+                        yield self._failure(result.error, result.retry_in)
 
     async def poll_once(self) -> Item:
         """One poll (for scripts and tests).
@@ -376,7 +372,7 @@ class SentrySource:
             except TimeoutError:
                 return self._failure(SourceTimeout(f"no answer within {self.deadline:g}s"))
             except SourceError as exc:
-                retry = exc.retry_after if isinstance(exc, SourceRateLimited) else None
+                retry = server_wait(exc.retry_after) if isinstance(exc, SourceRateLimited) else None
                 return self._failure(exc, retry)
 
     def _client(self) -> httpx.AsyncClient:
@@ -393,26 +389,23 @@ class SentrySource:
             follow_redirects=False,  # a redirect would carry the token elsewhere
         )
 
-    async def _sleep(self, delay: float) -> None:
-        # X-Sentry-Rate-Limit-Remaining: 0 pushes the next poll past the reset.
+    def _take_hold(self) -> float | None:
+        """Seconds a spent rate-limit budget asks us to wait from now (as the server
+        said, uncapped: :func:`~sources.poll.poll` caps it), consumed by the reading;
+        the next answers say whether to hold again."""
         hold = self._hold_until - time.monotonic()
-        self._hold_until = 0.0  # consumed: the next answers say whether to hold again
-        await self._sleep_impl(max(delay, hold))
+        self._hold_until = 0.0
+        return hold if hold > 0 else None
 
     def _failure(self, error: SourceError, retry_in: float | None = None) -> SourceFailure:
         return SourceFailure(
             source=self.name,
             key=None,
-            error=self._scrub(str(error) or error.reason),
+            error=public_text(str(error) or error.reason, (self._token,)),
             reason=error.reason,
             at=self._clock(),
             retry_in=retry_in if isinstance(error, SourceRateLimited) else None,
         )
-
-    def _scrub(self, text: str) -> str:
-        if self._token and len(self._token) >= MIN_SECRET_LEN:
-            text = text.replace(self._token, "***")
-        return text[:MAX_ERROR_LEN]
 
     def current_since(self) -> datetime:
         """When the deployment began, as known now."""
@@ -576,7 +569,8 @@ class SentrySource:
         if reset is None:
             return None
         # Sentry sends the reset as epoch seconds.
-        return min(max(0.0, reset - self._clock().timestamp()), MAX_HOLD_S)
+        # Uncapped: sources.poll caps every server-given wait in one place.
+        return max(0.0, reset - self._clock().timestamp())
 
     def _note_limits(self, resp: httpx.Response) -> None:
         remaining = _seconds(resp.headers.get("X-Sentry-Rate-Limit-Remaining"))
@@ -592,7 +586,7 @@ class SentrySource:
         with contextlib.suppress(ValueError):
             body = resp.json()
             if isinstance(body, dict) and body.get("detail"):
-                detail = str(body["detail"])[:160]
+                detail = str(body["detail"])  # whole: scrubbed, then cut, in _failure
         text = f"HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429:
             retry = _retry_after(resp.headers.get("Retry-After"), self._clock())
@@ -621,7 +615,7 @@ def _retry_after(raw: str | None, now: datetime) -> float | None:
             seconds = (_utc(when) - _utc(now)).total_seconds()
     if seconds is None:
         return None
-    return min(max(0.0, seconds), MAX_HOLD_S)
+    return max(0.0, seconds)
 
 
 def transport_words(exc: BaseException) -> str:

@@ -7,12 +7,14 @@ import os
 import time
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
 from engine.config import load_config
 from engine.store import EcsStatus, Store
 from sources.ecs import EcsSource, EcsTarget
 from sources.model import EcsServiceSample, SourceFailure
+from sources.poll import Backoff
 from tests.conftest import ecs_client
 from tui.app import DeployWatchApp
 from widgets.deployments import DeploymentsPane
@@ -136,6 +138,52 @@ async def test_operator_rollback_is_followed_to_rollback_successful(
     assert web is not None
     assert [d.revision for d in web.deployments] == ["web:1"]
     assert web.running == 4
+
+
+async def test_an_endpoint_without_the_service_deployments_api_answering_500_html(
+    sandbox_process: StartSandboxProcess,
+) -> None:
+    """Like a plain moto server or an older ECS-compatible endpoint: the service-deployments
+    operations answer 500 with an HTML page. After a few identical failures the API is
+    taken as unsupported and the cards work from describe_services; no endless STALE, and
+    never the page itself on screen."""
+    sandbox = sandbox_process("demo", speed=2.0)
+    switched = await asyncio.to_thread(
+        httpx.post,
+        sandbox.fault_control_url,
+        json={"endpoint": "aws", "fault": "unimplemented"},
+    )
+    switched.raise_for_status()
+    store = Store([(t.key, t.service) for t in TARGETS])
+    source = source_for(sandbox.aws_endpoint)
+    source.backoff = Backoff(base=0.2, cap=0.5)
+    failures: list[SourceFailure] = []
+
+    def degraded(s: Store) -> bool:
+        samples = [s.services[t.key].sample for t in TARGETS]
+        return all(
+            sample is not None and not sample.service_deployments_supported for sample in samples
+        ) and not any(s.services[t.key].stale for t in TARGETS)
+
+    stream = source.stream()
+    deadline = time.monotonic() + 45
+    try:
+        async for item in stream:
+            store.ingest(item)
+            if isinstance(item, SourceFailure):
+                failures.append(item)
+            if degraded(store) or time.monotonic() > deadline:
+                break
+    finally:
+        await stream.aclose()
+    assert degraded(store), [f.error for f in failures]
+    for target in TARGETS:
+        sample = store.services[target.key].sample
+        assert sample is not None and sample.deployments, target.key
+        assert sample.service_deployments == ()
+    # Before the API was dropped the cards said why, in one line: status and page title.
+    assert failures, "the endpoint never answered 500"
+    assert {(f.reason, f.error) for f in failures} == {("http 500", "500 Internal Server Error")}
 
 
 async def test_unreachable_endpoint_is_stale_per_service_never_zero() -> None:

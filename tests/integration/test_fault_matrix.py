@@ -11,7 +11,9 @@ timeouts and intervals tightened (see :func:`tune_settings` / :func:`tune_source
 path of the app's worker minus Textual, and fast. A representative subset
 (:data:`APP_CASES`, one per source) runs the real :class:`~tui.app.DeployWatchApp`
 headless (``App.run_test()``) with the sources it builds itself, and checks the pane's
-STALE line and that ``?`` opens the help screen within 250 ms while the fault is on.
+STALE line (within the store's bound plus the dashboard's ``JUDGE_EVERY``: a signal
+pane shows a failure with a judgement of its rules) and that ``?`` opens the help screen
+within 250 ms while the fault is on.
 
 **Faults.** ``http500``, ``http429`` (``Retry-After: 2``), ``hang``, ``slow_drip``,
 ``reset`` and ``garbage`` are the sandbox's own (switched through its fault control
@@ -81,6 +83,7 @@ from sources.poll import Backoff
 from sources.probes import ProbeSource
 from sources.sentry import SentrySource
 from tui.app import DeployWatchApp
+from tui.screens.dashboard import JUDGE_EVERY
 from tui.screens.help import HelpScreen
 from widgets.deployments import DeploymentsPane
 from widgets.signals import ErrorsPane, MetricsPane, ProbesPane
@@ -835,7 +838,10 @@ async def test_app_under_fault(
         # help screen's own drawing), and keys answer while it is down.
         with LoopLag() as lag:
             await switch.on()
-            bound = deadline + 1.0
+            # The store has it within deadline + 1 s (test_fault); a signal pane shows
+            # it with a judgement of the rules, and the dashboard judges at most every
+            # JUDGE_EVERY on flushes: the pane may be that much later than the store.
+            bound = deadline + 1.0 + JUDGE_EVERY
             to_stale = await wait_for(
                 "pane STALE", lambda: pane_down(app, source_name, expected), bound + 2.0
             )

@@ -214,10 +214,13 @@ async def test_datadog_spent_budget_then_429(request_log: RequestLog) -> None:
         src = datadog(
             server.url, [DatadogQuery("requests", REQUESTS_Q)], interval=0.1, sleep=no_sleep(slept)
         )
-        sample, failure = await take(src.stream(), 2)
+        sample, held, failure = await take(src.stream(), 3)
     assert isinstance(sample, MetricSample)
-    # X-RateLimit-Remaining: 0 held the next poll until the reset, not the 0.1 s interval.
-    assert slept[0] >= 1
+    # X-RateLimit-Remaining: 0 held the next poll until the reset, not the 0.1 s interval;
+    # once the interval had passed, the pane was told why no data came.
+    assert slept[0] == 0.1 and slept[1] >= 1
+    assert isinstance(held, SourceFailure) and held.reason == "rate limited"
+    assert held.error.startswith("waiting ")
     assert isinstance(failure, SourceFailure) and failure.reason == "rate limited"
     assert failure.retry_in is not None and failure.retry_in >= 1
 
@@ -322,9 +325,12 @@ async def test_sentry_spent_budget_then_429() -> None:
     with SentryServer(rate_limit=2, rate_window_s=600) as server:
         slept: list[float] = []
         src = sentry(server, interval=0.1, sleep=no_sleep(slept))  # no release: 2 requests
-        sample, failure = await take(src.stream(), 2)
+        sample, held, failure = await take(src.stream(), 3)
     assert isinstance(sample, SentrySample)
-    assert slept[0] >= 1  # held until X-Sentry-Rate-Limit-Reset, not the 0.1 s interval
+    # Held until X-Sentry-Rate-Limit-Reset, not the 0.1 s interval, and said once due.
+    assert slept[0] == 0.1 and slept[1] >= 1
+    assert isinstance(held, SourceFailure) and held.reason == "rate limited"
+    assert held.error.startswith("waiting ")
     assert isinstance(failure, SourceFailure) and failure.reason == "rate limited"
     assert failure.retry_in is not None and failure.retry_in >= 1
 

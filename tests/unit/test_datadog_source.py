@@ -20,6 +20,7 @@ import pytest
 
 from sources.datadog import DatadogQuery, DatadogSource, split_query
 from sources.model import Item, MetricSample, SourceFailure
+from sources.poll import MAX_SERVER_WAIT_S
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -361,6 +362,31 @@ async def test_keys_never_appear_in_failures(server: Scripted) -> None:
     assert "***" in failure.error
 
 
+def key_prefixes_in(text: str, key: str) -> list[str]:
+    """Every prefix of ``key`` of 4 characters or more found in ``text``."""
+    return [key[:n] for n in range(4, len(key) + 1) if key[:n] in text]
+
+
+@pytest.mark.parametrize("offset", [100, 150])
+@pytest.mark.parametrize("shape", ["text body", "json body", "errors-only answer"])
+async def test_a_key_echoed_near_the_cut_leaves_no_prefix(
+    server: Scripted, offset: int, shape: str
+) -> None:
+    """Secrets are scrubbed *before* the text is cut: a key straddling the old cuts
+    (120 and 160 characters) once left its first characters on screen."""
+    words = "x" * offset + API_KEY + " is not a valid key " + "y" * 200
+    if shape == "text body":
+        server.add(Answer(403, raw=words.encode()))
+    elif shape == "json body":
+        server.add(Answer(403, {"errors": [words]}))
+    else:  # a 200 whose answer is only an error message (no data)
+        server.add(Answer(200, {"errors": words}))
+    (failure,) = await source(server.url, [RPS]).poll_once()
+    assert isinstance(failure, SourceFailure)
+    assert key_prefixes_in(repr(failure), API_KEY) == []
+    assert "***" in failure.error and len(failure.error) <= 240
+
+
 async def take(src: DatadogSource, count: int) -> list[Item]:
     items: list[Item] = []
     stream = src.stream()
@@ -387,11 +413,41 @@ async def test_spent_budget_holds_the_next_poll_until_the_reset(server: Scripted
     async def fake_sleep(delay: float) -> None:
         slept.append(delay)
 
-    items = await take(source(server.url, [RPS], interval=5.0, sleep=fake_sleep), 3)
+    items = await take(source(server.url, [RPS], interval=5.0, sleep=fake_sleep), 4)
     assert [i.points[0].value for i in items if isinstance(i, MetricSample)] == [1.0, 2.0, 3.0]
-    # After the spent budget: the reset (30 s), not the interval; then the interval.
-    assert 28 <= slept[0] <= 30
-    assert slept[1] == 5.0
+    # After the spent budget: the reset (30 s), not the interval; then the interval. Once
+    # the interval has passed the pane learns why no poll comes (STALE with a reason).
+    assert slept[0] == 5.0 and 23 <= slept[1] <= 25 and slept[2] == 5.0
+    held = items[1]
+    assert isinstance(held, SourceFailure) and held.reason == "rate limited"
+    assert held.error.startswith("waiting 30s") and "server asked" not in held.error
+    assert held.retry_in is not None and 23 <= held.retry_in <= 25
+
+
+async def test_a_huge_reset_is_capped_and_said(server: Scripted) -> None:
+    """``X-RateLimit-Reset: 100000`` once held polling for 28 hours with no word."""
+    huge = {"X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "100000"}
+    server.add(
+        Answer(body=series_answer([(0, [], [1.0])], [ms(AT)]), headers=huge),
+        Answer(429, {"errors": ["Rate limit reached"]}, huge),
+        Answer(body=series_answer([(0, [], [2.0])], [ms(AT)])),
+    )
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    items = await take(source(server.url, [RPS], interval=5.0, sleep=fake_sleep), 4)
+    first, held, limited, second = items
+    assert isinstance(first, MetricSample) and isinstance(second, MetricSample)
+    for failure in (held, limited):
+        assert isinstance(failure, SourceFailure) and failure.reason == "rate limited"
+        assert "waiting 300s (server asked 100000s)" in failure.error, failure.error
+    assert isinstance(limited, SourceFailure) and limited.retry_in == MAX_SERVER_WAIT_S
+    assert "Rate limit reached" in limited.error
+    # The success's hold: the interval, then the rest of the cap; the 429's: the cap.
+    assert slept[0] == 5.0 and slept[1] == pytest.approx(MAX_SERVER_WAIT_S - 5.0, abs=0.5)
+    assert slept[2] == MAX_SERVER_WAIT_S
 
 
 async def test_429_backs_off_then_recovers(server: Scripted) -> None:

@@ -8,7 +8,14 @@ from typing import Any
 import pytest
 
 from engine.store import EcsStatus, ecs_status
-from sources.ecs import EcsSource, EcsTarget, classify, map_service, map_service_deployment
+from sources.ecs import (
+    NOT_IMPLEMENTED_POLLS,
+    EcsSource,
+    EcsTarget,
+    classify,
+    map_service,
+    map_service_deployment,
+)
 from sources.model import (
     EcsServiceSample,
     SourceAuthError,
@@ -18,6 +25,7 @@ from sources.model import (
     SourceTimeout,
     SourceUnavailable,
 )
+from sources.poll import MAX_SERVER_WAIT_S
 
 AT = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 TD = "arn:aws:ecs:us-east-1:123456789012:task-definition/"
@@ -119,10 +127,16 @@ def test_map_service_deployment_resolves_revisions_and_breaker() -> None:
 class ClientError(Exception):
     """Shaped like botocore's ClientError (only ``.response`` matters)."""
 
-    def __init__(self, code: str, status: int, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        code: str,
+        status: int,
+        headers: dict[str, str] | None = None,
+        message: str | None = None,
+    ) -> None:
         super().__init__(code)
         self.response = {
-            "Error": {"Code": code, "Message": f"{code} happened"},
+            "Error": {"Code": code, "Message": f"{code} happened" if message is None else message},
             "ResponseMetadata": {"HTTPStatusCode": status, "HTTPHeaders": headers or {}},
         }
 
@@ -249,6 +263,37 @@ async def test_source_failure_is_per_batch_and_never_raises() -> None:
     assert item.reason == "rate limited" and item.retry_in == 2.0
 
 
+async def test_a_huge_throttling_wait_is_capped_and_said() -> None:
+    client = FakeEcsClient()
+    client.fail = ClientError("ThrottlingException", 400, {"retry-after": "100000"})
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    (item,) = await source.poll_once()
+    assert isinstance(item, SourceFailure) and item.reason == "rate limited"
+    assert item.retry_in == MAX_SERVER_WAIT_S
+    assert item.error.startswith("waiting 300s (server asked 100000s) · throttled:")
+
+
+@pytest.mark.parametrize("offset", [100, 150])
+async def test_an_aws_secret_echoed_in_an_error_leaves_no_prefix(
+    offset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    client = FakeEcsClient()
+    client.fail = ClientError(
+        "ValidationException", 400, message="x" * offset + secret + " is odd " + "y" * 300
+    )
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    (item,) = await source.poll_once()
+    assert isinstance(item, SourceFailure)
+    leaked = [secret[:n] for n in range(4, len(secret) + 1) if secret[:n] in repr(item)]
+    assert leaked == [] and len(item.error) <= 240
+
+
 async def test_stream_backs_off_after_failure_and_recovers() -> None:
     client = FakeEcsClient()
     client.fail = EndpointConnectionError("refused")
@@ -346,6 +391,79 @@ class FakeDeploymentsClient(FakeEcsClient):
                 }
             )
         return {"serviceRevisions": revisions}
+
+
+HTML_500 = (
+    "<!doctype html>\n<html lang=en>\n<title>500 Internal Server Error</title>\n"
+    "<h1>Internal Server Error</h1>\n<p>The server encountered an internal error and was"
+    " unable to complete your request.</p>\n"
+)
+
+
+class NoDeploymentsApi(FakeDeploymentsClient):
+    """An ECS-compatible endpoint without the service-deployments API: it fails the
+    calls with ``error`` (while ``failing``) instead of ``UnknownOperationException``."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+        self.failing = True
+        self.services["web"] = raw_service(
+            deployments=[
+                deployment(2, "PRIMARY", "IN_PROGRESS", 2, running=1),
+                deployment(1, "ACTIVE", "COMPLETED", 1, running=3),
+            ]
+        )
+
+    def list_service_deployments(self, **kwargs: Any) -> dict[str, Any]:
+        if self.failing:
+            self.calls.append("list_service_deployments")
+            raise self.error
+        return super().list_service_deployments(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        # botocore's code for an answer it could not read: "500", the page as message.
+        (ClientError("500", 500, message=HTML_500), "500 Internal Server Error"),
+        (ClientError("NotImplementedException", 501), "HTTP 501: NotImplementedException happened"),
+        (ClientError("InternalFailure", 500), "HTTP 500: InternalFailure happened"),
+    ],
+)
+async def test_a_not_implemented_service_deployments_api_is_dropped_after_3_polls(
+    error: Exception, words: str
+) -> None:
+    client = NoDeploymentsApi(error)
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    for _ in range(NOT_IMPLEMENTED_POLLS - 1):
+        (item,) = await source.poll_once()
+        assert isinstance(item, SourceFailure) and item.error == words
+        assert "\n" not in item.error and "<" not in item.error
+    # The third identical failure: the API is unsupported here; the card works from
+    # describe_services, as for UnknownOperationException.
+    (item,) = await source.poll_once()
+    assert isinstance(item, EcsServiceSample), item
+    assert not item.service_deployments_supported and item.service_deployments == ()
+    assert [d.revision for d in item.deployments] == ["web:2", "web:1"]
+    asked = client.calls.count("list_service_deployments")
+    (item,) = await source.poll_once()
+    assert isinstance(item, EcsServiceSample)
+    assert client.calls.count("list_service_deployments") == asked
+
+
+async def test_a_passing_internal_failure_does_not_drop_the_api() -> None:
+    client = NoDeploymentsApi(ClientError("InternalFailure", 500))
+    source = EcsSource(
+        [EcsTarget("demo/web", "demo", "web")], region="us-east-1", client_factory=lambda: client
+    )
+    for failing in (True, True, False, True, True, False):
+        client.failing = failing
+        (item,) = await source.poll_once()
+        assert isinstance(item, SourceFailure if failing else EcsServiceSample), item
+    assert isinstance(item, EcsServiceSample) and item.service_deployments_supported
 
 
 async def test_first_sample_never_reads_steady_for_a_rolled_back_service() -> None:

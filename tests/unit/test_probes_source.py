@@ -84,6 +84,27 @@ async def test_failing_checks_say_why(
     assert sample.success_ratio == 0.0
 
 
+@pytest.mark.parametrize("offset", [100, 150])
+async def test_a_reason_quoting_a_secret_is_scrubbed_then_cut(
+    offset: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reason quotes the body; a token the service echoes there (the probe's own
+    header, or a key of the environment) never reaches the screen, not even a prefix."""
+    token = "Zq7-token-0123456789abcdef"
+    env_key = "Kx4-env-key-0123456789abcdef"
+    monkeypatch.setenv("DD_API_KEY", env_key)
+    probe = Probe(
+        "p", URL, headers={"Authorization": f"Bearer {token}"}, json_path="status", json_value="ok"
+    )
+    for secret in (token, env_key):
+        body = {"status": "x" * offset + secret + "y" * 200}
+        sample = await one_round(fixed(200, json=body), probe)
+        assert sample.error is not None and "***" in sample.error
+        assert len(sample.error) <= 240
+        leaked = [secret[:n] for n in range(4, len(secret) + 1) if secret[:n] in repr(sample)]
+        assert leaked == []
+
+
 async def test_passing_body_and_json_checks() -> None:
     probe = Probe("p", URL, body_contains='"ok"', json_path="items.1.state", json_value="ok")
     body = {"items": [{"state": "down"}, {"state": "ok"}]}

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from sources.model import Item, SentrySample, SourceFailure
+from sources.poll import MAX_SERVER_WAIT_S
 from sources.sentry import SentrySource, next_cursor, search_value
 
 if TYPE_CHECKING:
@@ -400,6 +401,17 @@ async def test_from_env_reads_the_token() -> None:
     assert fake.requests[0].headers["Authorization"] == f"Bearer {TOKEN}"
 
 
+@pytest.mark.parametrize("offset", [100, 150])
+async def test_a_token_echoed_near_the_cut_leaves_no_prefix(offset: int) -> None:
+    """Scrubbed before the cut: the detail was cut at 160 characters first, leaving the
+    token's first characters when it sat across the cut."""
+    detail = "x" * offset + f"{TOKEN} is revoked " + "y" * 200
+    failure = await source(answer(403, json={"detail": detail})).poll_once()
+    assert isinstance(failure, SourceFailure) and failure.reason == "auth"
+    prefixes = [TOKEN[:n] for n in range(4, len(TOKEN) + 1) if TOKEN[:n] in repr(failure)]
+    assert prefixes == [] and "***" in failure.error
+
+
 async def take(src: SentrySource, count: int) -> list[Item]:
     items: list[Item] = []
     stream = src.stream()
@@ -433,10 +445,37 @@ async def test_spent_budget_holds_the_next_poll_until_the_reset() -> None:
     async def fake_sleep(delay: float) -> None:
         slept.append(delay)
 
-    items = await take(source(handler, interval=5.0, sleep=fake_sleep), 3)
-    assert all(isinstance(i, SentrySample) for i in items)
-    assert 38 <= slept[0] <= 40
-    assert slept[1] == 5.0
+    items = await take(source(handler, interval=5.0, sleep=fake_sleep), 4)
+    assert [type(i) for i in items] == [SentrySample, SourceFailure, SentrySample, SentrySample]
+    # The interval, then the rest of the reset (40 s) with the reason said; then the interval.
+    assert slept[0] == 5.0 and 33 <= slept[1] <= 35 and slept[2] == 5.0
+    held = items[1]
+    assert isinstance(held, SourceFailure) and held.reason == "rate limited"
+    assert held.error.startswith("waiting 40s")
+
+
+async def test_a_huge_retry_after_is_capped_and_said() -> None:
+    calls = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return httpx.Response(429, json={"detail": "slow"}, headers={"Retry-After": "100000"})
+        if request.url.path.endswith("/events-stats/"):
+            return httpx.Response(200, json=stats([]))
+        return httpx.Response(200, json=[])
+
+    slept: list[float] = []
+
+    async def fake_sleep(delay: float) -> None:
+        slept.append(delay)
+
+    failure, sample = await take(source(handler, release=None, sleep=fake_sleep), 2)
+    assert isinstance(failure, SourceFailure) and failure.reason == "rate limited"
+    assert failure.error == "waiting 300s (server asked 100000s) · HTTP 429: slow"
+    assert failure.retry_in == MAX_SERVER_WAIT_S and slept[0] == MAX_SERVER_WAIT_S
+    assert isinstance(sample, SentrySample)
 
 
 async def test_429_backs_off_then_recovers() -> None:
