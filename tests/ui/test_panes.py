@@ -317,6 +317,11 @@ async def test_metric_state_follows_values_across_thresholds() -> None:
         assert line_with(app, METRICS, "error_rate").endswith("CRITICAL")
         assert colour_of(app, METRICS, "CRITICAL") == theme(app, "error")
         assert colour_of(app, METRICS, "7.5%") == theme(app, "error")
+        # Every rule of the metric shows its own state, not only the worst one: 7.5 %
+        # breaks the 5 % rule, not the 10 % rollback rule.
+        row = line_with(app, METRICS, "error_rate")
+        assert "> 5% CRITICAL  > 10% → rollback OK  · CRITICAL" in row, row
+        assert colour_of(app, METRICS, "OK", after="rollback") == theme(app, "success")
 
 
 async def test_metrics_go_stale_with_age_and_reason_and_recover() -> None:
@@ -820,7 +825,10 @@ async def test_breaching_values_are_highlighted_in_their_panes() -> None:
         await wait_for(pilot, lambda: "CRITICAL" in pane_text(app, METRICS))
         error, success = theme(app, "error"), theme(app, "success")
         # Metrics: the breaching rule's row and the breaching group's value, in red ...
-        assert line_with(app, METRICS, "error_rate").endswith("CRITICAL")
+        head = app.screen.query_one(MetricsPane).rows.text_of("error_rate").plain
+        assert head.splitlines()[0].endswith(
+            "· CRITICAL"
+        )  # the row may wrap: every rule says its state
         assert colour_of(app, METRICS, "CRITICAL") == error
         assert colour_of(app, METRICS, "14.8%") == error
         assert colour_of(app, METRICS, "█", after="14.8%") == error
