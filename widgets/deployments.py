@@ -211,7 +211,9 @@ class CardText:
                 waits += f" (else {action} at {hook.expires_at.strftime('%H:%M:%S')})"
             parts.append((waits, "warn"))
         for n, (words, tone) in enumerate(parts):
-            text.append("\n    " if n == 0 else " · ", self.tone("muted"))
+            # The hook on a line of its own: what to do next is never folded away.
+            lead = "\n    " if n == 0 or tone == "warn" else " · "
+            text.append(lead, self.tone("muted"))
             text.append(words, self.tone(tone))
 
 

@@ -872,11 +872,9 @@ def test_a_native_canary_card_shows_its_stage_split_and_waiting_hook() -> None:
 
     text = card(sd)
     assert "deployment IN_PROGRESS  web:1 → web:2" in text
-    line = next(line for line in text.splitlines() if "stage " in line)
-    assert line.strip() == (
-        "stage PRODUCTION_TRAFFIC_SHIFT · traffic web:1 80% / web:2 20% · "
-        "hook waiting: P promotes, R rolls back (else ROLLBACK at 02:05:00)"
-    )
+    lines = [line.strip() for line in text.splitlines()]
+    at = lines.index("stage PRODUCTION_TRAFFIC_SHIFT · traffic web:1 80% / web:2 20%")
+    assert lines[at + 1] == "hook waiting: P promotes, R rolls back (else ROLLBACK at 02:05:00)"
     # Promoted: the hook no longer waits; the split moves with the deployment.
     moved = card(replace(sd, hooks=(replace(hook, status="SUCCEEDED"),), traffic_weight=100.0))
     assert "traffic web:1 0% / web:2 100%" in moved and "hook waiting" not in moved
