@@ -224,6 +224,7 @@ class RuleTracker:
         rule = self.rule
         latest = series.latest if series is not None else None
         fresh = latest is not None and now - latest.at <= rule.fresh_for
+        step = timedelta(0)
         if series is not None and latest is not None:
             self._fold(series)
             # A breach is only claimed while it is observed: when the newest point's
@@ -248,7 +249,9 @@ class RuleTracker:
             evidence = self._no_data(series, latest, now, source_error)
         else:
             assert latest is not None and series is not None
-            in_window = series.since(now - rule.window)
+            # Samples: the points whose bucket reaches into the window.
+            start = now - rule.window
+            in_window = [p for p in series.points if p.at >= start or p.at + step > start]
             held = now - self.streak_start if self.streak_start is not None else None
             if held is not None and held >= rule.window:
                 state = RuleState.CRITICAL if rule.severity is Severity.CRITICAL else RuleState.WARN

@@ -184,6 +184,7 @@ def test_sparse_points_keep_their_streak_until_the_window_has_held() -> None:
             continue
         for ev in book.evaluate(now):
             states[ev.rule].append(ev.state)
+            assert ev.samples >= 1, ev.summary()  # the bucket reaching into the window
             if ev.state is RuleState.CRITICAL:
                 fired.setdefault(ev.rule, tenth / 10)
     for name, seen in states.items():
