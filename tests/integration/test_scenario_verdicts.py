@@ -25,8 +25,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import pytest
 
-from engine.actions import ActionEngine, Outcome, Plan, Verb, plan
+from engine.actions import ActionEngine, ApiCall, Outcome, Plan, Verb, plan
 from engine.audit import AuditLog
+from engine.canary import CanaryDriver
 from engine.config import load_config
 from engine.rules import NoDataPolicy, RuleState
 from engine.store import EcsStatus, Store
@@ -567,6 +568,46 @@ async def test_native_canary_promoted_at_its_hook_fails_and_rolls_back(
     assert all(t.verdict is Verdict.FAILING for t in w.ticks if failing.at <= t.at <= second.at)
     assert done.sample is not None
     assert [d.revision for d in done.sample.deployments if d.status == "PRIMARY"] == ["web:1"]
+
+
+async def test_alb_canary_sparse_points_fire_both_rules(watch: StartWatch) -> None:
+    """The ALB canary at its first step (10 %) gets ~2 requests a second: its error rate
+    comes in 10 s buckets. Under the 20 s rule a point-less moment between two buckets
+    once read as NO DATA and restarted the streak, so ``> 5% for 20s`` never showed while
+    ``> 10% for 30s`` (whose window always held a point) went CRITICAL."""
+    w = watch("alb-canary", speed=2.0, service="alb/web")
+    rule, rollback = "web error rate", "web error rate: roll back"
+    canary = w.settings.services[0].canary
+    assert canary is not None
+    operation, params = CanaryDriver(w.service, canary).weights_params(10)
+    aws = w.settings.aws
+    executor = AwsActions(region=aws.region, endpoint_url=aws.endpoint_url)
+    async with w:
+        await w.until("HEALTHY on v1", lambda t: t.verdict is Verdict.HEALTHY, timeout=40)
+        await asyncio.to_thread(executor, ApiCall("elbv2", operation, params))  # 90 / 10
+        v2 = await w.until(
+            "v2 judged", lambda t: t.evidence[rule].group == "version:v2", timeout=40
+        )
+        fired = await w.until(
+            f"{rule} CRITICAL", lambda t: t.state(rule) is RuleState.CRITICAL, timeout=45
+        )
+        both = await w.until(
+            "both rules CRITICAL", lambda t: t.state(rollback) is RuleState.CRITICAL, timeout=30
+        )
+    print(
+        f"v2 judged at {v2.at:.1f} s; {rule} CRITICAL at {fired.at:.1f} s, {rollback} at "
+        f"{both.at:.1f} s: {fired.evidence[rule].summary()}"
+    )
+    assert fired.at <= both.at  # the shorter window fires first, as it must
+    assert fired.at - v2.at <= rule_window(w, rule) + 20.0  # one 10 s bucket + lag
+    evidence = both.evidence[rule]
+    assert evidence.state is RuleState.CRITICAL and evidence.group == "version:v2"
+    assert evidence.value is not None and 5 < evidence.value <= 30  # v2 fails 15 %
+    # Once v2 was judged, neither rule ever said NO DATA between two sparse points.
+    for t in w.ticks:
+        if t.at >= v2.at:
+            assert t.state(rule) is not RuleState.NO_DATA, t.evidence[rule].summary()
+            assert t.state(rollback) is not RuleState.NO_DATA, t.evidence[rollback].summary()
 
 
 @dataclass(frozen=True)
