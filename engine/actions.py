@@ -278,8 +278,11 @@ def plan(
         if hook is None:
             stage = sd.lifecycle_stage or "?"
             return disabled(f"{kind}: no lifecycle hook is waiting (stage {stage})")
+        # A promote goes forward: from the current (old) revision to the new one.
         return replace(
             base,
+            from_revision=old,
+            to_revision=new,
             call=ApiCall(
                 "ecs",
                 "continue_service_deployment",

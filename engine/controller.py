@@ -37,7 +37,7 @@ from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
 from engine.wiring import build_rulebook
 from sources.ecs import revision_of
-from sources.model import EcsServiceSample
+from sources.model import EcsServiceSample, SourceFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -173,6 +173,9 @@ class _Pending:
 
     data: bool = False
     """New data not judged yet."""
+    urgent: bool = False
+    """Among it, a source newly failing: judged after COALESCE, not JUDGE_EVERY (the
+    panes say STALE as soon as the source's deadline has passed)."""
     judged_at: float = float("-inf")
     """Loop time of the last judgement."""
 
@@ -331,6 +334,8 @@ class Controller:
                 driver.observe(item.alb, self.clock())
         if changed:
             self._pending.data = True
+            if isinstance(item, SourceFailure):
+                self._pending.urgent = True
             self._emit(Update(data=True))
             self.poke()
         return changed
@@ -371,8 +376,7 @@ class Controller:
             now = self.clock()
             wait = self._seconds_to_next(now)
             if self._pending.data:
-                since = loop.time() - self._pending.judged_at
-                wait = min(wait, max(COALESCE, JUDGE_EVERY - since))
+                wait = min(wait, self._coalesce(loop.time()))
             self._wake.clear()
             woken = False
             wait = max(wait, MIN_SLEEP)  # never spin: actions and faces need the loop
@@ -384,9 +388,14 @@ class Controller:
                     pass
             if woken and self._pending.data:
                 # New data: collect the rest of the burst, then judge once.
-                since = loop.time() - self._pending.judged_at
-                await asyncio.sleep(max(COALESCE, JUDGE_EVERY - since))
+                await asyncio.sleep(self._coalesce(loop.time()))
             self.step()
+
+    def _coalesce(self, loop_now: float) -> float:
+        """Seconds to collect new data before judging it."""
+        if self._pending.urgent:
+            return COALESCE
+        return max(COALESCE, JUDGE_EVERY - (loop_now - self._pending.judged_at))
 
     def _seconds_to_next(self, now: datetime) -> float:
         when = self.next_wake(now)
@@ -422,7 +431,7 @@ class Controller:
         now = now or self.clock()
         with contextlib.suppress(RuntimeError):
             self._pending.judged_at = asyncio.get_running_loop().time()
-        self._pending.data = False
+        self._pending.data = self._pending.urgent = False
         self._judgements += 1
         statuses = self._current_statuses()
         evidence = self.store.rules.evaluate(now, self.store.source_error)

@@ -9,6 +9,7 @@ explicitly says otherwise.
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections import deque
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
 
 SERIES_MAX_POINTS = 2048
 """Bound on the points kept per series (beyond the time window, oldest dropped)."""
+STEP_POINTS = 4
+"""Newest points whose spacing tells a series' bucket size."""
 
 
 class RuleState(Enum):
@@ -109,6 +112,14 @@ class Series:
     def latest(self) -> Point | None:
         """The newest point."""
         return self.points[-1] if self.points else None
+
+    @property
+    def step(self) -> timedelta:
+        """The span a point stands for (its bucket): the smallest spacing among the
+        newest points (a gap between two of them is not a bucket); zero with fewer than
+        two."""
+        newest = [self.points[-i].at for i in range(1, min(STEP_POINTS, len(self.points)) + 1)]
+        return min((a - b for a, b in itertools.pairwise(newest)), default=timedelta(0))
 
     def since(self, start: datetime) -> list[Point]:
         """Points at or after ``start``, oldest first."""
@@ -213,12 +224,18 @@ class RuleTracker:
         rule = self.rule
         latest = series.latest if series is not None else None
         fresh = latest is not None and now - latest.at <= rule.fresh_for
+        step = timedelta(0)
         if series is not None and latest is not None:
             self._fold(series)
-            # A breach is only claimed while it is observed: with no point at all inside
-            # a non-zero window (e.g. a version that no longer gets traffic after a
-            # rollback), the rule has no data, whatever its last point said.
-            if fresh and rule.window > timedelta(0) and not series.since(now - rule.window):
+            # A breach is only claimed while it is observed: when the newest point's
+            # bucket does not reach into a non-zero window (e.g. a version that no
+            # longer gets traffic after a rollback), the rule has no data, whatever its
+            # last point said. A point stands for its whole bucket (up to the next
+            # point): sparse points (10 s buckets under a 20 s window) are not a gap
+            # between two of them, and their streak is not restarted. A lone point's
+            # bucket is unknown: it stands for at most one window.
+            step = series.step if len(series.points) > 1 else rule.window
+            if fresh and rule.window > timedelta(0) and latest.at + step < now - rule.window:
                 fresh = False
         if source_error is not None:
             # The source is failing right now: what it said before is not evidence that
@@ -232,7 +249,9 @@ class RuleTracker:
             evidence = self._no_data(series, latest, now, source_error)
         else:
             assert latest is not None and series is not None
-            in_window = series.since(now - rule.window)
+            # Samples: the points whose bucket reaches into the window.
+            start = now - rule.window
+            in_window = [p for p in series.points if p.at >= start or p.at + step > start]
             held = now - self.streak_start if self.streak_start is not None else None
             if held is not None and held >= rule.window:
                 state = RuleState.CRITICAL if rule.severity is Severity.CRITICAL else RuleState.WARN

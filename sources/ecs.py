@@ -170,6 +170,13 @@ def revision_of(task_definition_arn: str | None) -> str:
     return task_definition_arn.rsplit("/", 1)[-1]
 
 
+def _percent(value: Any) -> float | None:
+    """A traffic weight, 0..100; anything else is unknown."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= 100 else None
+
+
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -258,6 +265,7 @@ def map_service_deployment(raw: dict[str, Any], revisions: dict[str, str]) -> Se
         if isinstance(h, dict) and h.get("hookId")
     )
     strategy = (raw.get("deploymentConfiguration") or {}).get("strategy")
+    weight = target.get("requestedProductionTrafficWeight")
     return ServiceDeployment(
         arn=str(raw.get("serviceDeploymentArn") or "?"),
         status=str(raw.get("status") or "?"),
@@ -274,6 +282,7 @@ def map_service_deployment(raw: dict[str, Any], revisions: dict[str, str]) -> Se
         lifecycle_stage=raw.get("lifecycleStage"),
         strategy=strategy if isinstance(strategy, str) else None,
         hooks=hooks,
+        traffic_weight=_percent(weight),
     )
 
 

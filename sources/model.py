@@ -132,6 +132,10 @@ class ServiceDeployment:
     strategy: str | None = None
     """``ROLLING``, ``BLUE_GREEN``, ``CANARY`` or ``LINEAR`` (its deployment configuration)."""
     hooks: tuple[LifecycleHook, ...] = ()
+    traffic_weight: float | None = None
+    """Percent of production traffic requested on the target (new) revision (native
+    blue/green, canary, linear: ``requestedProductionTrafficWeight``); ``None`` when ECS
+    does not say."""
 
     @property
     def awaiting_hook(self) -> LifecycleHook | None:

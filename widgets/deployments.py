@@ -184,6 +184,7 @@ class CardText:
             if cb.failure_count is not None and cb.threshold is not None:
                 text.append(f" {cb.failure_count}/{cb.threshold}", self.tone("muted"))
             text.append(" (auto-rollback)" if cb.rollback else "", self.tone("muted"))
+        self._shift_line(text, sd, sources, target)
         reason = sd.rollback_reason or sd.status_reason
         shown = {d.rollout_reason for d in sample.deployments if d.rollout_state == "FAILED"}
         if (
@@ -194,6 +195,30 @@ class CardText:
             text.append(
                 f"\n    {clean(reason, LONG)}", self.tone(_STATE_TONE.get(sd.status, "muted"))
             )
+
+    def _shift_line(self, text: Text, sd: ServiceDeployment, sources: str, target: str) -> None:
+        """While a native blue/green, canary or linear deployment runs: its lifecycle
+        stage, the production traffic split, and a PAUSE hook that waits for a promote."""
+        if sd.status not in _LIVE_STATES:
+            return
+        parts: list[tuple[str, str]] = []
+        if sd.lifecycle_stage:
+            parts.append((f"stage {sd.lifecycle_stage}", "muted"))
+        weight = sd.traffic_weight
+        if weight is not None and sources:
+            parts.append((f"traffic {sources} {100 - weight:g}% / {target} {weight:g}%", "label"))
+        hook = sd.awaiting_hook
+        if hook is not None and sd.status in ("PENDING", "IN_PROGRESS"):
+            waits = "hook waiting: P promotes, R rolls back"
+            if hook.expires_at is not None:
+                action = hook.timeout_action or "ROLLBACK"
+                waits += f" (else {action} at {hook.expires_at.strftime('%H:%M:%S')})"
+            parts.append((waits, "warn"))
+        for n, (words, tone) in enumerate(parts):
+            # The hook on a line of its own: what to do next is never folded away.
+            lead = "\n    " if n == 0 or tone == "warn" else " · "
+            text.append(lead, self.tone("muted"))
+            text.append(words, self.tone(tone))
 
 
 _CODEDEPLOY_TONE = {

@@ -221,13 +221,19 @@ class MetricRows(RowList):
         text = Text()
         worst = min(evidence, key=lambda e: e.state.rank, default=None)
         text.append(clean(view.name), self.tone("label"))
+        several = len(evidence) > 1
         for ev in sorted(evidence, key=lambda e: (e.threshold, e.rule)):  # stable order
             text.append(f"  {ev.op} {number(ev.threshold, view.unit)}", self.tone("muted"))
             if ev.action != "none":
                 text.append(f" → {clean(ev.action)}", self.tone("muted"))
-        if worst is not None:
-            text.append(f"  {worst.state.value}", self.tone(_STATE_TONE[worst.state]))
-            if worst.reason and worst.state is RuleState.OK:
+            if several:  # every rule says its own state, not only the worst one
+                text.append(f" {ev.state.value}", self.tone(_STATE_TONE[ev.state]))
+                if ev.reason and ev.state is RuleState.OK:
+                    text.append(f" ({clean(ev.reason)})", self.tone("muted"))
+        if worst is not None:  # then the metric's own state: its worst rule's
+            text.append("  · " if several else "  ", self.tone("muted"))
+            text.append(worst.state.value, self.tone(_STATE_TONE[worst.state]))
+            if worst.reason and worst.state is RuleState.OK and not several:
                 text.append(f" ({clean(worst.reason)})", self.tone("muted"))
         return text
 

@@ -288,3 +288,82 @@ def test_closing_the_terminal_ends_the_demo_and_its_sandbox(tmp_path: Path) -> N
         time.sleep(0.2)
     assert not Path(f"/proc/{demo}").exists(), "deploywatch is still running after a hang-up"
     assert not (sandbox_pids() & ours), "a sandbox process was left behind"
+
+
+def test_native_canary_hook_promote_then_the_rule_rolls_it_back(tmp_path: Path) -> None:
+    """canary → the PAUSE hook waits on the card → P, y → 20 % on v2 → FAILING → the
+    rollback rule's countdown answers the hook that waits again → ROLLBACK_SUCCESSFUL."""
+    tmux = Tmux(f"dw-e2e-canary-{os.getpid()}")
+    state = tmp_path / "state"
+    # Real time (speed 1): the scenario's bakes are 10 s, its rules 15 s and 20 s.
+    tmux.start(
+        f"XDG_STATE_HOME={state} {DEPLOYWATCH} demo --scenario canary; echo EXITED=$?; sleep 30"
+    )
+    try:
+        tmux.wait_for(re.compile(r"Deployments · ECS"), 30)
+        # The card: in flight, its stage, the split (nothing on v2 yet) and the hook.
+        screen = tmux.wait_for(re.compile(r"hook waiting: P promotes, R rolls back"), 60)
+        assert re.search(r"web\s+canary/web\s+IN_PROGRESS", screen), screen
+        assert "deployment IN_PROGRESS  web:1 → web:2" in screen
+        assert "stage PRODUCTION_TRAFFIC_SHIFT · traffic web:1 100% / web:2 0%" in screen
+        assert re.search(r"rolls back \(else ROLLBACK at \d\d:\d\d:\d\d\)", screen), screen
+        # P: the dialog says forward (old → new), what it does and the exact call.
+        tmux.keys("P")
+        screen = tmux.wait_for(re.compile(r"Press y to promote web"), 10)
+        for part in (
+            "Promote web",
+            "web:1 → web:2",
+            "ECS canary",
+            "continue past PRODUCTION_TRAFFIC_SHIFT towards web:2",
+            "ecs:ContinueServiceDeployment action=CONTINUE",
+        ):
+            assert part in screen, part
+        tmux.keys("y")
+        screen = tmux.wait_for(re.compile(r"promote DONE\s+web web:1 → web:2 at "), 15)
+        promoted = time.monotonic()
+        tmux.wait_for(re.compile(r"traffic web:1 80% / web:2 20%"), 20)
+        # v2 fails a fifth of its requests: FAILING on its error rate, then the
+        # rollback rule's countdown (no good point in between restarts the streaks).
+        screen = tmux.wait_for(re.compile(r"FAILING\s+web error rate \[version:v2\]"), 60)
+        assert "web_error_rate  > 2% CRITICAL" in screen, screen
+        screen = tmux.wait_for(
+            re.compile(r"AUTO ROLLBACK in \d+s\s+web · web error rate: roll back"), 30
+        )
+        assert "press c to cancel" in screen
+        # The deployment waits at its hook again: the rollback answers it.
+        screen = tmux.wait_for(
+            re.compile(
+                r"auto rollback DONE\s+web web:2 → web:1 at .* lifecycle hook with ROLLBACK"
+            ),
+            30,
+        )
+        screen = tmux.wait_for(re.compile(r"web\s+canary/web\s+ROLLBACK_SUCCESSFUL"), 45)
+        rolled_back = time.monotonic() - promoted
+        assert "deployment ROLLBACK_SUCCESSFUL  web:2 → back to web:1" in screen, screen
+        assert "hook waiting" not in screen and "stage PRODUCTION" not in screen
+        # The banner says why: ECS itself rolled it back (judged every second).
+        screen = tmux.wait_for(re.compile(r"ECS canary/web: ECS rolled the deployment back"), 10)
+        assert screen.splitlines()[1].strip().startswith("FAILING"), screen
+        tmux.wait_for(
+            re.compile(r"MTTR\s+web: breach \d\d:\d\d:\d\d · decided \+\S+ · recovered \+\S+"), 5
+        )
+        print(f"promote → ROLLBACK_SUCCESSFUL in {rolled_back:.1f}s")
+        entries = [
+            json.loads(line)
+            for line in (state / "deploywatch" / "audit.jsonl").read_text().splitlines()
+        ]
+        intents = [e for e in entries if e["phase"] == "intent"]
+        assert [(e["action"], e["automatic"]) for e in intents] == [
+            ("promote", False),
+            ("rollback", True),
+        ]
+        assert [(e["target"]["from"], e["target"]["to"]) for e in intents] == [
+            ("web:1", "web:2"),
+            ("web:2", "web:1"),
+        ]
+        assert [e["call"]["params"]["action"] for e in intents] == ["CONTINUE", "ROLLBACK"]
+        assert all(e["ok"] for e in entries if e["phase"] == "result")
+        tmux.keys("q")
+        tmux.wait_for(re.compile(r"EXITED=0"), 20)
+    finally:
+        tmux.kill()

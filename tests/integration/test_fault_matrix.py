@@ -11,7 +11,7 @@ timeouts and intervals tightened (see :func:`tune_settings` / :func:`tune_source
 path of the app's worker minus Textual, and fast. A representative subset
 (:data:`APP_CASES`, one per source) runs the real :class:`~tui.app.DeployWatchApp`
 headless (``App.run_test()``) with the sources it builds itself, and checks the pane's
-STALE line (within the store's bound plus the dashboard's ``JUDGE_EVERY``: a signal
+STALE line (within the store's bound plus the watch's ``JUDGE_EVERY``: a signal
 pane shows a failure with a judgement of its rules) and that ``?`` opens the help screen
 within 250 ms while the fault is on.
 
@@ -83,7 +83,7 @@ from sources.poll import Backoff
 from sources.probes import ProbeSource
 from sources.sentry import SentrySource
 from tui.app import DeployWatchApp
-from tui.screens.dashboard import JUDGE_EVERY
+from engine.controller import JUDGE_EVERY
 from tui.screens.help import HelpScreen
 from widgets.deployments import DeploymentsPane
 from widgets.signals import ErrorsPane, MetricsPane, ProbesPane

@@ -25,12 +25,16 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 import pytest
 
+from engine.actions import ActionEngine, ApiCall, Outcome, Plan, Verb, plan
+from engine.audit import AuditLog
+from engine.canary import CanaryDriver
 from engine.config import load_config
 from engine.rules import NoDataPolicy, RuleState
 from engine.store import EcsStatus, Store
 from engine.verdict import Verdict, judge
 from engine.wiring import build_rulebook, build_sources
 from sandbox.scenario import SCENARIO_DIR
+from sources.aws_actions import AwsActions
 from sources.datadog import DatadogSource
 from sources.model import EcsServiceSample, SourceFailure
 
@@ -134,13 +138,15 @@ class Watch:
     sources: list[Source]
     zero: float
     """``time.monotonic()`` at the sandbox's second 0."""
+    service: str = SERVICE
+    """The service key whose ECS state each tick reads."""
     ticks: list[Tick] = field(default_factory=list)
     spells: list[Spell] = field(default_factory=list)
     crashed: list[str] = field(default_factory=list)
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     @classmethod
-    def on(cls, sandbox: SandboxProcess, speed: float) -> Watch:
+    def on(cls, sandbox: SandboxProcess, speed: float, service: str = SERVICE) -> Watch:
         settings = load_config(sandbox.config_path)
         store = Store(
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
@@ -151,7 +157,7 @@ class Watch:
         answer = httpx.get(sandbox.fault_control_url, timeout=5).json()
         after = time.monotonic()
         zero = (before + after) / 2 - float(answer["clock"]) / speed
-        return cls(sandbox, speed, settings, store, sources, zero)
+        return cls(sandbox, speed, settings, store, sources, zero, service)
 
     # ---- time
 
@@ -215,7 +221,7 @@ class Watch:
         store = self.store
         evidence = store.rules.evaluate(when, store.source_error)
         report = judge(evidence, {k: s.status for k, s in store.services.items()})
-        state = store.services[SERVICE]
+        state = store.services[self.service]
         evidence_by_rule = {e.rule: e for e in evidence}
         tick = Tick(self.now(), when, report, evidence_by_rule, state.status, state.sample)
         self._check_no_data(when)
@@ -280,10 +286,11 @@ class Watch:
             if predicate(tick):
                 return tick
             if time.monotonic() > deadline:
+                log = await asyncio.to_thread(self.sandbox.log_text, 2000)  # a file read
                 raise AssertionError(
                     f"no {what} within {timeout:g} s; last: {tick.line()}\n"
                     + "\n".join(e.summary() for e in tick.evidence.values())
-                    + f"\nsandbox log:\n{self.sandbox.log_text(2000)}"
+                    + f"\nsandbox log:\n{log}"
                 )
             await asyncio.sleep(TICK)
 
@@ -319,7 +326,7 @@ class Watch:
 
 
 class StartWatch(Protocol):
-    def __call__(self, scenario: str, speed: float) -> Watch: ...
+    def __call__(self, scenario: str, speed: float, service: str = SERVICE) -> Watch: ...
 
 
 @pytest.fixture
@@ -328,7 +335,7 @@ def watch(
 ) -> Iterator[StartWatch]:
     """Start a scenario in a child process and the product's engine on it."""
 
-    def start(scenario: str, speed: float) -> Watch:
+    def start(scenario: str, speed: float, service: str = SERVICE) -> Watch:
         began = time.monotonic()
         sandbox = sandbox_process(scenario, speed=speed)
         for name in FORGET_ENV:
@@ -339,7 +346,7 @@ def watch(
         for name in ("DD_API_KEY", "DD_APP_KEY", "SENTRY_AUTH_TOKEN"):
             assert sandbox.client_env[name] not in config, f"{name} is in {sandbox.config_path}"
         assert "secret" not in config.lower()
-        watch = Watch.on(sandbox, speed)
+        watch = Watch.on(sandbox, speed, service)
         print(
             f"\n{scenario} at speed {speed:g}: sandbox up in {time.monotonic() - began:.1f} s, "
             f"at its second {watch.now() * speed:.1f}"
@@ -495,6 +502,112 @@ async def test_crash_loop_fails_on_availability_before_ecs_says_anything(
     # A v2 task lives 8 sandbox s (2 s here) before its first crash; then the probe has
     # to fail, and keep failing the ratio for the whole window.
     assert failing.at - v2.at <= 8 / w.speed + window + probe + 6.0
+
+
+async def test_native_canary_promoted_at_its_hook_fails_and_rolls_back(
+    watch: StartWatch, tmp_path: Path
+) -> None:
+    """The native canary rehearsed as the product does it: the PAUSE hook waits, a
+    promote (CONTINUE) sends 20 % to v2, v2's error rate breaks both rules (its sparse
+    per-second points once read 0 % every few seconds, each a good point restarting the
+    streaks: DEGRADED forever), and the rollback rule's action, sent at the hook that
+    waits again, rolls the service back to web:1."""
+    w = watch("canary", speed=2.0, service="canary/web")
+    rule, rollback = "web error rate", "web error rate: roll back"
+    aws = w.settings.aws
+    engine = ActionEngine(
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        executor=AwsActions(region=aws.region, endpoint_url=aws.endpoint_url),
+        read_only=False,
+        operator=lambda: "test",
+        clock=lambda: datetime.now(UTC),
+    )
+
+    def hook(t: Tick) -> str | None:
+        sds = t.sample.service_deployments if t.sample is not None else ()
+        waiting = sds[0].awaiting_hook if sds else None
+        return waiting.hook_id if waiting is not None else None
+
+    async def act(verb: Verb) -> Plan:
+        planned = plan(verb, w.store.services[w.service], environment="x", production=False)
+        assert planned.enabled, planned.disabled_reason
+        result = await engine.request(planned)
+        assert result.outcome is Outcome.DONE, result.message
+        return planned
+
+    async with w:
+        first = await w.until("the PAUSE hook", lambda t: hook(t) is not None, timeout=40)
+        assert first.ecs is EcsStatus.IN_PROGRESS
+        promote = await act(Verb.PROMOTE)
+        assert promote.change == "web:1 → web:2"
+        failing = await w.until(
+            "the rollback rule", lambda t: t.state(rollback) is RuleState.CRITICAL, timeout=60
+        )
+        second = await w.until(
+            "the hook waiting again", lambda t: hook(t) not in (None, hook(first)), timeout=30
+        )
+        back = await act(Verb.ROLLBACK)  # what the rule's countdown sends
+        assert back.call is not None and back.call.params["action"] == "ROLLBACK"
+        assert back.change == "web:2 → web:1"
+        done = await w.until(
+            "ROLLBACK_SUCCESSFUL", lambda t: t.ecs is EcsStatus.ROLLBACK_SUCCESSFUL, timeout=40
+        )
+    v2 = w.first(lambda t: t.evidence[rule].group == "version:v2")
+    assert v2 is not None
+    print(
+        f"hook at {first.at:.1f} s, v2 judged from {v2.at:.1f} s, rollback rule CRITICAL at "
+        f"{failing.at:.1f} s, hook again at {second.at:.1f} s, ROLLBACK_SUCCESSFUL at "
+        f"{done.at:.1f} s: {w.transitions()}"
+    )
+    evidence = failing.evidence[rollback]
+    assert evidence.group == "version:v2" and evidence.action == "rollback"
+    assert evidence.value is not None and 10 <= evidence.value <= 30  # v2 fails 20 %
+    assert failing.verdict is Verdict.FAILING
+    # Once v2 breached, no good point restarted the streak: FAILING held until rolled back.
+    assert failing.at - v2.at <= rule_window(w, rollback) + 15.0
+    assert all(t.verdict is Verdict.FAILING for t in w.ticks if failing.at <= t.at <= second.at)
+    assert done.sample is not None
+    assert [d.revision for d in done.sample.deployments if d.status == "PRIMARY"] == ["web:1"]
+
+
+async def test_alb_canary_sparse_points_fire_both_rules(watch: StartWatch) -> None:
+    """The ALB canary at its first step (10 %) gets ~2 requests a second: its error rate
+    comes in 10 s buckets. Under the 20 s rule a point-less moment between two buckets
+    once read as NO DATA and restarted the streak, so ``> 5% for 20s`` never showed while
+    ``> 10% for 30s`` (whose window always held a point) went CRITICAL."""
+    w = watch("alb-canary", speed=2.0, service="alb/web")
+    rule, rollback = "web error rate", "web error rate: roll back"
+    canary = w.settings.services[0].canary
+    assert canary is not None
+    operation, params = CanaryDriver(w.service, canary).weights_params(10)
+    aws = w.settings.aws
+    executor = AwsActions(region=aws.region, endpoint_url=aws.endpoint_url)
+    async with w:
+        await w.until("HEALTHY on v1", lambda t: t.verdict is Verdict.HEALTHY, timeout=40)
+        await asyncio.to_thread(executor, ApiCall("elbv2", operation, params))  # 90 / 10
+        v2 = await w.until(
+            "v2 judged", lambda t: t.evidence[rule].group == "version:v2", timeout=40
+        )
+        fired = await w.until(
+            f"{rule} CRITICAL", lambda t: t.state(rule) is RuleState.CRITICAL, timeout=45
+        )
+        both = await w.until(
+            "both rules CRITICAL", lambda t: t.state(rollback) is RuleState.CRITICAL, timeout=30
+        )
+    print(
+        f"v2 judged at {v2.at:.1f} s; {rule} CRITICAL at {fired.at:.1f} s, {rollback} at "
+        f"{both.at:.1f} s: {fired.evidence[rule].summary()}"
+    )
+    assert fired.at <= both.at  # the shorter window fires first, as it must
+    assert fired.at - v2.at <= rule_window(w, rule) + 20.0  # one 10 s bucket + lag
+    evidence = both.evidence[rule]
+    assert evidence.state is RuleState.CRITICAL and evidence.group == "version:v2"
+    assert evidence.value is not None and 5 < evidence.value <= 30  # v2 fails 15 %
+    # Once v2 was judged, neither rule ever said NO DATA between two sparse points.
+    for t in w.ticks:
+        if t.at >= v2.at:
+            assert t.state(rule) is not RuleState.NO_DATA, t.evidence[rule].summary()
+            assert t.state(rollback) is not RuleState.NO_DATA, t.evidence[rollback].summary()
 
 
 @dataclass(frozen=True)

@@ -317,6 +317,11 @@ async def test_metric_state_follows_values_across_thresholds() -> None:
         assert line_with(app, METRICS, "error_rate").endswith("CRITICAL")
         assert colour_of(app, METRICS, "CRITICAL") == theme(app, "error")
         assert colour_of(app, METRICS, "7.5%") == theme(app, "error")
+        # Every rule of the metric shows its own state, not only the worst one: 7.5 %
+        # breaks the 5 % rule, not the 10 % rollback rule.
+        row = line_with(app, METRICS, "error_rate")
+        assert "> 5% CRITICAL  > 10% → rollback OK  · CRITICAL" in row, row
+        assert colour_of(app, METRICS, "OK", after="rollback") == theme(app, "success")
 
 
 async def test_metrics_go_stale_with_age_and_reason_and_recover() -> None:
@@ -820,7 +825,10 @@ async def test_breaching_values_are_highlighted_in_their_panes() -> None:
         await wait_for(pilot, lambda: "CRITICAL" in pane_text(app, METRICS))
         error, success = theme(app, "error"), theme(app, "success")
         # Metrics: the breaching rule's row and the breaching group's value, in red ...
-        assert line_with(app, METRICS, "error_rate").endswith("CRITICAL")
+        head = app.screen.query_one(MetricsPane).rows.text_of("error_rate").plain
+        assert head.splitlines()[0].endswith(
+            "· CRITICAL"
+        )  # the row may wrap: every rule says its state
         assert colour_of(app, METRICS, "CRITICAL") == error
         assert colour_of(app, METRICS, "14.8%") == error
         assert colour_of(app, METRICS, "█", after="14.8%") == error
@@ -835,3 +843,41 @@ async def test_breaching_values_are_highlighted_in_their_panes() -> None:
         assert colour_of(app, ERRORS, "131 x") == error
         assert colour_of(app, PROBES, "95.0%") == error
         assert colour_of(app, PROBES, "✓ 200") == success  # the last round itself passed
+
+
+def test_a_native_canary_card_shows_its_stage_split_and_waiting_hook() -> None:
+    from dataclasses import replace
+
+    from engine.store import ServiceState
+    from sources.model import LifecycleHook
+    from tests.fakes import deployment, sample, service_deployment
+    from widgets.deployments import CardText
+
+    key = "canary/web"
+    hook = LifecycleHook(
+        "ecs-pause-1", "AWAITING_ACTION", "PAUSE", T0 + timedelta(minutes=5), "ROLLBACK"
+    )
+    sd = replace(
+        service_deployment("IN_PROGRESS", source="web:1", target="web:2"),
+        strategy="CANARY",
+        lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT",
+        traffic_weight=20.0,
+        hooks=(hook,),
+    )
+    deployments = [deployment("web:2", rollout="IN_PROGRESS"), deployment("web:1", status="ACTIVE")]
+
+    def card(sd: object) -> str:
+        state = ServiceState(key, "web", sample=sample(key, deployments, service_deployments=[sd]))  # type: ignore[list-item]
+        return CardText(state, T0, lambda _tone: "").build().plain
+
+    text = card(sd)
+    assert "deployment IN_PROGRESS  web:1 → web:2" in text
+    lines = [line.strip() for line in text.splitlines()]
+    at = lines.index("stage PRODUCTION_TRAFFIC_SHIFT · traffic web:1 80% / web:2 20%")
+    assert lines[at + 1] == "hook waiting: P promotes, R rolls back (else ROLLBACK at 02:05:00)"
+    # Promoted: the hook no longer waits; the split moves with the deployment.
+    moved = card(replace(sd, hooks=(replace(hook, status="SUCCEEDED"),), traffic_weight=100.0))
+    assert "traffic web:1 0% / web:2 100%" in moved and "hook waiting" not in moved
+    # Over: no stage, no split, no hook (a stage of a finished deployment says nothing).
+    done = card(replace(sd, status="SUCCESSFUL", finished_at=T0))
+    assert "stage " not in done and "traffic " not in done and "hook waiting" not in done

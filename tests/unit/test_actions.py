@@ -95,8 +95,12 @@ def test_native_canary_with_a_waiting_hook_promotes_and_rolls_back_through_it() 
         "continue_service_deployment",
         {"serviceDeploymentArn": sd.arn, "hookId": "hook-1", "action": "CONTINUE"},
     )
+    # A promote goes forward (old → new), as its effect says; a rollback goes back.
+    assert promote.change == "web:1 → web:2" and "towards web:2" in promote.effect
+    assert (promote.audit_target()["from"], promote.audit_target()["to"]) == ("web:1", "web:2")
     rollback = make_plan(Verb.ROLLBACK, st)
     assert rollback.call is not None and rollback.call.params["action"] == "ROLLBACK"
+    assert rollback.change == "web:2 → web:1"
     pause = make_plan(Verb.PAUSE, st)
     assert not pause.enabled and "already paused at POST_TEST_TRAFFIC_SHIFT" in (
         pause.disabled_reason or ""

@@ -124,6 +124,28 @@ def test_map_service_deployment_resolves_revisions_and_breaker() -> None:
     assert sd.finished_at is None
 
 
+def test_map_service_deployment_reads_the_stage_split_and_waiting_hook() -> None:
+    raw = {
+        "serviceDeploymentArn": "arn:aws:ecs:us-east-1:1:service-deployment/demo/web/abc",
+        "status": "IN_PROGRESS",
+        "targetServiceRevision": {"arn": "rev-new", "requestedProductionTrafficWeight": 20.0},
+        "sourceServiceRevisions": [{"arn": "rev-old", "requestedProductionTrafficWeight": 80.0}],
+        "deploymentConfiguration": {"strategy": "CANARY"},
+        "lifecycleStage": "PRODUCTION_TRAFFIC_SHIFT",
+        "lifecycleHookDetails": [{"hookId": "ecs-pause-1", "status": "AWAITING_ACTION"}],
+    }
+    sd = map_service_deployment(raw, {"rev-new": TD + "web:2", "rev-old": TD + "web:1"})
+    assert (sd.strategy, sd.lifecycle_stage, sd.traffic_weight) == (
+        "CANARY",
+        "PRODUCTION_TRAFFIC_SHIFT",
+        20.0,
+    )
+    assert sd.awaiting_hook is not None and sd.awaiting_hook.hook_id == "ecs-pause-1"
+    for odd in (None, "20", True, -1, 101, float("nan")):
+        raw["targetServiceRevision"] = {"arn": "rev-new", "requestedProductionTrafficWeight": odd}
+        assert map_service_deployment(raw, {}).traffic_weight is None, odd
+
+
 class ClientError(Exception):
     """Shaped like botocore's ClientError (only ``.response`` matters)."""
 

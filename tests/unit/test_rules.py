@@ -10,6 +10,7 @@ from engine.rules import NoDataPolicy, Rule, RuleBook, RuleState, Series, Severi
 from tests.fakes import T0
 
 MIN = timedelta(minutes=1)
+SEC = timedelta(seconds=1)
 
 
 def rule(**kw: object) -> Rule:
@@ -164,6 +165,34 @@ def test_a_group_that_stops_reporting_loses_its_breach_and_its_say() -> None:
         solo.record("metric:error_rate", T0 + at(i), 15.0)
     (ev,) = solo.evaluate(T0 + at(11) + 2 * MIN - timedelta(seconds=1))
     assert ev.state is RuleState.NO_DATA and ev.samples == 0
+
+
+def test_sparse_points_keep_their_streak_until_the_window_has_held() -> None:
+    """10 s buckets under a 20 s window, each bucket known 2 s after it ends (a canary
+    with few requests, rolled up): between two points the window may hold none, but the
+    newest point still stands for its bucket. That is no gap: the streak goes on, and
+    the rule fires once 20 s have held (before, it went NO DATA and restarted)."""
+    book = RuleBook([rule(window=timedelta(seconds=20)), rule(name="slow", window=30 * SEC)])
+    states: dict[str, list[RuleState]] = {"error rate": [], "slow": []}
+    fired: dict[str, float] = {}
+    for tenth in range(0, 600, 5):  # judged every 0.5 s for a minute
+        now = T0 + timedelta(seconds=tenth / 10)
+        bucket = (tenth / 10 - 2) // 10 - 1  # the newest bucket that ended 2 s ago
+        if bucket >= 0:
+            book.record("metric:error_rate", T0 + timedelta(seconds=bucket * 10), 15.0)
+        if tenth < 120:
+            continue
+        for ev in book.evaluate(now):
+            states[ev.rule].append(ev.state)
+            assert ev.samples >= 1, ev.summary()  # the bucket reaching into the window
+            if ev.state is RuleState.CRITICAL:
+                fired.setdefault(ev.rule, tenth / 10)
+    for name, seen in states.items():
+        assert RuleState.NO_DATA not in seen, (name, seen)
+    assert fired == {"error rate": 20.0, "slow": 30.0}
+    # A group that stops reporting still goes NO DATA: one bucket past the window.
+    (ev, _) = book.evaluate(T0 + timedelta(seconds=50 + 10 + 20 + 1))
+    assert ev.state is RuleState.NO_DATA and ev.value is None
 
 
 def test_a_failing_source_makes_its_rules_stale_at_once_and_keeps_the_streak() -> None:
