@@ -382,7 +382,8 @@ class Controller:
             wait = max(wait, MIN_SLEEP)  # never spin: actions and faces need the loop
             if wait > 0:
                 try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                    async with asyncio.timeout(wait):
+                        await self._wake.wait()
                     woken = True
                 except TimeoutError:
                     pass

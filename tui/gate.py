@@ -256,22 +256,26 @@ class Gate:
                 return Exit.FAILED, f"FAILING: {snapshot.report.headline}"
         done = all(s in DONE_STATES for s in statuses.values())
         healthy = done and snapshot.verdict is Verdict.HEALTHY and not acting
-        self._bake(now, healthy)
+        self._bake(now, done, healthy)
         if healthy and self._baked >= self.options.bake:
             return Exit.SIGNED_OFF, (
                 f"{', '.join(watched)} completed and HEALTHY for {_dur(self._baked)}: signed off"
             )
         return None
 
-    def _bake(self, now: datetime, healthy: bool) -> None:
+    def _bake(self, now: datetime, done: bool, healthy: bool) -> None:
+        """Count healthy time after completion. A deployment that starts again (not done)
+        restarts the bake; NO DATA or DEGRADED pause it (they are not healthy time)."""
+        if not done:
+            self._baked = timedelta(0)
+            self._bake_from = self._bake_reported = None
+            return
         if self._bake_from is not None:
             self._baked += now - self._bake_from
         self._bake_from = now if healthy else None
-        if not self.options.bake:
+        if not self.options.bake or not healthy:
             return
-        if healthy and (
-            self._bake_reported is None or now - self._bake_reported >= BAKE_REPORT_EVERY
-        ):
+        if self._bake_reported is None or now - self._bake_reported >= BAKE_REPORT_EVERY:
             self._bake_reported = now
             left = max(timedelta(0), self.options.bake - self._baked)
             self.emit(
@@ -307,7 +311,8 @@ class Gate:
                     break
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._changed.wait(), timeout=TICK)
+                    async with asyncio.timeout(TICK):
+                        await self._changed.wait()
             await self.controller.settle()
         finally:
             watch.cancel()

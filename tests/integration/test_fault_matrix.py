@@ -71,6 +71,7 @@ import pytest
 from textual import events
 
 from engine.config import load_config
+from engine.controller import JUDGE_EVERY
 from engine.rules import RuleState
 from engine.store import Store
 from engine.wiring import build_rulebook, build_sources
@@ -83,7 +84,6 @@ from sources.poll import Backoff
 from sources.probes import ProbeSource
 from sources.sentry import SentrySource
 from tui.app import DeployWatchApp
-from engine.controller import JUDGE_EVERY
 from tui.screens.help import HelpScreen
 from widgets.deployments import DeploymentsPane
 from widgets.signals import ErrorsPane, MetricsPane, ProbesPane
