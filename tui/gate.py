@@ -106,6 +106,9 @@ class GateOptions:
     bake: timedelta
     act: bool
     json: bool
+    since: timedelta | None = None
+    """Also accept a deployment that started this recently before the gate (without it,
+    the gate must see each deployment in flight: it never signs off the previous one)."""
 
 
 @dataclass
@@ -130,6 +133,7 @@ class Gate:
     _countdowns: set[tuple[str, str]] = field(default_factory=set)
     _failed_since: dict[str, datetime] = field(default_factory=dict)
     _rolled_back_by_us: set[str] = field(default_factory=set)
+    _seen_in_flight: set[str] = field(default_factory=set)
     _rollback_failed: str | None = None
     _baked: timedelta = field(default_factory=timedelta)
     _bake_from: datetime | None = None
@@ -198,6 +202,8 @@ class Gate:
                     service=key,
                     status=status.value,
                 )
+            if status not in DONE_STATES and status is not EcsStatus.NO_DATA:
+                self._seen_in_flight.add(key)
             if status in FAILED_STATES:
                 self._failed_since.setdefault(key, now)
             else:
@@ -252,9 +258,9 @@ class Gate:
             ]
             if recovered:
                 return Exit.ROLLED_BACK, f"{', '.join(recovered)} rolled back by deploywatch"
-            if snapshot.verdict is Verdict.FAILING and not acting:
+            if snapshot.verdict is Verdict.FAILING and not acting and not self._may_act(snapshot):
                 return Exit.FAILED, f"FAILING: {snapshot.report.headline}"
-        done = all(s in DONE_STATES for s in statuses.values())
+        done = all(s in DONE_STATES and self._ours(k) for k, s in statuses.items())
         healthy = done and snapshot.verdict is Verdict.HEALTHY and not acting
         self._bake(now, done, healthy)
         if healthy and self._baked >= self.options.bake:
@@ -262,6 +268,29 @@ class Gate:
                 f"{', '.join(watched)} completed and HEALTHY for {_dur(self._baked)}: signed off"
             )
         return None
+
+    def _may_act(self, snapshot: Snapshot) -> bool:
+        """With ``--act``: whether a rule that rolls back or pauses a watched service is
+        on its way to acting (its breach has begun), so FAILING is not yet the end."""
+        if not self.options.act:
+            return False
+        targets = self.controller.autopilot.rule_targets
+        return any(
+            ev.action in ("rollback", "pause")
+            and targets.get(ev.rule) in self.options.services
+            and ev.breached_for is not None
+            for ev in snapshot.evidence
+        )
+
+    def _ours(self, key: str) -> bool:
+        """Whether the deployment a service finished is the one this gate watches: seen
+        in flight, or (with ``--since``) started that recently before the gate."""
+        if key in self._seen_in_flight:
+            return True
+        if self.options.since is None:
+            return False
+        started = self.controller.store.deployment_start(key)
+        return started is not None and started >= self.started - self.options.since
 
     def _bake(self, now: datetime, done: bool, healthy: bool) -> None:
         """Count healthy time after completion. A deployment that starts again (not done)
@@ -389,6 +418,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         action="store_true",
         help="let rules with action = rollback/pause act (audited); without it the gate only reports",
     )
+    gate.add_argument(
+        "--since",
+        default=None,
+        metavar="DURATION",
+        help="also accept a deployment that started this long before the gate (default: the "
+        "gate must see each deployment in flight, so it never signs off the previous one)",
+    )
     gate.add_argument("--json", action="store_true", help="one JSON object per line")
     return gate
 
@@ -433,6 +469,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             bake=_duration("--bake", args.bake),
             act=args.act,
             json=args.json,
+            since=_duration("--since", args.since) if args.since else None,
         )
     except ConfigError as exc:
         print(f"deploywatch: {exc}", file=sys.stderr)

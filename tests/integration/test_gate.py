@@ -32,7 +32,6 @@ def gate(
     """Run ``deploywatch gate`` on the sandbox's config; its exit code and stdout lines."""
     env = {k: v for k, v in os.environ.items() if k not in FORGET_ENV}
     env.update(sandbox.client_env)
-    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # the rehearsal audit log goes here
     done = subprocess.run(
         [sys.executable, "-m", "tui", "gate", "--config", str(sandbox.config_path), *args],
         capture_output=True,
@@ -78,6 +77,11 @@ def test_bad_release_without_act_fails_and_sends_nothing(
 def test_bad_release_with_act_rolls_back_automatically(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
+    from datetime import UTC, datetime
+
+    from engine.config import load_config
+
+    began = datetime.now(UTC).isoformat(timespec="milliseconds")
     sandbox = sandbox_process("bad-release", speed=4.0)
     code, lines = gate(sandbox, tmp_path, "--act", "--timeout", "4m")
     assert code == 3
@@ -85,9 +89,16 @@ def test_bad_release_with_act_rolls_back_automatically(
     assert "AUTO ROLLBACK of web in" in text
     assert "automatic rollback of web DONE" in text
     assert "ROLLED BACK (exit 3)" in lines[-1]
-    audit = (tmp_path / "state" / "deploywatch" / "rehearsal-audit.jsonl").read_text()
-    intents = [json.loads(line) for line in audit.splitlines() if '"intent"' in line]
-    assert [e["automatic"] for e in intents] == [True]
+    # Audited like any action, in the rehearsal log the sandbox's config names.
+    log = load_config(sandbox.config_path).actions.audit_log
+    assert log is not None and log.name == "rehearsal-audit.jsonl"
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    intents = [
+        e
+        for e in entries
+        if e["phase"] == "intent" and e["time"] >= began and e["target"]["cluster"] == "rehearsal"
+    ]
+    assert [(e["automatic"], e["action"]) for e in intents] == [(True, "rollback")]
 
 
 def test_a_circuit_breaker_rollback_is_never_a_success(
