@@ -54,7 +54,6 @@ IN_FLIGHT = frozenset({"PENDING", "IN_PROGRESS"})
 
 ROLLING_BACK = frozenset({"ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
 
-NATIVE_STRATEGIES = frozenset({"BLUE_GREEN", "CANARY", "LINEAR"})
 
 ACTION_TIMEOUT = 20.0
 """Seconds an API call may take before the action is reported as failed."""
@@ -92,8 +91,8 @@ class Plan:
     service: str
     environment: str
     production: bool
-    kind: str
-    """The deployment kind in words: ``ECS rolling``, ``ECS canary``, ``CodeDeploy``..."""
+    kind: DeploymentKind
+    """The deployment kind (its value is in words: ``ECS rolling``, ``ECS canary``...)."""
     from_revision: str | None
     to_revision: str | None
     call: ApiCall | None
@@ -136,7 +135,7 @@ def _revisions(
     sample: EcsServiceSample, sd: ServiceDeployment | None
 ) -> tuple[str | None, str | None, str | None]:
     """``(new revision, old revision, old task definition ARN)`` as best known."""
-    primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+    primary = sample.primary
     active = next((d for d in sample.deployments if d.status == "ACTIVE"), None)
     new = revision_of(sd.target_task_definition) if sd and sd.target_task_definition else None
     if new is None and primary is not None:
@@ -162,25 +161,46 @@ def _previous_after_done(sample: EcsServiceSample) -> tuple[str | None, str | No
     return None, None
 
 
-def deployment_kind(sample: EcsServiceSample | None) -> str:
-    """The kind in words, from the controller and the strategy ECS reports."""
+class DeploymentKind(StrEnum):
+    """What drives a service's deployments; its value is the kind in a deployer's words."""
+
+    UNKNOWN = "unknown"
+    ECS_ROLLING = "ECS rolling"
+    ECS_BLUE_GREEN = "ECS blue/green"
+    ECS_CANARY = "ECS canary"
+    ECS_LINEAR = "ECS linear"
+    CODEDEPLOY = "CodeDeploy blue/green"
+    EXTERNAL = "external controller"
+    ALB_CANARY = "ALB canary"
+
+    @property
+    def native(self) -> bool:
+        """ECS's own blue/green, canary or linear: lifecycle stages and hooks."""
+        return self in (
+            DeploymentKind.ECS_BLUE_GREEN,
+            DeploymentKind.ECS_CANARY,
+            DeploymentKind.ECS_LINEAR,
+        )
+
+
+_NATIVE_KIND = {
+    "BLUE_GREEN": DeploymentKind.ECS_BLUE_GREEN,
+    "CANARY": DeploymentKind.ECS_CANARY,
+    "LINEAR": DeploymentKind.ECS_LINEAR,
+}
+
+
+def deployment_kind(sample: EcsServiceSample | None) -> DeploymentKind:
+    """The kind, from the controller and the strategy ECS reports."""
     if sample is None:
-        return "unknown"
+        return DeploymentKind.UNKNOWN
     if sample.controller == "CODE_DEPLOY":
-        return "CodeDeploy blue/green"
+        return DeploymentKind.CODEDEPLOY
     if sample.controller == "EXTERNAL":
-        return "external controller"
-    strategy = _in_flight(sample) or _newest(sample)
+        return DeploymentKind.EXTERNAL
+    strategy = _in_flight(sample) or sample.newest
     name = (strategy.strategy if strategy and strategy.strategy else None) or sample.strategy
-    if name in NATIVE_STRATEGIES:
-        return {"BLUE_GREEN": "ECS blue/green", "CANARY": "ECS canary", "LINEAR": "ECS linear"}[
-            name
-        ]
-    return "ECS rolling"
-
-
-def _newest(sample: EcsServiceSample) -> ServiceDeployment | None:
-    return sample.service_deployments[0] if sample.service_deployments else None
+    return _NATIVE_KIND.get(name or "", DeploymentKind.ECS_ROLLING)
 
 
 def plan(
@@ -194,7 +214,7 @@ def plan(
     """What ``verb`` would do to this service now (see DESIGN.md's table per kind)."""
     cluster, _, service = state.key.partition("/")
     sample = state.sample
-    kind = "ALB canary" if canary is not None else deployment_kind(sample)
+    kind = DeploymentKind.ALB_CANARY if canary is not None else deployment_kind(sample)
     base = Plan(
         verb=verb,
         key=state.key,
@@ -217,16 +237,16 @@ def plan(
         return _canary_plan(verb, canary, base)
     if sample is None:
         return disabled("no ECS data yet for this service")
-    if kind == "external controller":
+    if kind is DeploymentKind.EXTERNAL:
         return disabled(f"{kind}: act in the tool that drives this service's deployments")
-    if kind == "CodeDeploy blue/green":
+    if kind is DeploymentKind.CODEDEPLOY:
         return _codedeploy_plan(verb, sample, replace(base, effect=""))
     sd = _in_flight(sample)
     new, old, old_td = _revisions(sample, sd)
     base = replace(base, from_revision=new, to_revision=old)
-    native = kind != "ECS rolling"
+    native = kind.native
     hook = sd.awaiting_hook if sd is not None else None
-    newest = _newest(sample)
+    newest = sample.newest
 
     if verb is Verb.ROLLBACK:
         if newest is not None and newest.status in ROLLING_BACK:
@@ -456,8 +476,6 @@ class ActionEngine:
     local: dict[str, Callable[[ApiCall], Mapping[str, Any]]] = field(default_factory=dict)
     """Handlers of ``deploywatch`` calls (our own automation, e.g. holding a canary)."""
     _busy: set[str] = field(default_factory=set)
-    history: list[ActionResult] = field(default_factory=list)
-    """Results, oldest first (bounded by :data:`HISTORY`)."""
 
     async def request(
         self,
@@ -580,13 +598,7 @@ class ActionEngine:
         result = ActionResult(
             plan, outcome, message, automatic, self.clock(), action_id, audit_error
         )
-        self.history.append(result)
-        del self.history[:-HISTORY]
         return result
-
-
-HISTORY = 100
-"""Action results kept in memory (the audit log keeps them all)."""
 
 
 def _error_text(exc: BaseException) -> str:

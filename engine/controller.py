@@ -218,8 +218,8 @@ def canary_view(
 def rollback_words(sample: EcsServiceSample, *, healthy: bool) -> str:
     """``rolled back to web:1 at 02:04:10 by the circuit breaker; web:1 serves, its rules
     OK`` — a rollback that is over, in a deployer's words."""
-    newest = sample.service_deployments[0] if sample.service_deployments else None
-    primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+    newest = sample.newest
+    primary = sample.primary
     serving = revision_of(sample.task_definition) if sample.task_definition else None
     if serving in (None, "?") and primary is not None:
         serving = primary.revision

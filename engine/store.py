@@ -60,6 +60,30 @@ class EcsStatus(Enum):
         """Only a deployment that finished the way it was meant to is healthy."""
         return self in (EcsStatus.STEADY, EcsStatus.COMPLETED)
 
+    @property
+    def in_flight(self) -> bool:
+        """A deployment or a rollback is still moving."""
+        return self in (
+            EcsStatus.IN_PROGRESS,
+            EcsStatus.ROLLBACK_REQUESTED,
+            EcsStatus.ROLLBACK_IN_PROGRESS,
+        )
+
+    @property
+    def rolling_back(self) -> bool:
+        """ECS is rolling the deployment back (act now: it is not over)."""
+        return self in (EcsStatus.ROLLBACK_REQUESTED, EcsStatus.ROLLBACK_IN_PROGRESS)
+
+    @property
+    def rolled_back(self) -> bool:
+        """ECS rolled the deployment back and the rollback is over."""
+        return self is EcsStatus.ROLLBACK_SUCCESSFUL
+
+    @property
+    def failed(self) -> bool:
+        """The deployment, or its rollback, failed and nothing is moving."""
+        return self in (EcsStatus.FAILED, EcsStatus.ROLLBACK_FAILED)
+
 
 _TONES = {
     EcsStatus.NO_DATA: "none",
@@ -89,7 +113,7 @@ def ecs_status(sample: EcsServiceSample | None) -> EcsStatus:
     """
     if sample is None:
         return EcsStatus.NO_DATA
-    newest = sample.service_deployments[0] if sample.service_deployments else None
+    newest = sample.newest
     if newest is not None:
         by_name = {s.value: s for s in EcsStatus}
         if newest.status.startswith("ROLLBACK_") and newest.status in by_name:
@@ -99,7 +123,7 @@ def ecs_status(sample: EcsServiceSample | None) -> EcsStatus:
             return EcsStatus.FAILED if failed else EcsStatus.STOPPED
     if any(d.rollout_state == "FAILED" for d in sample.deployments):
         return EcsStatus.FAILED
-    primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+    primary = sample.primary
     if primary is None:
         return EcsStatus.NO_DATA
     if primary.rollout_state == "IN_PROGRESS" or len(sample.deployments) > 1:
@@ -197,7 +221,7 @@ class Store:
         state = self.services.get(item.key)
         if state is None:
             return False
-        primary = next((d for d in item.deployments if d.status == "PRIMARY"), None)
+        primary = item.primary
         if primary is not None and primary.failed is not None:
             self.rules.record("ecs:failed_tasks", item.at, float(primary.failed), group=item.key)
         changed = state.sample != item or state.failure is not None
@@ -281,11 +305,11 @@ class Store:
             if (key is not None and state.key != key) or state.sample is None:
                 continue
             sample = state.sample
-            newest = sample.service_deployments[0] if sample.service_deployments else None
+            newest = sample.newest
             if newest is not None and (newest.started_at or newest.created_at):
                 starts.append(newest.started_at or newest.created_at)  # type: ignore[arg-type]
             else:
-                primary = next((d for d in sample.deployments if d.status == "PRIMARY"), None)
+                primary = sample.primary
                 if primary is not None and primary.created_at is not None:
                     starts.append(primary.created_at)
         return max(starts) if starts else None
@@ -295,7 +319,7 @@ class Store:
         for state in self.services.values():
             if (key is not None and state.key != key) or state.sample is None:
                 continue
-            primary = next((d for d in state.sample.deployments if d.status == "PRIMARY"), None)
+            primary = state.sample.primary
             if primary is not None and primary.images:
                 image = primary.images[0]
                 if ":" in image.rsplit("/", 1)[-1]:
@@ -366,10 +390,3 @@ class Store:
         events = list(self._pending_events)
         self._pending_events.clear()
         return events
-
-    def counts(self) -> dict[EcsStatus, int]:
-        """How many services are in each status."""
-        result: dict[EcsStatus, int] = {}
-        for state in self.services.values():
-            result[state.status] = result.get(state.status, 0) + 1
-        return result

@@ -7,7 +7,7 @@ did not send is ``None`` — never silently a zero.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -219,6 +219,16 @@ class EcsServiceSample:
     alb: AlbWeights | None = None
     """For a service with an ALB canary configured: the listener's current weights."""
 
+    @property
+    def primary(self) -> EcsDeployment | None:
+        """The PRIMARY deployment (the one ECS moves towards), if ECS listed one."""
+        return next((d for d in self.deployments if d.status == "PRIMARY"), None)
+
+    @property
+    def newest(self) -> ServiceDeployment | None:
+        """The newest service deployment (ECS's service-deployments API), if any."""
+        return self.service_deployments[0] if self.service_deployments else None
+
 
 @dataclass(frozen=True, slots=True)
 class SourceFailure:
@@ -334,14 +344,3 @@ class Source(Protocol):
     def stream(self) -> AsyncIterator[Item]:
         """Yield samples and failures until cancelled."""
         ...
-
-
-@dataclass(slots=True)
-class Counters:
-    """Running tallies a source keeps about itself (for the status line and benches)."""
-
-    polls: int = 0
-    failures: int = 0
-    dropped: int = 0
-    last_error: str | None = None
-    extra: dict[str, int] = field(default_factory=dict)

@@ -62,13 +62,6 @@ class Exit(IntEnum):
     TIMED_OUT = 4
 
 
-DONE_STATES = frozenset({EcsStatus.COMPLETED, EcsStatus.STEADY})
-"""A deployment in one of these has finished the way it was meant to."""
-
-ROLLED_BACK_STATES = frozenset({EcsStatus.ROLLBACK_SUCCESSFUL})
-ROLLING_BACK_STATES = frozenset({EcsStatus.ROLLBACK_REQUESTED, EcsStatus.ROLLBACK_IN_PROGRESS})
-FAILED_STATES = frozenset({EcsStatus.FAILED, EcsStatus.ROLLBACK_FAILED})
-
 FAILED_GRACE = timedelta(seconds=30)
 """How long ECS may say FAILED before the gate calls it failed (ECS says FAILED for a
 moment before its circuit breaker starts the rollback)."""
@@ -202,9 +195,9 @@ class Gate:
                     service=key,
                     status=status.value,
                 )
-            if status not in DONE_STATES and status is not EcsStatus.NO_DATA:
+            if not status.is_healthy and status is not EcsStatus.NO_DATA:
                 self._seen_in_flight.add(key)
-            if status in FAILED_STATES:
+            if status.failed:
                 self._failed_since.setdefault(key, now)
             else:
                 self._failed_since.pop(key, None)
@@ -241,11 +234,11 @@ class Gate:
         statuses = {k: snapshot.statuses.get(k, EcsStatus.NO_DATA) for k in watched}
         if self._rollback_failed is not None:
             return Exit.FAILED, self._rollback_failed
-        rolled = [k for k, s in statuses.items() if s in ROLLED_BACK_STATES]
+        rolled = [k for k, s in statuses.items() if s.rolled_back]
         if rolled:
             how = "by deploywatch" if set(rolled) & self._rolled_back_by_us else "by ECS"
             return Exit.ROLLED_BACK, f"{', '.join(rolled)} rolled back ({how})"
-        rolling_back = [k for k, s in statuses.items() if s in ROLLING_BACK_STATES]
+        rolling_back = [k for k, s in statuses.items() if s.rolling_back]
         acting = bool(snapshot.countdowns or snapshot.sending) or bool(
             self._rolled_back_by_us & set(watched)
         )
@@ -260,7 +253,7 @@ class Gate:
                 return Exit.ROLLED_BACK, f"{', '.join(recovered)} rolled back by deploywatch"
             if snapshot.verdict is Verdict.FAILING and not acting and not self._may_act(snapshot):
                 return Exit.FAILED, f"FAILING: {snapshot.report.headline}"
-        done = all(s in DONE_STATES and self._ours(k) for k, s in statuses.items())
+        done = all(s.is_healthy and self._ours(k) for k, s in statuses.items())
         healthy = done and snapshot.verdict is Verdict.HEALTHY and not acting
         self._bake(now, done, healthy)
         if healthy and self._baked >= self.options.bake:

@@ -52,7 +52,15 @@ _VERDICT_CLASS = {
     Verdict.HEALTHY: "-healthy",
     Verdict.DEGRADED: "-degraded",
     Verdict.FAILING: "-failing",
+    Verdict.ROLLED_BACK: "-rolled-back",
     Verdict.NO_DATA: "-no-data",
+}
+_VERDICT_TONE = {
+    Verdict.HEALTHY: "ok",
+    Verdict.DEGRADED: "warn",
+    Verdict.FAILING: "bad",
+    Verdict.ROLLED_BACK: "busy",
+    Verdict.NO_DATA: "none",
 }
 
 
@@ -117,6 +125,7 @@ class VerdictBanner(Toned):
     VerdictBanner.-healthy { background: $success 20%; }
     VerdictBanner.-degraded { background: $warning 20%; }
     VerdictBanner.-failing { background: $error 25%; }
+    VerdictBanner.-rolled-back { background: $primary 20%; }
     VerdictBanner.-no-data { background: $panel; }
     """
 
@@ -140,9 +149,7 @@ class VerdictBanner(Toned):
             text.append(" NO DATA ", self.tone("none"))
             text.append("  waiting for the first answers", self.tone("muted"))
             return text
-        tone = {"HEALTHY": "ok", "DEGRADED": "warn", "FAILING": "bad"}.get(
-            report.verdict.value, "none"
-        )
+        tone = _VERDICT_TONE[report.verdict]
         text.append(f" {report.verdict.value} ", self.tone(tone) + " reverse")
         text.append(f"  {clean(report.headline)}", self.tone(tone if report.reasons else "muted"))
         for reason in report.reasons[1:BANNER_LINES]:

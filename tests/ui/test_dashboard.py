@@ -448,3 +448,33 @@ async def test_events_due_while_a_dialog_is_open_are_logged_when_it_closes() -> 
         await pilot.press("escape")
         await settle(pilot)
         assert any("has reached a steady state" in strip.text for strip in log.lines)
+
+
+async def test_a_finished_rollback_settles_into_a_calm_banner() -> None:
+    """After ECS rolled a deployment back the banner says ROLLED BACK with how and when,
+    not FAILING for good (issue: the deployer must tell 'act now' from 'it is over')."""
+    from sources.model import CircuitBreaker
+    from widgets.signals import VerdictBanner
+
+    done = sample(
+        "demo/web",
+        [deployment("web:1")],
+        service_deployments=[
+            service_deployment(
+                "ROLLBACK_SUCCESSFUL",
+                source="web:1",
+                target="web:2",
+                finished=T0,
+                breaker=CircuitBreaker(True, True, "TRIGGERED", 3, 3),
+            )
+        ],
+    )
+    app = DeployWatchApp(
+        settings(services=(("demo", "web"),)), [FakeSource([done])], clock=FrozenClock()
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        banner = app.screen.query_one(VerdictBanner)
+        await wait_until(pilot, lambda: banner.render().plain.startswith(" ROLLED BACK "))
+        text = banner.render().plain
+        assert "rolled back to web:1 at 02:00:00 by the circuit breaker" in text
+        assert "FAILING" not in text
