@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.audit import AuditError, AuditLog
 from sources.ecs import revision_of
+from sources.redact import public_text
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -602,6 +603,16 @@ class ActionEngine:
 
 
 def _error_text(exc: BaseException) -> str:
+    """An action's failure in words: secrets scrubbed, then cut (it reaches the screen,
+    the audit log and the gate's output)."""
+    return public_text(_raw_error_text(exc), limit=ACTION_ERROR_LEN)
+
+
+ACTION_ERROR_LEN = 500
+"""Bound on an action's error text (an AWS message is rarely longer)."""
+
+
+def _raw_error_text(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return (
             "no answer from the API in time; the call may still take effect — check the deployment"

@@ -330,3 +330,23 @@ def test_mttr_clock_records_breach_decision_and_recovery() -> None:
     clock.recovered(KEY, T0 + timedelta(seconds=75))
     text = clock.services[KEY].describe(T0 + timedelta(seconds=100))
     assert text == "breach 01:58:30 · decided +1m45s · recovered +2m45s"
+
+
+def test_an_aws_error_echoing_a_secret_is_scrubbed_before_it_is_shown(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from engine.actions import _error_text
+
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY")
+
+    class Boom(Exception):
+        response = {  # noqa: RUF012
+            "Error": {
+                "Code": "AccessDenied",
+                "Message": "bad signature for wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY " + "x" * 900,
+            }
+        }
+
+    text = _error_text(Boom())
+    assert text.startswith("AccessDenied: bad signature for ")
+    assert "wJalrXUtnFEMIK7" not in text and len(text) <= 500
