@@ -340,7 +340,7 @@ def test_an_aws_error_echoing_a_secret_is_scrubbed_before_it_is_shown(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY")
 
     class Boom(Exception):
-        response = {  # noqa: RUF012
+        response = {
             "Error": {
                 "Code": "AccessDenied",
                 "Message": "bad signature for wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY " + "x" * 900,
