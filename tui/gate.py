@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.actions import Outcome, Verb
 from engine.config import DEFAULT_CONFIG, ConfigError, load_config, parse_duration
+from engine.report import ReportBook, render_markdown
 from engine.store import EcsStatus
 from engine.text import clean
 from engine.verdict import Verdict
@@ -99,6 +100,8 @@ class GateOptions:
     bake: timedelta
     act: bool
     json: bool
+    report: Path | None = None
+    """Write the deployment report here at exit (``.md`` and ``.json`` beside each other)."""
     since: timedelta | None = None
     """Also accept a deployment that started this recently before the gate (without it,
     the gate must see each deployment in flight: it never signs off the previous one)."""
@@ -134,9 +137,13 @@ class Gate:
     _outcome: tuple[Exit, str] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
+    book: ReportBook | None = None
+
     def __post_init__(self) -> None:
         self.started = self.clock()
         self.controller.listen(self._on_update)
+        if self.options.report is not None:
+            self.book = ReportBook(self.controller, self.options.services, self.started)
 
     # ---- output --------------------------------------------------------------------
 
@@ -178,6 +185,8 @@ class Gate:
             self.emit("crash", f"source {source} stopped: {_clean(error)}", source=source)
         if update.snapshot is not None:
             self._observe(update.snapshot)
+            if self.book is not None:
+                self.book.observe(update.snapshot, self.clock())
         self._changed.set()
 
     def _observe(self, snapshot: Snapshot) -> None:
@@ -353,6 +362,8 @@ class Gate:
         }
         words = names.get(code, "INTERRUPTED")
         elapsed = self.clock() - self.started
+        if self.book is not None and self.options.report is not None:
+            self._write_report(words, code, why)
         self.emit(
             "summary",
             f"deploywatch gate: {words} (exit {int(code)}) after {_dur(elapsed)} — {_clean(why)}",
@@ -360,6 +371,33 @@ class Gate:
             code=int(code),
             elapsed_s=round(elapsed.total_seconds(), 1),
         )
+
+    def _write_report(self, words: str, code: int, why: str) -> None:
+        assert self.book is not None and self.options.report is not None
+        now = self.clock()
+        self.book.close(now)
+        data = self.book.to_json(
+            outcome=words, code=code, why=why, ended=now, audit=self.controller.actions.audit
+        )
+        base = self.options.report
+        if base.suffix in (".md", ".json"):
+            base = base.with_suffix("")
+        written = []
+        try:
+            base.parent.mkdir(parents=True, exist_ok=True)
+            for suffix, text in (
+                (".json", json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"),
+                (".md", render_markdown(data)),
+            ):
+                target = base.with_name(base.name + suffix)
+                partial = target.with_name(target.name + ".partial")
+                partial.write_text(text, encoding="utf-8")
+                partial.replace(target)  # never a half-written report
+                written.append(str(target))
+        except OSError as exc:
+            self.emit("report", f"the report could not be written: {_clean(str(exc))}")
+            return
+        self.emit("report", f"report: {', '.join(written)}", paths=written)
 
 
 # ---- the command -------------------------------------------------------------------
@@ -419,6 +457,13 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
         "gate must see each deployment in flight, so it never signs off the previous one)",
     )
     gate.add_argument("--json", action="store_true", help="one JSON object per line")
+    gate.add_argument(
+        "--report",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="at exit, write the deployment report to PATH.md and PATH.json",
+    )
     return gate
 
 
@@ -463,6 +508,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             act=args.act,
             json=args.json,
             since=_duration("--since", args.since) if args.since else None,
+            report=args.report,
         )
     except ConfigError as exc:
         print(f"deploywatch: {exc}", file=sys.stderr)

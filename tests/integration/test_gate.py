@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -53,11 +54,20 @@ def test_clean_rollout_is_signed_off_after_its_bake(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
     sandbox = sandbox_process("clean-rollout", speed=2.0)
-    code, lines = gate(sandbox, tmp_path, "--bake", "5s", "--timeout", "3m")
+    report = tmp_path / "report"
+    code, lines = gate(
+        sandbox, tmp_path, "--bake", "5s", "--timeout", "3m", "--report", str(report)
+    )
     assert code == 0
     assert any("COMPLETED" in line for line in lines)
     assert any("BAKING" in line for line in lines)
-    assert "SIGNED OFF (exit 0)" in lines[-1]
+    assert "SIGNED OFF (exit 0)" in lines[-1] and lines[-2].endswith("report.md")
+    markdown = (tmp_path / "report.md").read_text()
+    assert "- Status: **SIGNED OFF** (exit 0)" in markdown
+    assert "**Strategy**: ECS rolling" in markdown and "web:1 → web:2" in markdown
+    data = json.loads((tmp_path / "report.json").read_text())
+    assert data["status"] == "SIGNED OFF" and data["breached_rules"] == []
+    assert data["actions"] == []  # nothing was sent
 
 
 def test_bad_release_without_act_fails_and_sends_nothing(
@@ -83,12 +93,25 @@ def test_bad_release_with_act_rolls_back_automatically(
 
     began = datetime.now(UTC).isoformat(timespec="milliseconds")
     sandbox = sandbox_process("bad-release", speed=4.0)
-    code, lines = gate(sandbox, tmp_path, "--act", "--timeout", "4m")
+    code, lines = gate(
+        sandbox, tmp_path, "--act", "--timeout", "4m", "--report", str(tmp_path / "bad.md")
+    )
     assert code == 3
     text = "\n".join(lines)
     assert "AUTO ROLLBACK of web in" in text
     assert "automatic rollback of web DONE" in text
     assert "ROLLED BACK (exit 3)" in lines[-1]
+    # The report names the rule, the automatic rollback and the MTTR.
+    markdown = (tmp_path / "bad.md").read_text()
+    assert "- Status: **ROLLED BACK** (exit 3)" in markdown
+    assert "web error rate" in markdown and "CRITICAL" in markdown
+    # stop_service_deployment while in flight, update_service once ECS had finished it.
+    assert re.search(
+        r"automatic rollback \| .* \| ecs:(stop_service_deployment|update_service)", markdown
+    )
+    assert "web:1 → web:2" in markdown  # the deployment the gate was for
+    assert "## MTTR" in markdown and "decided 20" in markdown
+    assert "PaymentGatewayError" in markdown
     # Audited like any action, in the rehearsal log the sandbox's config names.
     log = load_config(sandbox.config_path).actions.audit_log
     assert log is not None and log.name == "rehearsal-audit.jsonl"

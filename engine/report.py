@@ -1,0 +1,365 @@
+"""The deployment report: what a watch observed, in Markdown and JSON, never invented.
+
+It follows the classic deployment-report template (date, version, strategy, duration,
+status, downtime, error rate, p95, throughput, issues encountered, lessons learned) and
+fills it only from what was measured: a figure the watch never saw is written as *not
+measured*, never as 0. :class:`ReportBook` is fed by a face (the gate) while it watches;
+:func:`render_markdown` and :meth:`ReportBook.to_json` write it out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from engine.actions import IN_FLIGHT, deployment_kind
+from engine.rules import RuleState
+from engine.text import clean
+from sources.ecs import revision_of
+
+if TYPE_CHECKING:
+    from engine.audit import AuditLog
+    from engine.controller import Controller, Snapshot
+    from sources.model import SentryIssue, ServiceDeployment
+
+NOT_MEASURED = "not measured"
+
+
+@dataclass
+class MetricFigures:
+    """One metric of one group, over the watch: first seen, peak while in flight, last."""
+
+    unit: str
+    first: float | None = None
+    peak_in_flight: float | None = None
+    last: float | None = None
+
+    def add(self, value: float, in_flight: bool) -> None:
+        if self.first is None:
+            self.first = value
+        if in_flight and (self.peak_in_flight is None or value > self.peak_in_flight):
+            self.peak_in_flight = value
+        self.last = value
+
+
+@dataclass
+class ReportBook:
+    """What a face collects for the report while it watches.
+
+    Args:
+        controller: The watch.
+        services: The watched service keys.
+        started: When the watch began.
+    """
+
+    controller: Controller
+    services: tuple[str, ...]
+    started: datetime
+    metrics: dict[tuple[str, str | None], MetricFigures] = field(default_factory=dict)
+    breaches: dict[str, str] = field(default_factory=dict)
+    """Per rule, the evidence of its worst moment (CRITICAL over WARN, first seen)."""
+    breach_states: dict[str, RuleState] = field(default_factory=dict)
+    downtime: timedelta = field(default_factory=timedelta)
+    probes_seen: bool = False
+    issues: dict[str, SentryIssue] = field(default_factory=dict)
+    """Every new or release issue Sentry reported during the watch, by id."""
+    gated: dict[str, ServiceDeployment] = field(default_factory=dict)
+    """Per service, the deployment the watch was for: the first seen in flight."""
+    _probe_down_since: datetime | None = None
+    _seen_points: dict[tuple[str, str | None], datetime] = field(default_factory=dict)
+
+    def observe(self, snapshot: Snapshot, now: datetime) -> None:
+        """Fold one snapshot (and the store's current signals) into the figures."""
+        store = self.controller.store
+        in_flight = any(
+            snapshot.statuses.get(k) is not None and snapshot.statuses[k].in_flight
+            for k in self.services
+        )
+        for name, groups in store.metrics.items():
+            for group, sample in groups.items():
+                ident = (name, group)
+                figures = self.metrics.setdefault(ident, MetricFigures(sample.unit or ""))
+                seen = self._seen_points.get(ident)
+                for point in sample.points:
+                    if point.value is None or (seen is not None and point.at <= seen):
+                        continue
+                    figures.add(point.value, in_flight)
+                    self._seen_points[ident] = point.at
+        for ev in snapshot.evidence:
+            if ev.state not in (RuleState.CRITICAL, RuleState.WARN):
+                continue
+            before = self.breach_states.get(ev.rule)
+            if before is None or (before is RuleState.WARN and ev.state is RuleState.CRITICAL):
+                self.breach_states[ev.rule] = ev.state
+                self.breaches[ev.rule] = f"{ev.state.value}: {ev.summary()}"
+        for key in self.services:
+            ecs_sample = store.services[key].sample
+            newest = ecs_sample.newest if ecs_sample is not None else None
+            if key not in self.gated and newest is not None and newest.status in IN_FLIGHT:
+                self.gated[key] = newest
+        if store.sentry is not None:
+            for issue in (*store.sentry.release_issues, *store.sentry.new_issues):
+                self.issues[issue.id] = issue  # the newest counts win
+        down = [p for p in store.probes.values() if not p.ok]
+        if store.probes:
+            self.probes_seen = True
+        if down and self._probe_down_since is None:
+            self._probe_down_since = now
+        elif not down and self._probe_down_since is not None:
+            self.downtime += now - self._probe_down_since
+            self._probe_down_since = None
+
+    def close(self, now: datetime) -> None:
+        """The watch ended: a probe still down counts until now."""
+        if self._probe_down_since is not None:
+            self.downtime += now - self._probe_down_since
+            self._probe_down_since = None
+
+    # ---- the document ---------------------------------------------------------------
+
+    def to_json(
+        self, *, outcome: str, code: int, why: str, ended: datetime, audit: AuditLog | None
+    ) -> dict[str, Any]:
+        """The report as plain data (the Markdown is written from it)."""
+        store = self.controller.store
+        snapshot = self.controller.snapshot
+        services = []
+        for key in self.services:
+            state = store.services[key]
+            sample = state.sample
+            latest = sample.newest if sample is not None else None
+            newest = self.gated.get(key, latest)
+            primary = sample.primary if sample is not None else None
+            started = (newest.started_at or newest.created_at) if newest else None
+            finished = (newest.finished_at or newest.stopped_at) if newest else None
+            services.append(
+                {
+                    "service": key,
+                    "label": state.label,
+                    "strategy": deployment_kind(sample).value,
+                    "from": (
+                        revision_of(newest.source_task_definitions[0])
+                        if newest and newest.source_task_definitions
+                        else None
+                    ),
+                    "to": revision_of(newest.target_task_definition)
+                    if newest and newest.target_task_definition
+                    else (primary.revision if primary else None),
+                    "image": primary.images[0] if primary and primary.images else None,
+                    "ecs_status": snapshot.statuses.get(key, state.status).value,
+                    "then": (
+                        f"{revision_of(latest.source_task_definitions[0]) if latest.source_task_definitions else '?'}"
+                        f" → {revision_of(latest.target_task_definition)} ({latest.status})"
+                        if latest is not None and newest is not None and latest.arn != newest.arn
+                        else None
+                    ),
+                    "deployment_started": started.isoformat() if started else None,
+                    "deployment_finished": finished.isoformat() if finished else None,
+                    "deployment_duration_s": (finished - started).total_seconds()
+                    if started and finished
+                    else None,
+                }
+            )
+        metrics = [
+            {
+                "metric": name,
+                "group": group,
+                "unit": figures.unit,
+                "first": figures.first,
+                "peak_in_flight": figures.peak_in_flight,
+                "last": figures.last,
+            }
+            for (name, group), figures in sorted(
+                self.metrics.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")
+            )
+        ]
+        sentry = store.sentry
+        issues: list[dict[str, Any]] = [
+            {
+                "id": issue.short_id or issue.id,
+                "title": clean(issue.title, 200),
+                "count": issue.count,
+                "first_seen": issue.first_seen.isoformat() if issue.first_seen else None,
+                "release": issue.first_release,
+            }
+            for issue in self.issues.values()
+        ]
+        actions = []
+        if audit is not None:
+            started_iso = self.started.isoformat(timespec="milliseconds")
+            kept: set[str] = set()
+            for record in audit.read():
+                if str(record.get("time", "")) < started_iso:
+                    continue
+                target: dict[str, Any] = record.get("target") or {}
+                key = f"{target.get('cluster')}/{target.get('service')}"
+                if target:
+                    if key not in self.services:
+                        continue
+                    kept.add(str(record.get("id")))
+                elif str(record.get("id")) not in kept:
+                    continue  # a result of another service's action, or a cancellation
+                actions.append(
+                    {
+                        k: record.get(k)
+                        for k in (
+                            "time",
+                            "phase",
+                            "id",
+                            "operator",
+                            "action",
+                            "automatic",
+                            "reason",
+                            "evidence",
+                            "call",
+                            "ok",
+                            "error",
+                        )
+                        if record.get(k) is not None
+                    }
+                )
+        mttr = [
+            {
+                "service": v.key,
+                "breach": v.breach.isoformat() if v.breach else None,
+                "decided": v.decided.isoformat() if v.decided else None,
+                "recovered": v.recovered.isoformat() if v.recovered else None,
+            }
+            for v in snapshot.mttr
+        ]
+        return {
+            "report": "deploywatch deployment report",
+            "environment": self.controller.settings.environment.name,
+            "date": self.started.date().isoformat(),
+            "watch_started": self.started.isoformat(timespec="seconds"),
+            "watch_ended": ended.isoformat(timespec="seconds"),
+            "watch_duration_s": round((ended - self.started).total_seconds(), 1),
+            "status": outcome,
+            "exit_code": code,
+            "why": clean(why, 1000),
+            "verdict": snapshot.verdict.value,
+            "services": services,
+            "downtime_s": round(self.downtime.total_seconds(), 1) if self.probes_seen else None,
+            "metrics": metrics,
+            "breached_rules": [
+                {"rule": rule, "evidence": clean(text, 1000)}
+                for rule, text in self.breaches.items()
+            ],
+            "sentry_issues": issues if sentry is not None else None,
+            "actions": actions,
+            "mttr": mttr,
+        }
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return NOT_MEASURED
+    return f"{value:.4g}{unit}"
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return NOT_MEASURED
+    whole = int(seconds)
+    minutes, secs = divmod(whole, 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m{secs:02d}s"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def render_markdown(data: dict[str, Any]) -> str:
+    """The report in Markdown, after the classic deployment-report template."""
+    lines = ["# Deployment Report", ""]
+    lines.append(f"**Date**: {data['date']}  ")
+    lines.append(f"**Environment**: {clean(data['environment'])}  ")
+    for svc in data["services"]:
+        change = f"{svc['from'] or '?'} → {svc['to'] or '?'}"
+        lines.append(
+            f"**Service**: {clean(svc['label'])} ({clean(svc['service'])}) — version {clean(change)}"
+            + (f", image `{clean(svc['image'])}`" if svc["image"] else "")
+            + "  "
+        )
+        lines.append(f"**Strategy**: {svc['strategy']}  ")
+        lines.append(
+            f"**Deployment**: started {svc['deployment_started'] or NOT_MEASURED}, "
+            f"finished {svc['deployment_finished'] or NOT_MEASURED}, "
+            f"duration {_dur(svc['deployment_duration_s'])}, ECS says {svc['ecs_status']}  "
+        )
+        if svc.get("then"):
+            lines.append(f"**Then**: {clean(svc['then'])}  ")
+    lines.append(
+        f"**Watched**: {data['watch_started']} → {data['watch_ended']} "
+        f"({_dur(data['watch_duration_s'])})"
+    )
+    lines += ["", "## Results", ""]
+    lines.append(f"- Status: **{data['status']}** (exit {data['exit_code']}) — {data['why']}")
+    lines.append(f"- Verdict at the end: {data['verdict']}")
+    downtime = data["downtime_s"]
+    lines.append(
+        "- Downtime (time the health probes were failing): "
+        + (f"{_dur(downtime)}" if downtime is not None else f"{NOT_MEASURED} (no probe configured)")
+    )
+    lines += ["", "## Metrics", ""]
+    if data["metrics"]:
+        lines.append("| metric | group | first seen | peak while in flight | last |")
+        lines.append("|---|---|---|---|---|")
+        for m in data["metrics"]:
+            lines.append(
+                f"| {clean(m['metric'])} | {clean(m['group'] or 'all')} | "
+                f"{_value(m['first'], m['unit'])} | {_value(m['peak_in_flight'], m['unit'])} | "
+                f"{_value(m['last'], m['unit'])} |"
+            )
+    else:
+        lines.append(
+            f"Error rate, p95 latency and throughput: {NOT_MEASURED} (no metric configured)."
+        )
+    lines += ["", "## Issues Encountered", ""]
+    if data["breached_rules"]:
+        lines.append("Rules that breached (their worst moment):")
+        lines.append("")
+        lines += [f"- {clean(b['rule'])}: {b['evidence']}" for b in data["breached_rules"]]
+    else:
+        lines.append("No rule breached.")
+    issues = data["sentry_issues"]
+    lines.append("")
+    if issues is None:
+        lines.append(f"Sentry: {NOT_MEASURED} (not configured).")
+    elif issues:
+        lines.append("New Sentry issues:")
+        lines.append("")
+        lines += [
+            f"- {clean(i['id'])} {i['title']} — {i['count']} events, first seen {i['first_seen']}"
+            f"{', release ' + clean(i['release']) if i['release'] else ''}"
+            for i in issues
+        ]
+    else:
+        lines.append("No new Sentry issue.")
+    lines += ["", "## Actions", ""]
+    if data["actions"]:
+        lines.append("| time | phase | action | who | call / result |")
+        lines.append("|---|---|---|---|---|")
+        for a in data["actions"]:
+            call = a.get("call") or {}
+            what = (
+                f"{call.get('client')}:{call.get('operation')}"
+                if call
+                else ("ok" if a.get("ok") else clean(str(a.get("error") or "")))
+            )
+            how = "automatic " if a.get("automatic") else ""
+            lines.append(
+                f"| {a.get('time', '')} | {a.get('phase', '')} | {how}{a.get('action') or ''} | "
+                f"{clean(str(a.get('operator') or ''))} | {clean(what, 200)} |"
+            )
+    else:
+        lines.append("None.")
+    if data["mttr"]:
+        lines += ["", "## MTTR", ""]
+        for m in data["mttr"]:
+            lines.append(
+                f"- {clean(m['service'])}: breach {m['breach'] or 'none'} · decided "
+                f"{m['decided'] or '—'} · recovered {m['recovered'] or 'not yet'}"
+            )
+    lines += ["", "## Lessons Learned", "", "<!-- for people to write -->", ""]
+    return "\n".join(lines)
