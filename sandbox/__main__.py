@@ -57,6 +57,10 @@ def describe(info: dict[str, Any]) -> list[str]:
         ("AWS", f"{info['aws']}  (region {info['region']})"),
         ("Datadog", f"{info['datadog']}  (DD_API_KEY, DD_APP_KEY)"),
         ("Sentry", f"{info['sentry']}  (org {info['sentry_org']}; SENTRY_AUTH_TOKEN)"),
+        *(
+            (f"  DSN {project}", dsn)  # for clients that send events (sentry-sdk)
+            for project, dsn in info.get("sentry_projects", {}).items()
+        ),
         ("fault control", f"{info['faults']}"),
     ]
     for name, service in info["services"].items():
