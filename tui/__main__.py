@@ -101,15 +101,29 @@ def _run_app(settings: Settings, *, read_only: bool) -> int:
     return app.return_code or 0
 
 
+SANDBOX_NEEDS = ("moto", "werkzeug", "sentry_sdk")
+"""What the rehearsal sandbox imports beyond the product (the ``sandbox`` extra)."""
+
+
+def _sandbox_missing() -> str | None:
+    """One line saying what to install when the ``sandbox`` extra is absent, else None."""
+    import importlib.util
+
+    missing = [name for name in SANDBOX_NEEDS if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (
+        f"the rehearsal sandbox needs the 'sandbox' extra ({', '.join(missing)} missing): "
+        "pipx install 'deploywatch[sandbox]' (or pip install 'deploywatch[sandbox]')"
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
-    try:
-        from sandbox.process import SandboxProcess, SandboxStartError, list_scenarios
-    except ImportError as exc:
-        return _fail(
-            f"the sandbox needs the 'sandbox' extra ({exc.name} is missing): "
-            "pip install 'deploywatch[sandbox]'",
-            1,
-        )
+    missing = _sandbox_missing()
+    if missing is not None:
+        return _fail(missing, 1)
+    from sandbox.process import SandboxProcess, SandboxStartError, list_scenarios
+
     scenarios = list_scenarios()
     if args.list:
         width = max((len(name) for name, _ in scenarios), default=0)
@@ -185,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return gate.run(args)
     if args.command == "sandbox":
+        missing = _sandbox_missing()
+        if missing is not None:
+            return _fail(missing, 1)
         extra = (
             ["--list"] if args.list else ["--scenario", args.scenario, "--speed", str(args.speed)]
         )
