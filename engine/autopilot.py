@@ -140,19 +140,19 @@ class Recovery:
                 return ""
             parts = ["no rule breached", f"decided {self.decided.strftime('%H:%M:%S')}"]
             if self.recovered is not None:
-                parts.append(f"recovered +{_dur(self.recovered - self.decided)}")
+                parts.append(f"recovered +{span_words(self.recovered - self.decided)}")
             else:
-                parts.append(f"recovering {_dur(now - self.decided)}")
+                parts.append(f"recovering {span_words(now - self.decided)}")
             return " · ".join(parts)
         parts = [f"breach {self.breach.strftime('%H:%M:%S')}"]
         if self.decided is not None:
-            parts.append(f"decided +{_dur(self.decided - self.breach)}")
+            parts.append(f"decided +{span_words(self.decided - self.breach)}")
         if self.recovered is not None:
-            parts.append(f"recovered +{_dur(self.recovered - self.breach)}")
+            parts.append(f"recovered +{span_words(self.recovered - self.breach)}")
         elif self.decided is not None:
-            parts.append(f"recovering {_dur(now - self.breach)}")
+            parts.append(f"recovering {span_words(now - self.breach)}")
         else:
-            parts.append(f"open {_dur(now - self.breach)}")
+            parts.append(f"open {span_words(now - self.breach)}")
         return " · ".join(parts)
 
 
@@ -192,7 +192,8 @@ class MttrClock:
             rec.recovered = at
 
 
-def _dur(delta: timedelta) -> str:
+def span_words(delta: timedelta) -> str:
+    """``1h02m``, ``4m05s``, ``7s`` (never negative)."""
     seconds = max(0, int(delta.total_seconds()))
     minutes, secs = divmod(seconds, 60)
     hours, minutes = divmod(minutes, 60)

@@ -293,7 +293,6 @@ class Controller:
         self.report = _initial_report()
         self.evidence: tuple[Evidence, ...] = ()
         self._statuses: dict[str, EcsStatus] = {}
-        self._status_of: dict[str, tuple[EcsServiceSample | None, EcsStatus]] = {}
         self._listeners: list[Callable[[Update], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
         self._pending = _Pending()
@@ -443,14 +442,8 @@ class Controller:
         return self.snapshot
 
     def _current_statuses(self) -> dict[str, EcsStatus]:
-        out = {}
-        for key, state in self.store.services.items():
-            cached = self._status_of.get(key)
-            if cached is None or cached[0] is not state.sample:
-                cached = self._status_of[key] = (state.sample, state.status)
-            out[key] = cached[1]
-        self._statuses = out
-        return out
+        self._statuses = {key: state.status for key, state in self.store.services.items()}
+        return self._statuses
 
     def _rolled_back_words(
         self, statuses: Mapping[str, EcsStatus], evidence: Sequence[Evidence]

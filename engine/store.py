@@ -147,6 +147,7 @@ class ServiceState:
     """The current failure; ``None`` once a fetch succeeds again."""
     failing_since: datetime | None = None
     """When the current run of failures began."""
+    _status: tuple[EcsServiceSample | None, EcsStatus] | None = None
 
     @property
     def stale(self) -> bool:
@@ -155,8 +156,12 @@ class ServiceState:
 
     @property
     def status(self) -> EcsStatus:
-        """The deployment status from the last good sample."""
-        return ecs_status(self.sample)
+        """The deployment status from the last good sample (worked out again only when
+        the sample changed: every judgement and every repaint asks for all of them)."""
+        cached = self._status
+        if cached is None or cached[0] is not self.sample:
+            cached = self._status = (self.sample, ecs_status(self.sample))
+        return cached[1]
 
     def stale_age(self, now: datetime) -> float | None:
         """Seconds since the last good data, when stale."""

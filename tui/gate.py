@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.actions import Outcome, Verb
+from engine.autopilot import span_words
 from engine.config import DEFAULT_CONFIG, ConfigError, load_config, parse_duration
 from engine.report import ReportBook, render_markdown
 from engine.store import EcsStatus
@@ -79,15 +80,7 @@ def _clean(text: str, limit: int = 400) -> str:
     return clean(text, limit)
 
 
-def _dur(span: timedelta) -> str:
-    seconds = max(0, int(span.total_seconds()))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"
+_dur = span_words
 
 
 @dataclass

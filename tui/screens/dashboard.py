@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
     from engine.config import Settings
     from engine.controller import Controller, Snapshot, Update
-    from sources.model import EcsEvent, EcsServiceSample
+    from sources.model import EcsEvent
 
 FLUSH_DELAY = 0.1
 """Seconds a burst of store changes is collected before one repaint (≤ 10 flushes/s)."""
@@ -163,7 +163,6 @@ class DashboardScreen(Screen[None]):
         self._shown_judgement = 0
         """The snapshot (by version) the banner and the signal panes show."""
         self.frozen = False
-        self._status_of: dict[str, tuple[EcsServiceSample | None, EcsStatus]] = {}
         self._deployments = DeploymentsPane(controller.store.services.values(), now=self.clock())
         controller.listen(self._on_watch)
 
@@ -414,15 +413,8 @@ class DashboardScreen(Screen[None]):
         self._queue_events()
 
     def _statuses(self) -> dict[str, EcsStatus]:
-        """Every service's status from its latest sample (worked out again only when
-        the sample changed)."""
-        out = {}
-        for key, state in self.store.services.items():
-            cached = self._status_of.get(key)
-            if cached is None or cached[0] is not state.sample:
-                cached = self._status_of[key] = (state.sample, state.status)
-            out[key] = cached[1]
-        return out
+        """Every service's status from its latest sample."""
+        return {key: state.status for key, state in self.store.services.items()}
 
     def _tick(self) -> None:
         """Once a second: the clock, the live durations and the countdowns on screen."""
