@@ -403,10 +403,16 @@ async def _every_pane_shows(text: str, env: str, label: str) -> None:
 def test_any_outside_text_renders_without_escapes_or_exceptions(
     tmp_path: Path, text: str, env: str, label: str
 ) -> None:
-    # Names come from a TOML file (UTF-8: no lone surrogate), never empty, the
-    # environment's at most 40 characters.
-    env, label = (utf8(env)[:40] or "e"), (utf8(label) or "l")
+    # Names come from the config, which refuses what is not printable (control, bidi and
+    # other format characters: tested in tests/unit/test_config.py) and lone surrogates;
+    # never empty, the environment's at most 40 characters. Markup brackets and odd
+    # printable Unicode still reach the screen from there.
+    env, label = (printable(env)[:40] or "e"), (printable(label) or "l")
     asyncio.run(_every_pane_shows(text, env, label))
+
+
+def printable(text: str) -> str:
+    return "".join(c for c in utf8(text) if c.isprintable())
 
 
 def utf8(text: str) -> str:
