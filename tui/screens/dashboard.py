@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 FLUSH_DELAY = 0.1
 """Seconds a burst of store changes is collected before one repaint (≤ 10 flushes/s)."""
 
+PANES_MAX_WAIT = 1.0
+"""Seconds the signal panes may wait for the judgement of newer data (see _show_panes)."""
+
 EVENTS_EVERY = 1.0
 """Seconds between two batches of service events handed to the events log."""
 
@@ -162,6 +165,8 @@ class DashboardScreen(Screen[None]):
         """Monotonic time of the last batch written to the events log."""
         self._shown_judgement = 0
         """The snapshot (by version) the banner and the signal panes show."""
+        self._panes_shown_at = time.monotonic()
+        """When the signal panes were last handed data (monotonic)."""
         self.frozen = False
         self._deployments = DeploymentsPane(controller.store.services.values(), now=self.clock())
         controller.listen(self._on_watch)
@@ -442,13 +447,21 @@ class DashboardScreen(Screen[None]):
         if self.frozen or self.app.screen is not self:
             self._missed_flush = True
             return
-        if self._shown_judgement == 0 and snapshot.signal_version != self.store.signal_version:
-            return  # data came after this judgement: the next one shows both together
         self._show_panes(now)
 
     def _show_panes(self, now: datetime) -> None:
-        """Hand each signal pane its data and evidence (each repaints only what changed)."""
+        """Hand each signal pane its data and evidence (each repaints only what changed).
+
+        A value and its state appear together: while the store holds data newer than
+        the watch's last judgement (the next one is at most JUDGE_EVERY away), the panes
+        wait for it — for PANES_MAX_WAIT at the most, so a steady flood of data cannot
+        starve them.
+        """
         snapshot = self.snapshot
+        ahead = snapshot.signal_version != self.store.signal_version
+        if ahead and time.monotonic() - self._panes_shown_at < PANES_MAX_WAIT:
+            return
+        self._panes_shown_at = time.monotonic()
         self._shown_judgement = snapshot.version
         store = self.store
         evidence = list(snapshot.evidence)
