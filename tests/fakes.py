@@ -370,6 +370,7 @@ def bad_release_signals(minutes: int = 3) -> list[Item]:
                 20,
                 T0 - timedelta(seconds=70),
                 "expected 200, got 503",
+                attempts=20,
             )
         )
     return items

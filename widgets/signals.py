@@ -490,7 +490,11 @@ class ProbesPane(RowList):
         worst = min(self.evidence.get(key, ()), key=lambda e: e.state.rank, default=None)
         ratio_tone = _STATE_TONE[worst.state] if worst is not None else "label"
         text.append(f"{probe.success_ratio * 100:6.1f}%", self.tone(ratio_tone))
-        text.append(f" of {probe.window}", self.tone("muted"))
+        # The rounds the ratio is over, not the window it will be over once full: two
+        # rounds with one failure read "50.0% of 2 attempts", never "of 20".
+        if probe.attempts is not None:
+            plural = "" if probe.attempts == 1 else "s"
+            text.append(f" of {probe.attempts} attempt{plural}", self.tone("muted"))
         if probe.last_failure is not None:
             when = probe.last_failure.strftime("%H:%M:%S")
             text.append(f"\n{'':{pad + 2}}last failure {when}: ", self.tone("muted"))

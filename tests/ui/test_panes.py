@@ -113,6 +113,7 @@ def probe(
     last_failure: datetime | None = None,
     reason: str | None = None,
     name: str = "web",
+    attempts: int | None = 20,
 ) -> ProbeSample:
     return ProbeSample(
         name,
@@ -127,6 +128,7 @@ def probe(
         20,
         last_failure,
         reason,
+        attempts,
     )
 
 
@@ -513,7 +515,7 @@ async def test_long_labels_are_never_cut_silently() -> None:
         probes = pane_lines(app, PROBES)
         assert shown_whole_or_marked(probes, LONG_PROBE), "\n".join(probes)
         text = flowing(probes)
-        assert "✗ 503" in text and "50.0% of 20" in text
+        assert "✗ 503" in text and "50.0% of 20 attempts" in text
         assert "upstream payment gateway refused the connection" in text
 
 
@@ -673,9 +675,27 @@ async def test_probe_shows_status_latency_ratio_and_last_failure() -> None:
         )
         await wait_for(pilot, lambda: "✓" in pane_text(app, PROBES))
         lines = pane_lines(app, PROBES)
-        assert lines[0].split() == ["web", "✓", "200", "1,234ms", "95.0%", "of", "20"]
+        assert lines[0].split() == ["web", "✓", "200", "1,234ms", "95.0%", "of", "20", "attempts"]
         assert lines[1].strip() == "last failure 01:58:50: expected 200, got 503"
         assert colour_of(app, PROBES, "✓ 200") == theme(app, "success")
+
+
+async def test_probe_ratio_counts_the_attempts_made_not_the_window() -> None:
+    """Two rounds into a window of 20, one failed: 50 % of 2 attempts, not "of 20"."""
+    clock = FrozenClock()
+    app, source = make_app([probe(T0, ratio=1.0, attempts=1)], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "100.0%" in pane_text(app, PROBES))
+        assert pane_lines(app, PROBES)[0].split()[-4:] == ["100.0%", "of", "1", "attempt"]
+        clock.advance(5)
+        failed = probe(
+            clock.now, ok=False, status=503, ratio=0.5, attempts=2, last_failure=clock.now,
+            reason="expected 200, got 503",
+        )  # fmt: skip
+        source.push(failed)
+        await wait_for(pilot, lambda: "50.0%" in pane_text(app, PROBES))
+        assert pane_lines(app, PROBES)[0].split()[-4:] == ["50.0%", "of", "2", "attempts"]
+        assert "of 20" not in pane_text(app, PROBES)
 
 
 async def test_probe_going_down_then_recovering() -> None:
@@ -708,7 +728,7 @@ async def test_probe_going_down_then_recovering() -> None:
                 assert colour_of(app, PROBES, "95.0%") != theme(app, "error")  # pending
         await wait_for(pilot, lambda: "60.0%" in pane_text(app, PROBES))
         lines = pane_lines(app, PROBES)
-        assert lines[0].split() == ["web", "✗", "---", "—", "60.0%", "of", "20"]
+        assert lines[0].split() == ["web", "✗", "---", "—", "60.0%", "of", "20", "attempts"]
         assert lines[1].strip() == "last failure 02:00:40: timed out after 2s"
         assert colour_of(app, PROBES, "✗ ---") == theme(app, "error")
         assert colour_of(app, PROBES, "60.0%") == theme(app, "error")  # the breach
@@ -725,7 +745,7 @@ async def test_probe_going_down_then_recovering() -> None:
         )
         await wait_for(pilot, lambda: "✓" in pane_text(app, PROBES))
         lines = pane_lines(app, PROBES)
-        assert lines[0].split() == ["web", "✓", "200", "21ms", "65.0%", "of", "20"]
+        assert lines[0].split() == ["web", "✓", "200", "21ms", "65.0%", "of", "20", "attempts"]
         assert lines[1].strip() == "last failure 02:00:40: timed out after 2s"  # still told
         assert colour_of(app, PROBES, "✓ 200") == theme(app, "success")
         assert colour_of(app, PROBES, "65.0%") == theme(app, "error")
