@@ -9,7 +9,7 @@ they break. Nothing here calls an API.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -377,6 +377,14 @@ class ErrorsPane(Toned):
         self.sample, self.evidence, self.failure, self.now = sample, evidence, failure, now
         self.repaint()
 
+    def tick(self, now: datetime) -> None:
+        """The clock moved: repaint only when the deployment's age reads differently."""
+        sample = self.sample
+        if sample is None or since_words(sample.since, now) == since_words(sample.since, self.now):
+            return
+        self.now = now
+        self.repaint()
+
     def render(self) -> Text:
         text = Text()
         _stale_line(text, self, self.failure, self.now)
@@ -386,7 +394,9 @@ class ErrorsPane(Toned):
             return text
         new = len(sample.new_issues)
         text.append(f"{new} new issue{'s' if new != 1 else ''}", self.tone("bad" if new else "ok"))
-        text.append(f" since {sample.since.strftime('%H:%M:%S')}", self.tone("muted"))
+        # The window said plainly, with its age: a bare "since 02:43:07" beside a 03:43
+        # clock reads like a timezone bug.
+        text.append(f" {since_words(sample.since, self.now)}", self.tone("muted"))
         if sample.release:
             count = len(sample.release_issues)
             text.append(
@@ -400,16 +410,23 @@ class ErrorsPane(Toned):
                 text.append(f"{ev.state.value}  ", self.tone(_STATE_TONE[ev.state]))
         values = [p.value for p in sample.error_counts]
         latest = next((v for v in reversed(values) if v is not None), None)
-        per = f"/{_per(sample.bucket_seconds)}" if sample.bucket_seconds else ""
-        head = f"errors{per} {number(latest):>5}"
-        text.append(f"\n{head}", self.tone("label"))
-        so_far = ""
-        if sample.errors_so_far is not None:
-            so_far = f" · {number(sample.errors_so_far)} so far"
-            text.append(so_far, self.tone("muted"))
-        text.append("  ")
-        width = max(8, self.size.width - len(head) - len(so_far) - 3)
         breaches = _breach_test([e for e in self.evidence if e.subject == "sentry:errors"])
+        # Two numbers the eye can trust: the last *complete* bucket (the one still
+        # filling holds a fraction of it) and every error since the deployment began.
+        text.append("\nerrors: ", self.tone("label"))
+        bad = latest is not None and breaches is not None and breaches(latest)
+        text.append(number(latest), self.tone("bad" if bad else "label"))
+        text.append(f" in {last_full(sample.bucket_seconds)}", self.tone("muted"))
+        total, partial = errors_since(sample)
+        if total is not None:
+            text.append(" · ", self.tone("muted"))
+            text.append(("≥" if partial else "") + number(total), self.tone("label"))
+            text.append(" since the deploy began", self.tone("muted"))
+        per = {60: "per minute", 3600: "per hour"}.get(sample.bucket_seconds or 0, "per bucket")
+        if sample.bucket_seconds and per == "per bucket":
+            per = f"per {_per(sample.bucket_seconds)}"
+        text.append(f"\n{per:<8}  ", self.tone("muted"))
+        width = max(8, self.size.width - 12)
         spark_line(text, spark(values, width, breaches=breaches), self.tone, "busy")
         for issue in sample.new_issues[:ISSUES_SHOWN]:
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
@@ -421,6 +438,49 @@ class ErrorsPane(Toned):
         if hidden > 0:
             text.append(f"\n        and {hidden} more", self.tone("muted"))
         return text
+
+
+def ago(seconds: float) -> str:
+    """How long ago, to the minute past the first one: ``40s``, ``12m``, ``1h05m``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def since_words(start: datetime, now: datetime) -> str:
+    """``since the deployment began 12m ago (02:43:07 UTC)``."""
+    when = start.strftime("%H:%M:%S")
+    if now < start:  # not begun yet by our clock (or no clock yet): the time alone
+        return f"since the deployment began ({when} UTC)"
+    return f"since the deployment began {ago((now - start).total_seconds())} ago ({when} UTC)"
+
+
+def last_full(seconds: int | None) -> str:
+    """The last complete events-stats bucket in words: ``the last full minute``."""
+    if not seconds:
+        return "the last full bucket"
+    if seconds == 60:
+        return "the last full minute"
+    if seconds == 3600:
+        return "the last full hour"
+    return f"the last full {_per(seconds)}"
+
+
+def errors_since(sample: SentrySample) -> tuple[float | None, bool]:
+    """Error events since the deployment began: the complete buckets that reach past
+    its start, plus the one still filling. Returns the total (``None`` when nothing is
+    known) and whether a bucket Sentry did not answer makes it a lower bound."""
+    step = timedelta(seconds=sample.bucket_seconds or 0)
+    counted = [p.value for p in sample.error_counts if p.at + step > sample.since]
+    if sample.errors_so_far is not None:
+        counted.append(sample.errors_so_far)
+    known = [v for v in counted if v is not None]
+    if not known:
+        return None, False
+    return sum(known), len(known) < len(counted)
 
 
 def _per(seconds: int) -> str:

@@ -92,13 +92,19 @@ def issue(
 
 
 def sentry(
-    issues: Sequence[SentryIssue], counts: Sequence[float | None], *, at: datetime = T0
+    issues: Sequence[SentryIssue],
+    counts: Sequence[float | None],
+    *,
+    at: datetime = T0,
+    so_far: float | None = None,
+    since: datetime = T0 - timedelta(minutes=3),
 ) -> SentrySample:
-    """Sentry's answer: new ``issues`` since T0-3m, error ``counts`` one per minute."""
+    """Sentry's answer: new ``issues`` since T0-3m, error ``counts`` one per complete
+    minute (the newest ending at ``at``), ``so_far`` in the minute still filling."""
     n = len(counts)
-    points = tuple(MetricPoint(at - timedelta(minutes=n - 1 - i), v) for i, v in enumerate(counts))
+    points = tuple(MetricPoint(at - timedelta(minutes=n - i), v) for i, v in enumerate(counts))
     return SentrySample(
-        "demo/web", at, T0 - timedelta(minutes=3), tuple(issues), "v2", tuple(issues), points
+        "demo/web", at, since, tuple(issues), "v2", tuple(issues), points, so_far, 60
     )
 
 
@@ -546,7 +552,10 @@ async def test_errors_pane_lists_new_issues_with_count_first_seen_and_title() ->
         source.push(sentry(issues, [0, 0, 4, 9]))
         await wait_for(pilot, lambda: "new issues" in pane_text(app, ERRORS))
         text = pane_text(app, ERRORS)
-        assert "2 new issues since 01:57:00" in text and "release v2: 2 unresolved" in text
+        assert "release v2: 2 unresolved" in text
+        # The window said plainly, with its age: not a bare time beside a later clock.
+        said = "2 new issues since the deployment began 3m ago (01:57:00 UTC)"
+        assert said in flowing(pane_lines(app, ERRORS)), text
         assert colour_of(app, ERRORS, "2 new issues") == theme(app, "error")
         lines = pane_lines(app, ERRORS)
         first = lines.index(line_with(app, ERRORS, "CheckoutFailedError"))
@@ -592,18 +601,56 @@ async def test_error_count_sparkline_shows_the_trend_and_the_latest_count() -> N
     counts: list[float | None] = [0, 0, 1, 2, None, 4, 9, 18, 35]
     app, _ = make_app([sentry([], counts)], FrozenClock(), config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "errors" in pane_text(app, ERRORS))
-        line = line_with(app, ERRORS, "errors ")
-        assert line.split()[:2] == ["errors", "35"]
-        spark = spark_of(line)
+        await wait_for(pilot, lambda: "errors:" in pane_text(app, ERRORS))
+        # The last complete minute, and every error since the deployment began (3m ago:
+        # the buckets of 02:57, 02:58 and 02:59).
+        said = "errors: 35 in the last full minute · 62 since the deploy began"
+        assert said in flowing(pane_lines(app, ERRORS))
+        assert colour_of(app, ERRORS, "35") == theme(app, "error")  # over the 20 a minute
+        spark = spark_of(line_with(app, ERRORS, "per minute"))
         assert len(spark) == len(counts)
         assert spark[4] == "·"  # a bucket Sentry did not answer is a gap, not a zero
         levels = [SPARK_BLOCKS.index(c) for c in spark if c != "·"]
         assert levels == sorted(levels) and levels[-1] == len(SPARK_BLOCKS) - 1
         # The bucket over the rule's threshold is in red; the quiet ones are not.
-        assert colour_of(app, ERRORS, spark[-1], after="35") == theme(app, "error")
-        assert colour_of(app, ERRORS, spark[0], after="35") != theme(app, "error")
+        assert colour_of(app, ERRORS, spark[-1], after="per minute") == theme(app, "error")
+        assert colour_of(app, ERRORS, spark[0], after="per minute") != theme(app, "error")
         assert "error burst CRITICAL" in pane_text(app, ERRORS)
+
+
+async def test_error_counts_say_the_last_full_minute_and_the_whole_deployment() -> None:
+    """An error storm that began inside the minute still filling: the last complete
+    minute is honestly 0, and the count since the deployment began holds everything —
+    each number labelled, never a bare "errors/1m 0 · 131 so far"."""
+    clock = FrozenClock()
+    began = T0 - timedelta(seconds=50)
+    app, source = make_app([sentry([], [0, 0, 0], so_far=131, since=began)], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "errors:" in pane_text(app, ERRORS))
+        said = "errors: 0 in the last full minute · 131 since the deploy began"
+        assert said in flowing(pane_lines(app, ERRORS))
+        assert "since the deployment began 50s ago (01:59:10 UTC)" in pane_text(app, ERRORS)
+
+        # Twelve minutes on: 42 in the last full minute, 12 minutes' worth in all.
+        clock.advance(12 * 60)
+        counts = [0.0] * 3 + [40.0] * 10 + [42.0]  # the newest complete minute: 42
+        source.push(sentry([], counts, at=clock.now, so_far=7, since=began))
+        await wait_for(pilot, lambda: "42 in" in pane_text(app, ERRORS))
+        # Buckets reaching past 01:59:10: 01:59 and the 11 after it (0 + 10 x 40 + 42),
+        # and the 7 of the minute still filling.
+        said = "errors: 42 in the last full minute · 449 since the deploy began"
+        assert said in flowing(pane_lines(app, ERRORS))
+        assert "since the deployment began 12m ago (01:59:10 UTC)" in pane_text(app, ERRORS)
+
+
+async def test_the_deployment_age_moves_with_the_clock() -> None:
+    clock = FrozenClock()
+    app, _ = make_app([sentry([], [0, 0])], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, shows(app, ERRORS, "began 3m ago"))
+        clock.advance(120)  # no new answer from Sentry: the age moves by itself
+        await wait_for(pilot, shows(app, ERRORS, "began 5m ago"), timeout=3)
+        assert "since the deployment began 5m ago (01:57:00 UTC)" in pane_text(app, ERRORS)
 
 
 async def test_errors_go_stale_on_sentry_failure_and_recover() -> None:

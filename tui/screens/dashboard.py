@@ -432,6 +432,8 @@ class DashboardScreen(Screen[None]):
             self._deployments.tick(now)
             if self.store.signal_failures:
                 self._show_panes(now)  # a STALE pane's age keeps moving
+            for errors in self.query(ErrorsPane):
+                errors.tick(now)  # "since the deployment began 12m ago" keeps moving
         self._show_actions(now)
 
     def _show_actions(self, now: datetime) -> None:
