@@ -17,7 +17,7 @@ from textual.containers import Vertical
 
 from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
-from widgets.format import age_text, number, spark
+from widgets.format import age_text, number, spark, threshold_ceiling
 from widgets.rowlist import RowList
 from widgets.safe import clean
 from widgets.tones import Toned
@@ -258,10 +258,13 @@ class MetricRows(RowList):
         # values and sparklines stay in line.
         col = min(LABEL_MAX, max(6, *(len(label) for label in labels.values())))
         cells = max(8, width - col - 14)
-        # One scale for every group, threshold included: old and new compare at a glance,
-        # and a flat healthy line stays low instead of filling its cells.
-        known = [p.value for s in samples.values() for p in s.points if p.value is not None]
-        ceiling = max([*known, *(e.threshold for e in evidence)], default=1.0)
+        # One scale for every group: old and new compare at a glance. The threshold
+        # sits at half height (a value under it never draws more than half a cell, one
+        # over it always does); without a rule, the highest value tops the scale.
+        ceiling = threshold_ceiling([(e.op, e.threshold) for e in evidence])
+        if ceiling is None:
+            known = [p.value for s in samples.values() for p in s.points if p.value is not None]
+            ceiling = max(known, default=1.0)
         for group in sorted(samples, key=lambda g: g or ""):
             sample = samples[group]
             values = [p.value for p in sample.points]
@@ -410,7 +413,9 @@ class ErrorsPane(Toned):
                 text.append(f"{ev.state.value}  ", self.tone(_STATE_TONE[ev.state]))
         values = [p.value for p in sample.error_counts]
         latest = next((v for v in reversed(values) if v is not None), None)
-        breaches = _breach_test([e for e in self.evidence if e.subject == "sentry:errors"])
+        judged = [e for e in self.evidence if e.subject == "sentry:errors"]
+        breaches = _breach_test(judged)
+        ceiling = threshold_ceiling([(e.op, e.threshold) for e in judged])
         # Two numbers the eye can trust: the last *complete* bucket (the one still
         # filling holds a fraction of it) and every error since the deployment began.
         text.append("\nerrors: ", self.tone("label"))
@@ -427,7 +432,8 @@ class ErrorsPane(Toned):
             per = f"per {_per(sample.bucket_seconds)}"
         text.append(f"\n{per:<8}  ", self.tone("muted"))
         width = max(8, self.size.width - 12)
-        spark_line(text, spark(values, width, breaches=breaches), self.tone, "busy")
+        cells = spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling)
+        spark_line(text, cells, self.tone, "busy")
         for issue in sample.new_issues[:ISSUES_SHOWN]:
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
             text.append(f"\n{number(issue.count) + ' x':>8} ", self.tone("bad"))

@@ -52,6 +52,8 @@ SIZE = (200, 50)
 WEB = (("demo", "web"),)
 METRICS, ERRORS, PROBES = "#metrics-pane", "#errors-pane", "#probes-pane"
 BLOCKS = set(SPARK_BLOCKS)
+HALF = SPARK_BLOCKS.index("▄")
+"""The highest block a value at or under a rule's threshold draws."""
 
 
 # ----------------------------------------------------------------------------- builders
@@ -418,6 +420,57 @@ async def test_old_and_new_versions_side_by_side_on_one_scale() -> None:
         assert spark_of(v2)[0] != SPARK_BLOCKS[-1]  # under the threshold: not a full cell
 
 
+async def test_a_value_under_the_threshold_never_draws_more_than_half_a_cell() -> None:
+    """p95 at 290ms under a 300ms rule, then over it: the threshold sits at half height
+    on the scale, whatever the values around it."""
+    clock = FrozenClock()
+    values = [120.0, 200.0, 290.0, 290.0, 310.0, 450.0, 700.0]
+    app, _ = make_app([metric("p95_ms", "version:v2", values, unit="ms")], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "700ms" in pane_text(app, METRICS))
+        spark = spark_of(line_with(app, METRICS, "700ms"))
+        levels = [SPARK_BLOCKS.index(c) for c in spark]
+        assert len(levels) == len(values)
+        under, over = levels[:4], levels[4:]
+        assert max(under) <= HALF < min(over), spark  # 290ms is no near-full bar
+        assert spark[-1] == SPARK_BLOCKS[-1]  # twice the threshold and more: full
+        # Only the points that breach are red.
+        error = theme(app, "error")
+        assert colour_of(app, METRICS, spark[2], after="700ms  ") != error  # 290ms
+        assert colour_of(app, METRICS, spark[4:], after="700ms  ") == error  # 310ms on
+
+
+async def test_a_cell_of_many_points_is_their_mean_not_their_spike() -> None:
+    """Six hours of a 2 % baseline with a lone 12 % blip now and then, more points than
+    cells: each cell is the mean of its points (about 2 %), drawn low and not red — not
+    a row of red bars that a maximum per cell would draw. A sustained breach at the end
+    still draws red and over half."""
+    rng = random.Random(3)
+    values: list[float | None] = [12.0 if rng.random() < 0.05 else 2.0 for _ in range(2000)]
+    values += [9.0] * 200  # the last stretch breaches the 5 % rule
+    app, _ = make_app([metric("error_rate", "version:v2", values, unit="%")], FrozenClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "9%" in pane_text(app, METRICS))
+        row = line_with(app, METRICS, "9%")
+        spark = spark_of(row)
+        assert len(spark) < len(values)  # many points a cell
+        error = theme(app, "error")
+        x = row.index(spark)
+        region = app.screen.query_one(METRICS).region
+        y = region.y + 1 + pane_lines(app, METRICS).index(row)
+        colours = [
+            app.screen._compositor.get_style_at(region.x + 1 + x + i, y).color
+            for i in range(len(spark))
+        ]
+        reds = [c is not None and c.triplet is not None and c.triplet.hex == error for c in colours]
+        # The baseline cells: low (2 % of a 10 % scale) and not red.
+        baseline = spark[: len(spark) * 2000 // 2200 - 1]
+        assert {SPARK_BLOCKS.index(c) for c in baseline} <= {0, 1, 2}, spark
+        assert not any(reds[: len(baseline)]), spark
+        # The breaching stretch: over half, and red.
+        assert SPARK_BLOCKS.index(spark[-1]) > HALF and reds[-1]
+
+
 async def test_no_placeholder_row_once_the_groups_arrive() -> None:
     clock = FrozenClock()
     nothing_yet = MetricSample("p95_ms", "demo/web", None, (), "ms", T0)
@@ -611,7 +664,9 @@ async def test_error_count_sparkline_shows_the_trend_and_the_latest_count() -> N
         assert len(spark) == len(counts)
         assert spark[4] == "·"  # a bucket Sentry did not answer is a gap, not a zero
         levels = [SPARK_BLOCKS.index(c) for c in spark if c != "·"]
-        assert levels == sorted(levels) and levels[-1] == len(SPARK_BLOCKS) - 1
+        assert levels == sorted(levels)
+        # The rule's threshold (20) sits at half height: 18 stays under it, 35 rises over.
+        assert levels[-2] <= HALF < levels[-1]
         # The bucket over the rule's threshold is in red; the quiet ones are not.
         assert colour_of(app, ERRORS, spark[-1], after="per minute") == theme(app, "error")
         assert colour_of(app, ERRORS, spark[0], after="per minute") != theme(app, "error")
