@@ -166,6 +166,9 @@ class MetricView:
 
     name: str
     unit: str
+    fresh_for: timedelta | None = None
+    """How old a group's newest point may be before it is silent (its rules' freshness):
+    then its value is ``?`` with the age, never the old value as if current."""
 
 
 LABEL_MAX = 16
@@ -190,11 +193,18 @@ class MetricRows(RowList):
         self.evidence: dict[str, tuple[Evidence, ...]] = {}
         self._head_lines: dict[str, tuple[tuple[Evidence, ...], int, int]] = {}
         """Lines of each row's head, with the evidence and width they were measured at."""
+        self.now: datetime | None = None
+        self.failing = False
+        """Datadog is failing: the pane's STALE line says how old everything is."""
+        self._silence: dict[str, tuple[tuple[str | None, str], ...]] = {}
+        """Each row's silent groups and the age they were drawn with."""
 
     def show(
         self,
         samples: Mapping[str, Mapping[str | None, MetricSample]],
         evidence: Mapping[str, Sequence[Evidence]],
+        now: datetime | None = None,
+        failing: bool = False,
     ) -> None:
         """New data or new judgement; rows with nothing new are left alone."""
         changed = []
@@ -207,8 +217,38 @@ class MetricRows(RowList):
             if mine != self.samples.get(name, {}) or judged is not before:
                 self.samples[name], self.evidence[name] = dict(mine), judged
                 changed.append(name)
+        self._age(now, failing, changed)
+
+    def tick(self, now: datetime) -> None:
+        """The clock moved: repaint the rows whose silent groups now read differently."""
+        self._age(now, self.failing, [])
+
+    def _age(self, now: datetime | None, failing: bool, changed: list[str]) -> None:
+        if now is not None:
+            self.now = now
+        self.failing = failing
+        for name in self.views:
+            silence = self._silent(name)
+            if silence != self._silence.get(name, ()):
+                self._silence[name] = silence
+                if name not in changed:
+                    changed.append(name)
         if changed:
             self.update_rows(changed)
+
+    def _silent(self, name: str) -> tuple[tuple[str | None, str], ...]:
+        """The groups of ``name`` whose newest point is past freshness, with its age;
+        none while Datadog fails (the STALE line above says how old all of it is)."""
+        fresh_for, now = self.views[name].fresh_for, self.now
+        if fresh_for is None or now is None or self.failing:
+            return ()
+        out = []
+        for group, sample in self.samples.get(name, {}).items():
+            newest = next((p.at for p in reversed(sample.points) if p.value is not None), None)
+            if newest is None or now - newest > fresh_for:
+                age = "never" if newest is None else age_text((now - newest).total_seconds())
+                out.append((group, age))
+        return tuple(sorted(out, key=lambda item: item[0] or ""))
 
     def row_height(self, key: str, width: int) -> int | None:
         evidence = self.evidence.get(key, ())
@@ -265,6 +305,7 @@ class MetricRows(RowList):
         if ceiling is None:
             known = [p.value for s in samples.values() for p in s.points if p.value is not None]
             ceiling = max(known, default=1.0)
+        silent = dict(self._silence.get(key, ()))
         for group in sorted(samples, key=lambda g: g or ""):
             sample = samples[group]
             values = [p.value for p in sample.points]
@@ -272,12 +313,22 @@ class MetricRows(RowList):
             label = labels[group]
             if len(label) > col:
                 label = label[: col - 1] + "…"
-            bad = latest is not None and breaches is not None and breaches(latest)
             text.append(f"\n  {label:<{col}}", self.tone("muted"))
-            text.append(f"{number(latest, view.unit):>9}  ", self.tone("bad" if bad else "label"))
+            width = cells
+            if group in silent:
+                # No point within its freshness: its old value is not a current one.
+                age = silent[group]
+                note = "(no value yet)" if age == "never" else f"(last {age} ago)"
+                text.append(f"{'?':>9} ", self.tone("none"))
+                text.append(f"{note}  ", self.tone("muted"))
+                width = max(8, cells - len(note) - 1)
+            else:
+                bad = latest is not None and breaches is not None and breaches(latest)
+                value = number(latest, view.unit)
+                text.append(f"{value:>9}  ", self.tone("bad" if bad else "label"))
             spark_line(
                 text,
-                spark(values, cells, breaches=breaches, floor=0.0, ceiling=ceiling),
+                spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling),
                 self.tone,
                 "ok",
             )
@@ -346,7 +397,11 @@ class MetricsPane(Vertical):
                 if ev.subject.startswith("metric:"):
                     by_metric.setdefault(ev.subject.removeprefix("metric:"), []).append(ev)
             self._by_metric = {name: tuple(evs) for name, evs in by_metric.items()}
-        self.rows.show(samples, self._by_metric)
+        self.rows.show(samples, self._by_metric, now, failure is not None)
+
+    def tick(self, now: datetime) -> None:
+        """The clock moved: silent groups age."""
+        self.rows.tick(now)
 
 
 class ErrorsPane(Toned):

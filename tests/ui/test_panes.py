@@ -498,8 +498,47 @@ async def test_a_drained_old_version_does_not_blind_the_rule() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "110ms" in pane_text(app, METRICS))
         assert line_with(app, METRICS, "p95_ms").endswith("OK")
-        v1 = line_with(app, METRICS, "100ms")
+        # v1's newest point is 2m20s old, past the 2m freshness: "?" and its age, never
+        # its old 100ms as if current.
+        v1 = line_with(app, METRICS, "v1")
+        assert v1.split()[:5] == ["v1", "?", "(last", "2m20s", "ago)"], v1
+        assert "100ms" not in pane_text(app, METRICS)
         assert spark_of(v1).endswith("·" * 14)  # its silence is drawn, not hidden
+
+
+async def test_a_version_that_stops_getting_traffic_shows_question_mark_and_age() -> None:
+    """v2 rolled back: Datadog has nothing new for it. Its old 33ms stays on screen
+    while fresh, then turns into ``?`` with the age of its last point, which keeps
+    ageing with the clock (no new answer needed)."""
+    clock = FrozenClock()
+    app, source = make_app(
+        [
+            metric("p95_ms", "version:v1", [120.0] * 6, unit="ms"),
+            metric("p95_ms", "version:v2", [33.0] * 6, unit="ms"),
+        ],
+        clock,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "33ms" in pane_text(app, METRICS))
+        assert line_with(app, METRICS, "v2").split()[:2] == ["v2", "33ms"]
+
+        # 2m10s on, v1 still reports, v2 does not (its last point is where it was).
+        clock.advance(130)
+        source.push(metric("p95_ms", "version:v1", [121.0] * 6, unit="ms", end=clock.now))
+        await wait_for(pilot, lambda: "?" in line_with(app, METRICS, "v2"))
+        v2 = line_with(app, METRICS, "v2")
+        assert v2.split()[:5] == ["v2", "?", "(last", "2m10s", "ago)"], v2
+        assert "33ms" not in pane_text(app, METRICS)
+        assert line_with(app, METRICS, "v1").split()[:2] == ["v1", "121ms"]
+
+        clock.advance(20)  # no new data at all: the age moves by itself
+        await wait_for(pilot, lambda: "2m30s" in line_with(app, METRICS, "v2"), timeout=3)
+        assert "? (last 2m30s ago)" in line_with(app, METRICS, "v2")
+
+        # v2 back with a fresh point: its value again.
+        source.push(metric("p95_ms", "version:v2", [40.0] * 6, unit="ms", end=clock.now))
+        await wait_for(pilot, lambda: "40ms" in pane_text(app, METRICS))
+        assert line_with(app, METRICS, "v2").split()[:2] == ["v2", "40ms"]
 
 
 LONG_METRIC = "checkout_payment_gateway_error_rate_eu_west"
