@@ -173,6 +173,12 @@ def _unit_and_freshness(settings: Settings, subject: str) -> tuple[str, timedelt
     return "", timedelta(seconds=3 * settings.ecs.poll_interval + 10)
 
 
+def freshness(settings: Settings, subject: str) -> timedelta:
+    """How old a subject's newest point may be before its rules say no data
+    (``metric:error_rate``, ``probe:web.latency`` ...): what a pane calls silent."""
+    return _unit_and_freshness(settings, normalize_subject(subject))[1]
+
+
 def build_rulebook(settings: Settings) -> RuleBook:
     """The rule book of a config: one Rule per ``[[rule]]``, scoped as configured."""
     rules: list[Rule] = []

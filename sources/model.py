@@ -323,10 +323,14 @@ class ProbeSample:
     error: str | None
     """Why it failed: ``expected 200, got 503``, ``timed out after 2s``, ``body lacks 'ok'``."""
     success_ratio: float
-    """Share of successes over the last ``window`` rounds (this one included)."""
+    """Share of successes over the last ``attempts`` rounds (this one included)."""
     window: int
+    """Most rounds the ratio counts (the probe's configured window)."""
     last_failure: datetime | None = None
     last_failure_reason: str | None = None
+    attempts: int | None = None
+    """Rounds the ratio is over: the rounds made so far until the window fills, then
+    ``window``; ``None`` when the producer does not say."""
 
 
 Sample = EcsServiceSample | MetricSample | SentrySample | ProbeSample

@@ -229,6 +229,7 @@ class _ProbeState:
             window=self.probe.window,
             last_failure=self.last_failure,
             last_failure_reason=self.last_failure_reason,
+            attempts=len(self.results),
         )
 
 

@@ -352,7 +352,14 @@ def bad_release_signals(minutes: int = 3) -> list[Item]:
     counts = tuple(MetricPoint(t, 0.0 if i < half else 22.0) for i, t in enumerate(times))
     items.append(
         SentrySample(
-            "demo/web", T0, T0 - timedelta(minutes=minutes), (issue,), "v2", (issue,), counts
+            "demo/web",
+            T0,
+            T0 - timedelta(minutes=minutes),
+            (issue,),
+            "v2",
+            (issue,),
+            counts,
+            bucket_seconds=10,
         )
     )
     for i, t in enumerate(times[-6:]):
@@ -370,6 +377,7 @@ def bad_release_signals(minutes: int = 3) -> list[Item]:
                 20,
                 T0 - timedelta(seconds=70),
                 "expected 200, got 503",
+                attempts=20,
             )
         )
     return items

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import datetime
 
@@ -55,8 +56,9 @@ SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
 
 def resample(values: list[float | None], width: int) -> list[float | None]:
-    """Fit ``values`` into ``width`` cells, keeping each bucket's maximum (spikes stay
-    visible) and gaps as ``None``; short series are right-aligned (newest at the right).
+    """Fit ``values`` into ``width`` cells, each cell the *mean* of the known points it
+    covers (a cell of a 2 % baseline reads 2 %, whatever one point in it did), gaps as
+    ``None``; short series are right-aligned (newest at the right), one cell a point.
     """
     if width <= 0:
         return []
@@ -67,8 +69,18 @@ def resample(values: list[float | None], width: int) -> list[float | None]:
         lo = cell * len(values) // width
         hi = max(lo + 1, (cell + 1) * len(values) // width)
         bucket = [v for v in values[lo:hi] if v is not None]
-        out.append(max(bucket) if bucket else None)
+        out.append(sum(bucket) / len(bucket) if bucket else None)
     return out
+
+
+def threshold_ceiling(thresholds: list[tuple[str, float]]) -> float | None:
+    """The top of a sparkline's scale that puts a rule's threshold at half height:
+    twice the threshold a value first crosses (the lowest of ``>`` rules, else the
+    highest of ``<`` rules). ``None`` when no positive threshold applies."""
+    above = [t for op, t in thresholds if op.startswith(">") and t > 0]
+    below = [t for op, t in thresholds if op.startswith("<") and t > 0]
+    mark = min(above) if above else max(below) if below else None
+    return None if mark is None else 2 * mark
 
 
 def spark(
@@ -79,9 +91,12 @@ def spark(
     floor: float | None = None,
     ceiling: float | None = None,
 ) -> list[tuple[str, str]]:
-    """A sparkline as ``(char, kind)`` cells; kind is ``ok``, ``bad`` (breaching) or
-    ``gap``. The scale runs from ``floor`` (default: 0 or the minimum) to ``ceiling``
-    (default: the maximum), so a flat line stays low rather than filling the cell.
+    """A sparkline as ``(char, kind)`` cells; kind is ``ok``, ``bad`` (the cell's value
+    breaches) or ``gap``. A cell is the mean of its points (:func:`resample`). The scale
+    runs from ``floor`` (default: 0 or the minimum) to ``ceiling`` (default: the
+    maximum); a value is drawn with the smallest block that holds it, so with
+    :func:`threshold_ceiling` a value at or under the threshold never rises above half
+    the cell (``▄``) and one over it always does; values past the ceiling are full.
     """
     cells = resample(values, width)
     pad = max(0, width - len(values))  # no history there yet: blank, not a gap
@@ -91,6 +106,7 @@ def spark(
     lo = floor if floor is not None else min(0.0, min(known))
     hi = ceiling if ceiling is not None else max(known)
     span = hi - lo
+    blocks = len(SPARK_BLOCKS)
     out: list[tuple[str, str]] = [(" ", "gap")] * pad
     started = False
     for value in cells[pad:]:
@@ -99,8 +115,8 @@ def spark(
             out.append(("·" if started else " ", "gap"))
             continue
         started = True
-        level = 0 if span <= 0 else int((value - lo) / span * (len(SPARK_BLOCKS) - 1) + 0.5)
-        char = SPARK_BLOCKS[max(0, min(len(SPARK_BLOCKS) - 1, level))]
+        level = 0 if span <= 0 else math.ceil(round((value - lo) / span * blocks, 9)) - 1
+        char = SPARK_BLOCKS[max(0, min(blocks - 1, level))]
         out.append((char, "bad" if breaches is not None and breaches(value) else "ok"))
     return out
 

@@ -9,7 +9,7 @@ they break. Nothing here calls an API.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from rich.text import Text
@@ -17,7 +17,7 @@ from textual.containers import Vertical
 
 from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
-from widgets.format import age_text, number, spark
+from widgets.format import age_text, number, spark, threshold_ceiling
 from widgets.rowlist import RowList
 from widgets.safe import clean
 from widgets.tones import Toned
@@ -166,6 +166,9 @@ class MetricView:
 
     name: str
     unit: str
+    fresh_for: timedelta | None = None
+    """How old a group's newest point may be before it is silent (its rules' freshness):
+    then its value is ``?`` with the age, never the old value as if current."""
 
 
 LABEL_MAX = 16
@@ -190,11 +193,18 @@ class MetricRows(RowList):
         self.evidence: dict[str, tuple[Evidence, ...]] = {}
         self._head_lines: dict[str, tuple[tuple[Evidence, ...], int, int]] = {}
         """Lines of each row's head, with the evidence and width they were measured at."""
+        self.now: datetime | None = None
+        self.failing = False
+        """Datadog is failing: the pane's STALE line says how old everything is."""
+        self._silence: dict[str, tuple[tuple[str | None, str], ...]] = {}
+        """Each row's silent groups and the age they were drawn with."""
 
     def show(
         self,
         samples: Mapping[str, Mapping[str | None, MetricSample]],
         evidence: Mapping[str, Sequence[Evidence]],
+        now: datetime | None = None,
+        failing: bool = False,
     ) -> None:
         """New data or new judgement; rows with nothing new are left alone."""
         changed = []
@@ -207,8 +217,38 @@ class MetricRows(RowList):
             if mine != self.samples.get(name, {}) or judged is not before:
                 self.samples[name], self.evidence[name] = dict(mine), judged
                 changed.append(name)
+        self._age(now, failing, changed)
+
+    def tick(self, now: datetime) -> None:
+        """The clock moved: repaint the rows whose silent groups now read differently."""
+        self._age(now, self.failing, [])
+
+    def _age(self, now: datetime | None, failing: bool, changed: list[str]) -> None:
+        if now is not None:
+            self.now = now
+        self.failing = failing
+        for name in self.views:
+            silence = self._silent(name)
+            if silence != self._silence.get(name, ()):
+                self._silence[name] = silence
+                if name not in changed:
+                    changed.append(name)
         if changed:
             self.update_rows(changed)
+
+    def _silent(self, name: str) -> tuple[tuple[str | None, str], ...]:
+        """The groups of ``name`` whose newest point is past freshness, with its age;
+        none while Datadog fails (the STALE line above says how old all of it is)."""
+        fresh_for, now = self.views[name].fresh_for, self.now
+        if fresh_for is None or now is None or self.failing:
+            return ()
+        out = []
+        for group, sample in self.samples.get(name, {}).items():
+            newest = next((p.at for p in reversed(sample.points) if p.value is not None), None)
+            if newest is None or now - newest > fresh_for:
+                age = "never" if newest is None else age_text((now - newest).total_seconds())
+                out.append((group, age))
+        return tuple(sorted(out, key=lambda item: item[0] or ""))
 
     def row_height(self, key: str, width: int) -> int | None:
         evidence = self.evidence.get(key, ())
@@ -258,10 +298,14 @@ class MetricRows(RowList):
         # values and sparklines stay in line.
         col = min(LABEL_MAX, max(6, *(len(label) for label in labels.values())))
         cells = max(8, width - col - 14)
-        # One scale for every group, threshold included: old and new compare at a glance,
-        # and a flat healthy line stays low instead of filling its cells.
-        known = [p.value for s in samples.values() for p in s.points if p.value is not None]
-        ceiling = max([*known, *(e.threshold for e in evidence)], default=1.0)
+        # One scale for every group: old and new compare at a glance. The threshold
+        # sits at half height (a value under it never draws more than half a cell, one
+        # over it always does); without a rule, the highest value tops the scale.
+        ceiling = threshold_ceiling([(e.op, e.threshold) for e in evidence])
+        if ceiling is None:
+            known = [p.value for s in samples.values() for p in s.points if p.value is not None]
+            ceiling = max(known, default=1.0)
+        silent = dict(self._silence.get(key, ()))
         for group in sorted(samples, key=lambda g: g or ""):
             sample = samples[group]
             values = [p.value for p in sample.points]
@@ -269,12 +313,22 @@ class MetricRows(RowList):
             label = labels[group]
             if len(label) > col:
                 label = label[: col - 1] + "…"
-            bad = latest is not None and breaches is not None and breaches(latest)
             text.append(f"\n  {label:<{col}}", self.tone("muted"))
-            text.append(f"{number(latest, view.unit):>9}  ", self.tone("bad" if bad else "label"))
+            width = cells
+            if group in silent:
+                # No point within its freshness: its old value is not a current one.
+                age = silent[group]
+                note = "(no value yet)" if age == "never" else f"(last {age} ago)"
+                text.append(f"{'?':>9} ", self.tone("none"))
+                text.append(f"{note}  ", self.tone("muted"))
+                width = max(8, cells - len(note) - 1)
+            else:
+                bad = latest is not None and breaches is not None and breaches(latest)
+                value = number(latest, view.unit)
+                text.append(f"{value:>9}  ", self.tone("bad" if bad else "label"))
             spark_line(
                 text,
-                spark(values, cells, breaches=breaches, floor=0.0, ceiling=ceiling),
+                spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling),
                 self.tone,
                 "ok",
             )
@@ -343,7 +397,11 @@ class MetricsPane(Vertical):
                 if ev.subject.startswith("metric:"):
                     by_metric.setdefault(ev.subject.removeprefix("metric:"), []).append(ev)
             self._by_metric = {name: tuple(evs) for name, evs in by_metric.items()}
-        self.rows.show(samples, self._by_metric)
+        self.rows.show(samples, self._by_metric, now, failure is not None)
+
+    def tick(self, now: datetime) -> None:
+        """The clock moved: silent groups age."""
+        self.rows.tick(now)
 
 
 class ErrorsPane(Toned):
@@ -377,6 +435,14 @@ class ErrorsPane(Toned):
         self.sample, self.evidence, self.failure, self.now = sample, evidence, failure, now
         self.repaint()
 
+    def tick(self, now: datetime) -> None:
+        """The clock moved: repaint only when the deployment's age reads differently."""
+        sample = self.sample
+        if sample is None or since_words(sample.since, now) == since_words(sample.since, self.now):
+            return
+        self.now = now
+        self.repaint()
+
     def render(self) -> Text:
         text = Text()
         _stale_line(text, self, self.failure, self.now)
@@ -386,7 +452,9 @@ class ErrorsPane(Toned):
             return text
         new = len(sample.new_issues)
         text.append(f"{new} new issue{'s' if new != 1 else ''}", self.tone("bad" if new else "ok"))
-        text.append(f" since {sample.since.strftime('%H:%M:%S')}", self.tone("muted"))
+        # The window said plainly, with its age: a bare "since 02:43:07" beside a 03:43
+        # clock reads like a timezone bug.
+        text.append(f" {since_words(sample.since, self.now)}", self.tone("muted"))
         if sample.release:
             count = len(sample.release_issues)
             text.append(
@@ -400,17 +468,27 @@ class ErrorsPane(Toned):
                 text.append(f"{ev.state.value}  ", self.tone(_STATE_TONE[ev.state]))
         values = [p.value for p in sample.error_counts]
         latest = next((v for v in reversed(values) if v is not None), None)
-        per = f"/{_per(sample.bucket_seconds)}" if sample.bucket_seconds else ""
-        head = f"errors{per} {number(latest):>5}"
-        text.append(f"\n{head}", self.tone("label"))
-        so_far = ""
-        if sample.errors_so_far is not None:
-            so_far = f" · {number(sample.errors_so_far)} so far"
-            text.append(so_far, self.tone("muted"))
-        text.append("  ")
-        width = max(8, self.size.width - len(head) - len(so_far) - 3)
-        breaches = _breach_test([e for e in self.evidence if e.subject == "sentry:errors"])
-        spark_line(text, spark(values, width, breaches=breaches), self.tone, "busy")
+        judged = [e for e in self.evidence if e.subject == "sentry:errors"]
+        breaches = _breach_test(judged)
+        ceiling = threshold_ceiling([(e.op, e.threshold) for e in judged])
+        # Two numbers the eye can trust: the last *complete* bucket (the one still
+        # filling holds a fraction of it) and every error since the deployment began.
+        text.append("\nerrors: ", self.tone("label"))
+        bad = latest is not None and breaches is not None and breaches(latest)
+        text.append(number(latest), self.tone("bad" if bad else "label"))
+        text.append(f" in {last_full(sample.bucket_seconds)}", self.tone("muted"))
+        total, partial = errors_since(sample)
+        if total is not None:
+            text.append(" · ", self.tone("muted"))
+            text.append(("≥" if partial else "") + number(total), self.tone("label"))
+            text.append(" since the deploy began", self.tone("muted"))
+        per = {60: "per minute", 3600: "per hour"}.get(sample.bucket_seconds or 0, "per bucket")
+        if sample.bucket_seconds and per == "per bucket":
+            per = f"per {_per(sample.bucket_seconds)}"
+        text.append(f"\n{per:<8}  ", self.tone("muted"))
+        width = max(8, self.size.width - 12)
+        cells = spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling)
+        spark_line(text, cells, self.tone, "busy")
         for issue in sample.new_issues[:ISSUES_SHOWN]:
             first = issue.first_seen.strftime("%H:%M:%S") if issue.first_seen else "?"
             text.append(f"\n{number(issue.count) + ' x':>8} ", self.tone("bad"))
@@ -421,6 +499,49 @@ class ErrorsPane(Toned):
         if hidden > 0:
             text.append(f"\n        and {hidden} more", self.tone("muted"))
         return text
+
+
+def ago(seconds: float) -> str:
+    """How long ago, to the minute past the first one: ``40s``, ``12m``, ``1h05m``."""
+    seconds = max(0, int(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def since_words(start: datetime, now: datetime) -> str:
+    """``since the deployment began 12m ago (02:43:07 UTC)``."""
+    when = start.strftime("%H:%M:%S")
+    if now < start:  # not begun yet by our clock (or no clock yet): the time alone
+        return f"since the deployment began ({when} UTC)"
+    return f"since the deployment began {ago((now - start).total_seconds())} ago ({when} UTC)"
+
+
+def last_full(seconds: int | None) -> str:
+    """The last complete events-stats bucket in words: ``the last full minute``."""
+    if not seconds:
+        return "the last full bucket"
+    if seconds == 60:
+        return "the last full minute"
+    if seconds == 3600:
+        return "the last full hour"
+    return f"the last full {_per(seconds)}"
+
+
+def errors_since(sample: SentrySample) -> tuple[float | None, bool]:
+    """Error events since the deployment began: the complete buckets that reach past
+    its start, plus the one still filling. Returns the total (``None`` when nothing is
+    known) and whether a bucket Sentry did not answer makes it a lower bound."""
+    step = timedelta(seconds=sample.bucket_seconds or 0)
+    counted = [p.value for p in sample.error_counts if p.at + step > sample.since]
+    if sample.errors_so_far is not None:
+        counted.append(sample.errors_so_far)
+    known = [v for v in counted if v is not None]
+    if not known:
+        return None, False
+    return sum(known), len(known) < len(counted)
 
 
 def _per(seconds: int) -> str:
@@ -490,7 +611,11 @@ class ProbesPane(RowList):
         worst = min(self.evidence.get(key, ()), key=lambda e: e.state.rank, default=None)
         ratio_tone = _STATE_TONE[worst.state] if worst is not None else "label"
         text.append(f"{probe.success_ratio * 100:6.1f}%", self.tone(ratio_tone))
-        text.append(f" of {probe.window}", self.tone("muted"))
+        # The rounds the ratio is over, not the window it will be over once full: two
+        # rounds with one failure read "50.0% of 2 attempts", never "of 20".
+        if probe.attempts is not None:
+            plural = "" if probe.attempts == 1 else "s"
+            text.append(f" of {probe.attempts} attempt{plural}", self.tone("muted"))
         if probe.last_failure is not None:
             when = probe.last_failure.strftime("%H:%M:%S")
             text.append(f"\n{'':{pad + 2}}last failure {when}: ", self.tone("muted"))

@@ -52,6 +52,8 @@ SIZE = (200, 50)
 WEB = (("demo", "web"),)
 METRICS, ERRORS, PROBES = "#metrics-pane", "#errors-pane", "#probes-pane"
 BLOCKS = set(SPARK_BLOCKS)
+HALF = SPARK_BLOCKS.index("▄")
+"""The highest block a value at or under a rule's threshold draws."""
 
 
 # ----------------------------------------------------------------------------- builders
@@ -92,13 +94,19 @@ def issue(
 
 
 def sentry(
-    issues: Sequence[SentryIssue], counts: Sequence[float | None], *, at: datetime = T0
+    issues: Sequence[SentryIssue],
+    counts: Sequence[float | None],
+    *,
+    at: datetime = T0,
+    so_far: float | None = None,
+    since: datetime = T0 - timedelta(minutes=3),
 ) -> SentrySample:
-    """Sentry's answer: new ``issues`` since T0-3m, error ``counts`` one per minute."""
+    """Sentry's answer: new ``issues`` since T0-3m, error ``counts`` one per complete
+    minute (the newest ending at ``at``), ``so_far`` in the minute still filling."""
     n = len(counts)
-    points = tuple(MetricPoint(at - timedelta(minutes=n - 1 - i), v) for i, v in enumerate(counts))
+    points = tuple(MetricPoint(at - timedelta(minutes=n - i), v) for i, v in enumerate(counts))
     return SentrySample(
-        "demo/web", at, T0 - timedelta(minutes=3), tuple(issues), "v2", tuple(issues), points
+        "demo/web", at, since, tuple(issues), "v2", tuple(issues), points, so_far, 60
     )
 
 
@@ -113,6 +121,7 @@ def probe(
     last_failure: datetime | None = None,
     reason: str | None = None,
     name: str = "web",
+    attempts: int | None = 20,
 ) -> ProbeSample:
     return ProbeSample(
         name,
@@ -127,6 +136,7 @@ def probe(
         20,
         last_failure,
         reason,
+        attempts,
     )
 
 
@@ -410,6 +420,57 @@ async def test_old_and_new_versions_side_by_side_on_one_scale() -> None:
         assert spark_of(v2)[0] != SPARK_BLOCKS[-1]  # under the threshold: not a full cell
 
 
+async def test_a_value_under_the_threshold_never_draws_more_than_half_a_cell() -> None:
+    """p95 at 290ms under a 300ms rule, then over it: the threshold sits at half height
+    on the scale, whatever the values around it."""
+    clock = FrozenClock()
+    values = [120.0, 200.0, 290.0, 290.0, 310.0, 450.0, 700.0]
+    app, _ = make_app([metric("p95_ms", "version:v2", values, unit="ms")], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "700ms" in pane_text(app, METRICS))
+        spark = spark_of(line_with(app, METRICS, "700ms"))
+        levels = [SPARK_BLOCKS.index(c) for c in spark]
+        assert len(levels) == len(values)
+        under, over = levels[:4], levels[4:]
+        assert max(under) <= HALF < min(over), spark  # 290ms is no near-full bar
+        assert spark[-1] == SPARK_BLOCKS[-1]  # twice the threshold and more: full
+        # Only the points that breach are red.
+        error = theme(app, "error")
+        assert colour_of(app, METRICS, spark[2], after="700ms  ") != error  # 290ms
+        assert colour_of(app, METRICS, spark[4:], after="700ms  ") == error  # 310ms on
+
+
+async def test_a_cell_of_many_points_is_their_mean_not_their_spike() -> None:
+    """Six hours of a 2 % baseline with a lone 12 % blip now and then, more points than
+    cells: each cell is the mean of its points (about 2 %), drawn low and not red — not
+    a row of red bars that a maximum per cell would draw. A sustained breach at the end
+    still draws red and over half."""
+    rng = random.Random(3)
+    values: list[float | None] = [12.0 if rng.random() < 0.05 else 2.0 for _ in range(2000)]
+    values += [9.0] * 200  # the last stretch breaches the 5 % rule
+    app, _ = make_app([metric("error_rate", "version:v2", values, unit="%")], FrozenClock())
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "9%" in pane_text(app, METRICS))
+        row = line_with(app, METRICS, "9%")
+        spark = spark_of(row)
+        assert len(spark) < len(values)  # many points a cell
+        error = theme(app, "error")
+        x = row.index(spark)
+        region = app.screen.query_one(METRICS).region
+        y = region.y + 1 + pane_lines(app, METRICS).index(row)
+        colours = [
+            app.screen._compositor.get_style_at(region.x + 1 + x + i, y).color
+            for i in range(len(spark))
+        ]
+        reds = [c is not None and c.triplet is not None and c.triplet.hex == error for c in colours]
+        # The baseline cells: low (2 % of a 10 % scale) and not red.
+        baseline = spark[: len(spark) * 2000 // 2200 - 1]
+        assert {SPARK_BLOCKS.index(c) for c in baseline} <= {0, 1, 2}, spark
+        assert not any(reds[: len(baseline)]), spark
+        # The breaching stretch: over half, and red.
+        assert SPARK_BLOCKS.index(spark[-1]) > HALF and reds[-1]
+
+
 async def test_no_placeholder_row_once_the_groups_arrive() -> None:
     clock = FrozenClock()
     nothing_yet = MetricSample("p95_ms", "demo/web", None, (), "ms", T0)
@@ -437,8 +498,47 @@ async def test_a_drained_old_version_does_not_blind_the_rule() -> None:
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: "110ms" in pane_text(app, METRICS))
         assert line_with(app, METRICS, "p95_ms").endswith("OK")
-        v1 = line_with(app, METRICS, "100ms")
+        # v1's newest point is 2m20s old, past the 2m freshness: "?" and its age, never
+        # its old 100ms as if current.
+        v1 = line_with(app, METRICS, "v1")
+        assert v1.split()[:5] == ["v1", "?", "(last", "2m20s", "ago)"], v1
+        assert "100ms" not in pane_text(app, METRICS)
         assert spark_of(v1).endswith("·" * 14)  # its silence is drawn, not hidden
+
+
+async def test_a_version_that_stops_getting_traffic_shows_question_mark_and_age() -> None:
+    """v2 rolled back: Datadog has nothing new for it. Its old 33ms stays on screen
+    while fresh, then turns into ``?`` with the age of its last point, which keeps
+    ageing with the clock (no new answer needed)."""
+    clock = FrozenClock()
+    app, source = make_app(
+        [
+            metric("p95_ms", "version:v1", [120.0] * 6, unit="ms"),
+            metric("p95_ms", "version:v2", [33.0] * 6, unit="ms"),
+        ],
+        clock,
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "33ms" in pane_text(app, METRICS))
+        assert line_with(app, METRICS, "v2").split()[:2] == ["v2", "33ms"]
+
+        # 2m10s on, v1 still reports, v2 does not (its last point is where it was).
+        clock.advance(130)
+        source.push(metric("p95_ms", "version:v1", [121.0] * 6, unit="ms", end=clock.now))
+        await wait_for(pilot, lambda: "?" in line_with(app, METRICS, "v2"))
+        v2 = line_with(app, METRICS, "v2")
+        assert v2.split()[:5] == ["v2", "?", "(last", "2m10s", "ago)"], v2
+        assert "33ms" not in pane_text(app, METRICS)
+        assert line_with(app, METRICS, "v1").split()[:2] == ["v1", "121ms"]
+
+        clock.advance(20)  # no new data at all: the age moves by itself
+        await wait_for(pilot, lambda: "2m30s" in line_with(app, METRICS, "v2"), timeout=3)
+        assert "? (last 2m30s ago)" in line_with(app, METRICS, "v2")
+
+        # v2 back with a fresh point: its value again.
+        source.push(metric("p95_ms", "version:v2", [40.0] * 6, unit="ms", end=clock.now))
+        await wait_for(pilot, lambda: "40ms" in pane_text(app, METRICS))
+        assert line_with(app, METRICS, "v2").split()[:2] == ["v2", "40ms"]
 
 
 LONG_METRIC = "checkout_payment_gateway_error_rate_eu_west"
@@ -513,7 +613,7 @@ async def test_long_labels_are_never_cut_silently() -> None:
         probes = pane_lines(app, PROBES)
         assert shown_whole_or_marked(probes, LONG_PROBE), "\n".join(probes)
         text = flowing(probes)
-        assert "✗ 503" in text and "50.0% of 20" in text
+        assert "✗ 503" in text and "50.0% of 20 attempts" in text
         assert "upstream payment gateway refused the connection" in text
 
 
@@ -544,7 +644,10 @@ async def test_errors_pane_lists_new_issues_with_count_first_seen_and_title() ->
         source.push(sentry(issues, [0, 0, 4, 9]))
         await wait_for(pilot, lambda: "new issues" in pane_text(app, ERRORS))
         text = pane_text(app, ERRORS)
-        assert "2 new issues since 01:57:00" in text and "release v2: 2 unresolved" in text
+        assert "release v2: 2 unresolved" in text
+        # The window said plainly, with its age: not a bare time beside a later clock.
+        said = "2 new issues since the deployment began 3m ago (01:57:00 UTC)"
+        assert said in flowing(pane_lines(app, ERRORS)), text
         assert colour_of(app, ERRORS, "2 new issues") == theme(app, "error")
         lines = pane_lines(app, ERRORS)
         first = lines.index(line_with(app, ERRORS, "CheckoutFailedError"))
@@ -590,18 +693,58 @@ async def test_error_count_sparkline_shows_the_trend_and_the_latest_count() -> N
     counts: list[float | None] = [0, 0, 1, 2, None, 4, 9, 18, 35]
     app, _ = make_app([sentry([], counts)], FrozenClock(), config)
     async with app.run_test(size=SIZE) as pilot:
-        await wait_for(pilot, lambda: "errors" in pane_text(app, ERRORS))
-        line = line_with(app, ERRORS, "errors ")
-        assert line.split()[:2] == ["errors", "35"]
-        spark = spark_of(line)
+        await wait_for(pilot, lambda: "errors:" in pane_text(app, ERRORS))
+        # The last complete minute, and every error since the deployment began (3m ago:
+        # the buckets of 02:57, 02:58 and 02:59).
+        said = "errors: 35 in the last full minute · 62 since the deploy began"
+        assert said in flowing(pane_lines(app, ERRORS))
+        assert colour_of(app, ERRORS, "35") == theme(app, "error")  # over the 20 a minute
+        spark = spark_of(line_with(app, ERRORS, "per minute"))
         assert len(spark) == len(counts)
         assert spark[4] == "·"  # a bucket Sentry did not answer is a gap, not a zero
         levels = [SPARK_BLOCKS.index(c) for c in spark if c != "·"]
-        assert levels == sorted(levels) and levels[-1] == len(SPARK_BLOCKS) - 1
+        assert levels == sorted(levels)
+        # The rule's threshold (20) sits at half height: 18 stays under it, 35 rises over.
+        assert levels[-2] <= HALF < levels[-1]
         # The bucket over the rule's threshold is in red; the quiet ones are not.
-        assert colour_of(app, ERRORS, spark[-1], after="35") == theme(app, "error")
-        assert colour_of(app, ERRORS, spark[0], after="35") != theme(app, "error")
+        assert colour_of(app, ERRORS, spark[-1], after="per minute") == theme(app, "error")
+        assert colour_of(app, ERRORS, spark[0], after="per minute") != theme(app, "error")
         assert "error burst CRITICAL" in pane_text(app, ERRORS)
+
+
+async def test_error_counts_say_the_last_full_minute_and_the_whole_deployment() -> None:
+    """An error storm that began inside the minute still filling: the last complete
+    minute is honestly 0, and the count since the deployment began holds everything —
+    each number labelled, never a bare "errors/1m 0 · 131 so far"."""
+    clock = FrozenClock()
+    began = T0 - timedelta(seconds=50)
+    app, source = make_app([sentry([], [0, 0, 0], so_far=131, since=began)], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "errors:" in pane_text(app, ERRORS))
+        said = "errors: 0 in the last full minute · 131 since the deploy began"
+        assert said in flowing(pane_lines(app, ERRORS))
+        assert "since the deployment began 50s ago (01:59:10 UTC)" in pane_text(app, ERRORS)
+
+        # Twelve minutes on: 42 in the last full minute, 12 minutes' worth in all.
+        clock.advance(12 * 60)
+        counts = [0.0] * 3 + [40.0] * 10 + [42.0]  # the newest complete minute: 42
+        source.push(sentry([], counts, at=clock.now, so_far=7, since=began))
+        await wait_for(pilot, lambda: "42 in" in pane_text(app, ERRORS))
+        # Buckets reaching past 01:59:10: 01:59 and the 11 after it (0 + 10 x 40 + 42),
+        # and the 7 of the minute still filling.
+        said = "errors: 42 in the last full minute · 449 since the deploy began"
+        assert said in flowing(pane_lines(app, ERRORS))
+        assert "since the deployment began 12m ago (01:59:10 UTC)" in pane_text(app, ERRORS)
+
+
+async def test_the_deployment_age_moves_with_the_clock() -> None:
+    clock = FrozenClock()
+    app, _ = make_app([sentry([], [0, 0])], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, shows(app, ERRORS, "began 3m ago"))
+        clock.advance(120)  # no new answer from Sentry: the age moves by itself
+        await wait_for(pilot, shows(app, ERRORS, "began 5m ago"), timeout=3)
+        assert "since the deployment began 5m ago (01:57:00 UTC)" in pane_text(app, ERRORS)
 
 
 async def test_errors_go_stale_on_sentry_failure_and_recover() -> None:
@@ -673,9 +816,27 @@ async def test_probe_shows_status_latency_ratio_and_last_failure() -> None:
         )
         await wait_for(pilot, lambda: "✓" in pane_text(app, PROBES))
         lines = pane_lines(app, PROBES)
-        assert lines[0].split() == ["web", "✓", "200", "1,234ms", "95.0%", "of", "20"]
+        assert lines[0].split() == ["web", "✓", "200", "1,234ms", "95.0%", "of", "20", "attempts"]
         assert lines[1].strip() == "last failure 01:58:50: expected 200, got 503"
         assert colour_of(app, PROBES, "✓ 200") == theme(app, "success")
+
+
+async def test_probe_ratio_counts_the_attempts_made_not_the_window() -> None:
+    """Two rounds into a window of 20, one failed: 50 % of 2 attempts, not "of 20"."""
+    clock = FrozenClock()
+    app, source = make_app([probe(T0, ratio=1.0, attempts=1)], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: "100.0%" in pane_text(app, PROBES))
+        assert pane_lines(app, PROBES)[0].split()[-4:] == ["100.0%", "of", "1", "attempt"]
+        clock.advance(5)
+        failed = probe(
+            clock.now, ok=False, status=503, ratio=0.5, attempts=2, last_failure=clock.now,
+            reason="expected 200, got 503",
+        )  # fmt: skip
+        source.push(failed)
+        await wait_for(pilot, lambda: "50.0%" in pane_text(app, PROBES))
+        assert pane_lines(app, PROBES)[0].split()[-4:] == ["50.0%", "of", "2", "attempts"]
+        assert "of 20" not in pane_text(app, PROBES)
 
 
 async def test_probe_going_down_then_recovering() -> None:
@@ -708,7 +869,7 @@ async def test_probe_going_down_then_recovering() -> None:
                 assert colour_of(app, PROBES, "95.0%") != theme(app, "error")  # pending
         await wait_for(pilot, lambda: "60.0%" in pane_text(app, PROBES))
         lines = pane_lines(app, PROBES)
-        assert lines[0].split() == ["web", "✗", "---", "—", "60.0%", "of", "20"]
+        assert lines[0].split() == ["web", "✗", "---", "—", "60.0%", "of", "20", "attempts"]
         assert lines[1].strip() == "last failure 02:00:40: timed out after 2s"
         assert colour_of(app, PROBES, "✗ ---") == theme(app, "error")
         assert colour_of(app, PROBES, "60.0%") == theme(app, "error")  # the breach
@@ -725,7 +886,7 @@ async def test_probe_going_down_then_recovering() -> None:
         )
         await wait_for(pilot, lambda: "✓" in pane_text(app, PROBES))
         lines = pane_lines(app, PROBES)
-        assert lines[0].split() == ["web", "✓", "200", "21ms", "65.0%", "of", "20"]
+        assert lines[0].split() == ["web", "✓", "200", "21ms", "65.0%", "of", "20", "attempts"]
         assert lines[1].strip() == "last failure 02:00:40: timed out after 2s"  # still told
         assert colour_of(app, PROBES, "✓ 200") == theme(app, "success")
         assert colour_of(app, PROBES, "65.0%") == theme(app, "error")

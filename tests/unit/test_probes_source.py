@@ -215,13 +215,19 @@ async def test_success_ratio_is_over_a_bounded_window() -> None:
     probe = Probe("p", URL, window=3)
     src = ProbeSource([probe], clock=lambda: AT)
     ratios: list[float] = []
+    attempts: list[int | None] = []
     reasons: list[str | None] = []
     async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
         for _ in range(7):
             sample = await src.check(client, probe)
             ratios.append(sample.success_ratio)
+            attempts.append(sample.attempts)
             reasons.append(sample.last_failure_reason)
     assert ratios == pytest.approx([1, 1 / 2, 2 / 3, 2 / 3, 1, 2 / 3, 2 / 3])
+    # The sample says how many rounds the ratio is over: the rounds made until the
+    # window fills, then the window.
+    assert attempts == [1, 2, 3, 3, 3, 3, 3]
+    assert {sample.window} == {3}
     assert len(src._states["p"].results) == 3  # bounded: the window, never more
     # The last failure is remembered through the successes that follow it.
     assert reasons == [None, *["expected 200, got 500"] * 6]

@@ -20,6 +20,7 @@ from textual.widgets import Footer
 
 from engine.actions import Outcome, Plan, Verb
 from engine.store import EcsStatus, Store
+from engine.wiring import freshness
 from tui.screens.confirm import ConfirmScreen
 from widgets.actionbar import ActionBar, KeyHints, action_lines
 from widgets.deployments import DeploymentsPane
@@ -209,7 +210,12 @@ class DashboardScreen(Screen[None]):
                 with Vertical(id="metrics-pane", classes="pane") as pane:
                     pane.border_title = "Metrics · Datadog"
                     if settings.metrics:
-                        yield MetricsPane([MetricView(m.name, m.unit) for m in settings.metrics])
+                        yield MetricsPane(
+                            [
+                                MetricView(m.name, m.unit, freshness(settings, f"metric:{m.name}"))
+                                for m in settings.metrics
+                            ]
+                        )
                     else:
                         yield NotConfigured(
                             "Datadog metrics", "Add [[metric]] queries to the config."
@@ -429,6 +435,10 @@ class DashboardScreen(Screen[None]):
             self._deployments.tick(now)
             if self.store.signal_failures:
                 self._show_panes(now)  # a STALE pane's age keeps moving
+            for errors in self.query(ErrorsPane):
+                errors.tick(now)  # "since the deployment began 12m ago" keeps moving
+            for metrics in self.query(MetricsPane):
+                metrics.tick(now)  # a silent group's "? (last 2m10s ago)" keeps ageing
         self._show_actions(now)
 
     def _show_actions(self, now: datetime) -> None:
