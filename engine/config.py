@@ -387,6 +387,9 @@ class KeySettings(_Frozen):
     """Cancel a pending automatic action."""
     freeze: str = "f"
     """Freeze / unfreeze the display (data keeps flowing and rules keep judging)."""
+    evidence: str = "e"
+    """Open the verdict's full evidence and every action line (the compact layout
+    shows only their first lines)."""
 
     @field_validator("*")
     @classmethod

@@ -383,6 +383,81 @@ def bad_release_signals(minutes: int = 3) -> list[Item]:
     return items
 
 
+def healthy_script() -> list[Item]:
+    """web finished v1 → v2 cleanly and api is steady."""
+    web = sample(
+        "demo/web",
+        [deployment("web:2")],
+        service_deployments=[
+            service_deployment(
+                "SUCCESSFUL", source="web:1", target="web:2", finished=T0 - timedelta(minutes=1)
+            )
+        ],
+        events=[("h1", "(service web) has reached a steady state.")],
+    )
+    api = sample(
+        "demo/api",
+        [deployment("api:7", created=T0 - timedelta(hours=2), updated=T0 - timedelta(hours=2))],
+        events=[("h2", "(service api) has reached a steady state.")],
+    )
+    return [web, api]
+
+
+def rolled_back_script() -> list[Item]:
+    """web's v2 tripped the circuit breaker and ECS rolled it back to web:1; api steady."""
+    web = sample(
+        "demo/web",
+        [deployment("web:1", updated=T0 - timedelta(seconds=20))],
+        service_deployments=[
+            service_deployment(
+                "ROLLBACK_SUCCESSFUL",
+                source="web:1",
+                target="web:2",
+                finished=T0 - timedelta(seconds=20),
+                reason="ECS deployment circuit breaker: rolled back to the last completed deployment.",
+                breaker=CircuitBreaker(True, True, "TRIGGERED", 3, 3),
+            )
+        ],
+        events=[("r1", "(service web) rolling back to deployment ecs-svc/1207.")],
+    )
+    return [web, healthy_script()[1]]
+
+
+def healthy_signals(minutes: int = 3) -> list[Item]:
+    """Datadog, Sentry and probe samples of a good release: every rule OK."""
+    from sources.model import MetricPoint, MetricSample, ProbeSample, SentrySample
+
+    steps = minutes * 6
+    times = [T0 - timedelta(seconds=10 * (steps - 1 - i)) for i in range(steps)]
+
+    def series(value: float) -> tuple[MetricPoint, ...]:
+        return tuple(MetricPoint(t, value) for t in times)
+
+    items: list[Item] = [
+        MetricSample("error_rate", "demo/web", "version:v1", series(0.2), "%", T0),
+        MetricSample("error_rate", "demo/web", "version:v2", series(0.3), "%", T0),
+        MetricSample("p95_ms", "demo/web", "version:v1", series(120.0), "ms", T0),
+        MetricSample("p95_ms", "demo/web", "version:v2", series(118.0), "ms", T0),
+        SentrySample("demo/web", T0, T0 - timedelta(minutes=minutes), (), "v2", (), series(0.0)),
+    ]
+    for i, t in enumerate(times[-6:]):
+        items.append(
+            ProbeSample(
+                "web",
+                "demo/web",
+                "http://127.0.0.1:9/health",
+                t,
+                True,
+                200,
+                21.0 + i,
+                None,
+                1.0,
+                20,
+            )
+        )
+    return items
+
+
 async def wait_until(pilot: Pilot[Any], check: Callable[[], bool], timeout: float = 5.0) -> None:
     """Let the app run until ``check()`` holds; fail the test if it never does.
 

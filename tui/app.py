@@ -133,6 +133,7 @@ class DeployWatchApp(App[None]):
                 "resume": keys.resume,
                 "cancel": keys.cancel,
                 "freeze": keys.freeze,
+                "evidence": keys.evidence,
             }
         )
 

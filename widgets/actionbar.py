@@ -34,6 +34,10 @@ class ActionLine:
     text: str
 
 
+COMPACT_LINES = 2
+"""Rows the action bar takes at most in the compact layout (the most urgent first)."""
+
+
 class ActionBar(Toned):
     """Lines about actions, most urgent first."""
 
@@ -46,6 +50,16 @@ class ActionBar(Toned):
     def __init__(self) -> None:
         super().__init__(id="actionbar")
         self.lines: tuple[ActionLine, ...] = ()
+        self.compact: str | None = None
+        """The key that shows every line in full, when the bar is cut to two lines of
+        one row each (a small terminal); ``None``: every line, wrapped."""
+
+    def set_compact(self, key: str | None) -> None:
+        """Cut to ``COMPACT_LINES`` one-row lines (``+N more · e``) when ``key`` names
+        the key that shows them all; every line in full when ``None``."""
+        if key != self.compact:
+            self.compact = key
+            self.repaint()
 
     def show(self, lines: tuple[ActionLine, ...]) -> None:
         """Show these lines; repaints only on a change."""
@@ -58,14 +72,27 @@ class ActionBar(Toned):
 
     def render(self) -> Text:
         text = Text(overflow="fold")
-        for i, line in enumerate(self.lines):
+        lines = self.lines
+        hint = ""
+        if self.compact is not None and len(lines) > COMPACT_LINES:
+            hidden = len(lines) - COMPACT_LINES + 1
+            lines = lines[: COMPACT_LINES - 1]
+            hint = f"+{hidden} more · {self.compact} shows all"
+        width = self.content_size.width
+        for i, line in enumerate(lines):
             if i:
                 text.append("\n")
-            text.append(f" {clean(line.label)} ", self.tone(line.tone) + " reverse")
-            text.append(
+            row = Text()
+            row.append(f" {clean(line.label)} ", self.tone(line.tone) + " reverse")
+            row.append(
                 f"  {clean(line.text, LONG)}",
                 self.tone(line.tone if line.tone != "ok" else "muted"),
             )
+            if self.compact is not None and row.cell_len > width > 0:
+                row.truncate(width, overflow="ellipsis")
+            text.append_text(row)
+        if hint:
+            text.append(f"\n{hint}", self.tone("muted"))
         return text
 
 
@@ -76,6 +103,7 @@ class KeyHints:
     promote: str = "P"
     resume: str = "r"
     cancel: str = "c"
+    evidence: str = "e"
 
 
 def canary_words(view: CanaryView, now: datetime, keys: KeyHints) -> str:

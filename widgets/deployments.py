@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 BAR_WIDTH = 20
 """Cells in a deployment's progress bar."""
+COMPACT_BAR_WIDTH = 8
+"""Cells in the progress bar of a compact card (a narrow terminal)."""
 
 _STATE_TONE = {
     "COMPLETED": "ok",
@@ -47,6 +49,25 @@ _STATE_TONE = {
 _EDGE_TONES = ("ok", "busy", "warn", "bad")
 """States whose colour the card's edge takes."""
 _LIVE_STATES = frozenset({"IN_PROGRESS", "PENDING", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
+
+
+_URGENCY = {
+    EcsStatus.FAILED: 0,
+    EcsStatus.ROLLBACK_FAILED: 0,
+    EcsStatus.IN_PROGRESS: 1,
+    EcsStatus.ROLLBACK_REQUESTED: 1,
+    EcsStatus.ROLLBACK_IN_PROGRESS: 1,
+    EcsStatus.STOPPED: 1,
+}
+"""Where a card goes (``k9s``-style, by status; config order within each group): failed
+with nothing moving first (act now), then deployments and rollbacks in flight, then
+settled services."""
+
+
+def urgency(state: ServiceState) -> int:
+    """0: failed (the deployment or its rollback); 1: in flight or rolling back (or
+    stopped); 2: settled or no data."""
+    return _URGENCY.get(state.status, 2)
 
 
 def _order(deployments: Iterable[EcsDeployment]) -> list[EcsDeployment]:
@@ -76,10 +97,20 @@ class CardText:
     """Writes one service's card: its deployments with progress, state, elapsed time,
     and staleness, as styled text (``tone`` gives the style of a tone name)."""
 
-    def __init__(self, state: ServiceState, now: datetime, tone: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        state: ServiceState,
+        now: datetime,
+        tone: Callable[[str], str],
+        *,
+        compact: bool = False,
+    ) -> None:
         self.state = state
         self.now = now
         self.tone = tone
+        self.compact = compact
+        """A narrow terminal: a shorter bar, no column padding, no image (the image is
+        in the task definition named on the line)."""
 
     def build(self) -> Text:
         """The card's text."""
@@ -137,24 +168,28 @@ class CardText:
         return text
 
     def _deployment_line(self, text: Text, d: EcsDeployment) -> None:
-        text.append(f"  {clean(d.status):<8} ", self.tone("muted"))
-        text.append(f"{clean(d.revision):<14} ", self.tone("label"))
-        filled, empty = bar_cells(d.running, d.desired, BAR_WIDTH)
+        compact = self.compact
+        text.append(f"  {clean(d.status):<{0 if compact else 8}} ", self.tone("muted"))
+        text.append(f"{clean(d.revision):<{0 if compact else 14}} ", self.tone("label"))
+        filled, empty = bar_cells(d.running, d.desired, COMPACT_BAR_WIDTH if compact else BAR_WIDTH)
         text.append("█" * filled, self.tone("bar-done"))
         text.append("░" * empty, self.tone("bar-todo"))
-        counts = f" {count(d.running):>3}/{count(d.desired):<3}"
-        text.append(counts)
+        counts = f" {count(d.running)}/{count(d.desired)}"
+        text.append(counts if compact else f" {count(d.running):>3}/{count(d.desired):<3}")
         extra = []
         if d.pending:
             extra.append(f"{d.pending} pending")
         if d.failed:
             extra.append(f"{d.failed} failed")
-        text.append(f" {', '.join(extra):<22}", self.tone("bad" if d.failed else "muted"))
+        if not compact:
+            text.append(f" {', '.join(extra):<22}", self.tone("bad" if d.failed else "muted"))
+        elif extra:
+            text.append(f" {', '.join(extra)}", self.tone("bad" if d.failed else "muted"))
         state = clean(d.rollout_state) or "—"
-        text.append(f" {state:<12}", self.tone(_STATE_TONE.get(state, "none")))
+        text.append(f" {state:<{0 if compact else 12}}", self.tone(_STATE_TONE.get(state, "none")))
         end = self.now if d.rollout_state in _LIVE_STATES or d.updated_at is None else d.updated_at
-        text.append(f" {since(d.created_at, end):>7}", self.tone("muted"))
-        if d.images:
+        text.append(f" {since(d.created_at, end):>{0 if compact else 7}}", self.tone("muted"))
+        if d.images and not compact:
             text.append(f"  {clean(', '.join(d.images))}", self.tone("muted"))
         if d.rollout_state == "FAILED" and d.rollout_reason:
             text.append(f"\n    {clean(d.rollout_reason, LONG)}", self.tone("bad"))
@@ -236,7 +271,14 @@ def _revision(task_definition: str | None) -> str:
 
 
 class DeploymentsPane(RowList, can_focus=True):
-    """All watched services, in config order: one card each, the selected one highlighted.
+    """All watched services, one card each: failed services first, then those in flight
+    or rolling back, then the settled ones, each group in config order (so the service that needs
+    the operator is on screen without scrolling, even at 80x24). The selected card has a
+    ``▶`` and its name in reverse, visible in 16 colours and with ``NO_COLOR``.
+
+    Until the operator moves the selection (``j``/``k``, a click) it stays on the top,
+    most urgent card; once chosen it never moves by itself (a card that moves up or down
+    takes it along), so the action keys act on the service the operator chose.
 
     The pane is one widget on Textual's Line API: a card's text is built when it is in
     view (off screen only to measure it), so thousands of services cost what the few
@@ -274,21 +316,47 @@ class DeploymentsPane(RowList, can_focus=True):
 
     def __init__(self, states: Iterable[ServiceState], *, now: datetime | None = None) -> None:
         self._states = {state.key: state for state in states}
-        super().__init__(self._states, id="deployments")
+        self._config_order = {key: n for n, key in enumerate(self._states)}
+        self._urgency = {key: urgency(state) for key, state in self._states.items()}
+        super().__init__(self._sorted(), id="deployments")
         self._now = now or datetime.now(UTC)
         self._clock = self._now
-        self.selected: str | None = next(iter(self._states), None)
+        self.selected: str | None = next(iter(self.keys), None)
         """The key of the selected service."""
+        self.chosen = False
+        """The operator moved the selection: it no longer follows the top card."""
+        self.compact = False
+        """Compact cards (a narrow terminal): see :class:`CardText`."""
+
+    def set_compact(self, compact: bool) -> None:
+        """Switch to compact cards or back (every card is built again)."""
+        if compact != self.compact:
+            self.compact = compact
+            self.rebuild_rows()
 
     def update_states(self, states: Iterable[ServiceState], now: datetime) -> None:
         """Show the given services' new state (cards in view repaint what changed)."""
         self._now = now  # the clocks of the other cards move on the next tick
         keys = []
+        moved = False
         for state in states:
             if state.key in self._states:
                 self._states[state.key] = state
                 keys.append(state.key)
+                rank = urgency(state)
+                if rank != self._urgency[state.key]:
+                    self._urgency[state.key] = rank
+                    moved = True
+        if moved:
+            self.reorder(self._sorted())
+            if not self.chosen and self.keys and self.selected != self.keys[0]:
+                self.select(self.keys[0])
         self.update_rows(keys)
+
+    def _sorted(self) -> list[str]:
+        """The keys in card order: by urgency, then config order."""
+        order = self._config_order
+        return sorted(self._states, key=lambda k: (self._urgency[k], order[k]))
 
     def tick(self, now: datetime) -> None:
         """Advance the clocks of the cards in view (the others catch up when shown)."""
@@ -316,6 +384,7 @@ class DeploymentsPane(RowList, can_focus=True):
         if not keys:
             return
         index = self._index.get(self.selected, -1) if self.selected is not None else -1
+        self.chosen = True
         self.select(keys[max(0, min(len(keys) - 1, index + step))])
 
     def on_click(self, event: events.Click) -> None:
@@ -324,6 +393,7 @@ class DeploymentsPane(RowList, can_focus=True):
             return
         index = self.index_at(offset.y + self.scroll_offset.y)
         if index is not None:
+            self.chosen = True
             self.select(self.keys[index])
 
     def on_focus(self) -> None:
@@ -337,13 +407,19 @@ class DeploymentsPane(RowList, can_focus=True):
     # ---- rows -----------------------------------------------------------------------
 
     def row_text(self, key: str, width: int) -> Text:
-        return CardText(self._states[key], self._now, self.tone).build()
+        state = self._states[key]
+        text = CardText(state, self._now, self.tone, compact=self.compact).build()
+        if key == self.selected:
+            # With the edge's ▶: the selection needs no colour to be seen.
+            text.stylize("bold reverse", 0, len(clean(state.label)))
+        return text
 
     def row_moves(self, key: str) -> bool:
         return is_live(self._states[key])
 
     def row_highlighted(self, key: str) -> bool:
-        return key == self.selected and self.has_focus
+        # Always marked: the action keys act on it wherever the focus is.
+        return key == self.selected
 
     def row_edge(self, key: str) -> Color | None:
         state = self._states[key]

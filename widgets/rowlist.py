@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, cast
 
 from rich.cells import cell_len
 from rich.segment import Segment
+from rich.style import Style as RichStyle
 from textual.content import Content
 from textual.geometry import Region, Size
 from textual.scroll_view import ScrollView
@@ -29,13 +30,14 @@ from widgets.tones import Toned, changed_span
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from rich.style import Style as RichStyle
     from rich.text import Text
     from textual.color import Color
     from textual.css.styles import RulesMap
 
 EDGE = "▎"
 """The left edge of a row: the glyph of Textual's ``wide`` left border."""
+CURSOR = "▶"
+"""The first cell of a highlighted row's edge: the selection, visible without colour."""
 
 
 @dataclass(slots=True, eq=False)
@@ -175,6 +177,30 @@ class RowList(Toned, ScrollView, can_focus=False):
         if line < 0 or line >= self._total:
             return None
         return bisect_right(self._tops, line) - 1
+
+    def rebuild_rows(self) -> None:
+        """Every row's text changed (its form, not its data): measure and build again."""
+        for row in self._rows:
+            row.plain = row.strips = None
+            row.lines = {}
+        if self._width > 0:
+            self._deferred.clear()
+            for row in self._rows:
+                row.height = self._measure(row)
+            self._retop()
+        self.refresh()
+
+    def reorder(self, keys: Iterable[str]) -> None:
+        """Show the rows in this order (the same keys; heights and caches are kept)."""
+        rows = {row.key: row for row in self._rows}
+        deferred = {self._rows[i].key for i in self._deferred}
+        self._rows = [rows[key] for key in keys]
+        if len(self._rows) != len(rows):
+            raise ValueError("reorder needs every key exactly once")
+        self._index = {row.key: i for i, row in enumerate(self._rows)}
+        self._deferred = {self._index[key] for key in deferred}
+        self._retop()
+        self.refresh()
 
     def repaint_row(self, key: str) -> None:
         """Repaint one row (its frame changed, e.g. the highlight)."""
@@ -383,8 +409,9 @@ class RowList(Toned, ScrollView, can_focus=False):
         frame = (width, highlight, head[0] if head else None)
         before, after = row.lines, dict[object, list[Strip]]()
         strips: list[Strip] = []
+        cursor = self.ROW_EDGE and highlight
         for line in text.split("\n", allow_blank=True):
-            key = (line.plain, tuple(line.spans), frame)
+            key = (line.plain, tuple(line.spans), frame, cursor)
             rendered = before.get(key)
             if rendered is None:
                 content = Content.from_rich_text(line, console=self.app.console)
@@ -392,6 +419,13 @@ class RowList(Toned, ScrollView, can_focus=False):
                     Strip([*head, *part.adjust_cell_length(inner, fill), *tail], width)
                     for part in Visual.to_strips(self, content, inner, None, style)
                 ]
+                if cursor and rendered:
+                    # The selected row's first cell: a glyph, which needs no colour.
+                    edge = head[0]
+                    glyph = Segment(CURSOR, (edge.style or RichStyle()) + RichStyle(bold=True))
+                    first = rendered[0]
+                    rendered[0] = Strip([glyph, *list(first)[1:]], width)
+            cursor = False
             after[key] = rendered
             strips += rendered
         row.lines = after

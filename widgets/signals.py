@@ -132,6 +132,9 @@ class VerdictBanner(Toned):
     def __init__(self) -> None:
         super().__init__(id="verdict")
         self.report: Report | None = None
+        self.compact: str | None = None
+        """The key that shows the full evidence, when the banner is cut to one line
+        (a small terminal); ``None``: every reason, up to ``BANNER_LINES``."""
 
     def show(self, report: Report) -> None:
         """Show a new report; repaints only when it says something different."""
@@ -142,6 +145,13 @@ class VerdictBanner(Toned):
             self.set_class(verdict is report.verdict, css)
         self.repaint()
 
+    def set_compact(self, key: str | None) -> None:
+        """One line (the verdict, the headline cut with "…", ``+N · e evidence``) when
+        ``key`` names the key that shows the rest; every reason when ``None``."""
+        if key != self.compact:
+            self.compact = key
+            self.repaint()
+
     def render(self) -> Text:
         report = self.report
         text = Text(overflow="fold")
@@ -151,7 +161,21 @@ class VerdictBanner(Toned):
             return text
         tone = _VERDICT_TONE[report.verdict]
         text.append(f" {report.verdict.value} ", self.tone(tone) + " reverse")
-        text.append(f"  {clean(report.headline)}", self.tone(tone if report.reasons else "muted"))
+        headline = Text(
+            f"  {clean(report.headline)}", self.tone(tone if report.reasons else "muted")
+        )
+        if self.compact is not None:
+            more = len(report.reasons) - 1
+            hint = (
+                f"  +{more} · {self.compact} evidence" if more > 0 else f"  {self.compact} evidence"
+            )
+            room = self.content_size.width - text.cell_len - len(hint)
+            if headline.cell_len > room:
+                headline.truncate(max(room, 2), overflow="ellipsis")
+            text.append_text(headline)
+            text.append(hint, self.tone("muted"))
+            return text
+        text.append_text(headline)
         for reason in report.reasons[1:BANNER_LINES]:
             text.append(f"\n{'':11}{clean(reason)}", self.tone("muted"))
         hidden = len(report.reasons) - BANNER_LINES

@@ -9,7 +9,7 @@ from tui.app import DeployWatchApp
 from widgets.signals import VerdictBanner
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Awaitable, Callable
 
     from textual.pilot import Pilot
 
@@ -118,3 +118,94 @@ def test_dashboard_auto_rollback_countdown(snap_compare: Callable[..., bool]) ->
         )
 
     assert snap_compare(app, terminal_size=(200, 50), run_before=judged)
+
+
+def _state_app(state: str) -> DeployWatchApp:
+    """The dashboard with signals in one of three states: ``healthy`` (web's rollout
+    done, every rule OK), ``failing`` (a bad release: FAILING, the rollback rule counting
+    down) or ``rolled-back`` (ECS's circuit breaker rolled web back to web:1)."""
+    from tests.fakes import (
+        bad_release_signals,
+        healthy_script,
+        healthy_signals,
+        rolled_back_script,
+    )
+
+    script = {
+        "healthy": [*healthy_script(), *healthy_signals()],
+        "failing": [*mid_deploy_script(), *bad_release_signals(minutes=6)],
+        "rolled-back": [*rolled_back_script(), *healthy_signals()],
+    }[state]
+    return DeployWatchApp(
+        settings(signals=True),
+        [FakeSource(script)],
+        clock=FrozenClock(),
+        executor=lambda call: {},
+    )
+
+
+def _judged(app: DeployWatchApp, word: str) -> Callable[[Pilot[None]], Awaitable[None]]:
+    async def run_before(pilot: Pilot[None]) -> None:
+        await _settle(pilot)
+        await wait_until(
+            pilot,
+            lambda: app.screen.query_one(VerdictBanner).render().plain.startswith(f" {word} "),
+        )
+        await pilot.pause()
+
+    return run_before
+
+
+def test_small_healthy(snap_compare: Callable[..., bool]) -> None:
+    """80x24, compact: You should see the top bar without "deploywatch", "2 svc · 1 DONE ·
+    1 STEADY"; a one-line HEALTHY banner ending "e evidence"; web COMPLETED (selected: ▶
+    and its name in reverse) above api STEADY, with short bars and no images; a 4-line
+    events pane; the footer starting "q Quit ? Help"."""
+    app = _state_app("healthy")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_judged(app, "HEALTHY"))
+
+
+def test_small_failing_with_countdown(snap_compare: Callable[..., bool]) -> None:
+    """80x24, compact: You should see a one-line FAILING banner, the error-rate evidence cut
+    with "…" and "+4 · e evidence"; one line "AUTO ROLLBACK in 10s web · …"; the web card
+    first and selected (▶), then the api card ROLLBACK_IN_PROGRESS; the footer starting
+    "q Quit ? Help R Roll back c Cancel auto e Evidence"."""
+    app = _state_app("failing")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_judged(app, "FAILING"))
+
+
+def test_small_rolled_back(snap_compare: Callable[..., bool]) -> None:
+    """80x24, compact: You should see "2 svc · 1 ROLLED BACK · 1 STEADY", a one-line ROLLED
+    BACK banner ("ECS demo/web: rolled back to web:1 at 01:59:40 by …  e evidence"); the
+    web card ROLLBACK_SUCCESSFUL (web:2 → back to web:1, breaker TRIGGERED 3/3, the
+    reason in full) selected above api STEADY."""
+    app = _state_app("rolled-back")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=_judged(app, "ROLLED BACK"))
+
+
+def test_medium_healthy(snap_compare: Callable[..., bool]) -> None:
+    """120x35, full layout: You should see "deploywatch", "2 services · 1 COMPLETED · 1
+    STEADY", the HEALTHY banner "every rule has fresh data and is OK", web COMPLETED (▶)
+    and api STEADY with 20-cell bars and images, metrics all OK, 0 new issues, the probe
+    at 100%; every key in the footer, q and ? first."""
+    app = _state_app("healthy")
+    assert snap_compare(app, terminal_size=(120, 35), run_before=_judged(app, "HEALTHY"))
+
+
+def test_medium_failing_with_countdown(snap_compare: Callable[..., bool]) -> None:
+    """120x35, full layout: You should see the FAILING banner with four reasons and "and 1
+    more (see the panes)", the action bar "AUTO ROLLBACK in 10s" with its evidence and
+    "press c to cancel", web (▶) IN_PROGRESS above api ROLLBACK_IN_PROGRESS, error_rate
+    CRITICAL with v2's breaching half in the error colour, CheckoutFailedError, the probe
+    at 95%."""
+    app = _state_app("failing")
+    assert snap_compare(app, terminal_size=(120, 35), run_before=_judged(app, "FAILING"))
+
+
+def test_medium_rolled_back(snap_compare: Callable[..., bool]) -> None:
+    """120x35, full layout: You should see the ROLLED BACK banner in its calm colour
+    ("ECS demo/web: rolled back to web:1 at 01:59:40 by the circuit breaker …"), web
+    ROLLBACK_SUCCESSFUL (▶) with the breaker TRIGGERED 3/3 and its reason, api STEADY,
+    metrics OK."""
+    app = _state_app("rolled-back")
+    assert snap_compare(app, terminal_size=(120, 35), run_before=_judged(app, "ROLLED BACK"))

@@ -16,15 +16,16 @@ from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
-from textual.widgets import Footer
 
 from engine.actions import Outcome, Plan, Verb
 from engine.store import EcsStatus, Store
 from engine.wiring import freshness
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.evidence import EvidenceScreen, evidence_text
 from widgets.actionbar import ActionBar, KeyHints, action_lines
 from widgets.deployments import DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
+from widgets.footer import KeyFooter
 from widgets.panes import NotConfigured
 from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, VerdictBanner
 from widgets.topbar import TopBar
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from textual.app import ComposeResult
     from textual.binding import BindingType
     from textual.dom import DOMNode
-    from textual.events import DescendantFocus
+    from textual.events import DescendantFocus, Resize
 
     from engine.config import Settings
     from engine.controller import Controller, Snapshot, Update
@@ -50,6 +51,20 @@ PANES_MAX_WAIT = 1.0
 
 EVENTS_EVERY = 1.0
 """Seconds between two batches of service events handed to the events log."""
+
+COMPACT_WIDTH = 100
+"""Below this many columns the dashboard takes its compact form: a card's deployment
+line (revision, bar, counts, state, time, image: about 100 cells) wraps, and the
+signal column falls under 33 columns."""
+COMPACT_HEIGHT = 30
+"""Below this many lines the compact form too: a full banner (5 lines), an action bar
+(up to 4), the top bar and the footer would leave the deployments under 10 lines."""
+
+
+def is_compact(width: int, height: int) -> bool:
+    """Whether a terminal of this size gets the compact layout (banner and action bar
+    cut to a line or two, the rest one key away; a shorter summary; small events pane)."""
+    return width < COMPACT_WIDTH or height < COMPACT_HEIGHT
 
 
 class WatchUpdated(Message):
@@ -77,12 +92,29 @@ class WatchUpdated(Message):
         )
 
 
-def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus]) -> str:
+SHORT_STATUS = {
+    EcsStatus.FAILED: "FAILED",
+    EcsStatus.ROLLBACK_FAILED: "RB FAILED",
+    EcsStatus.ROLLBACK_IN_PROGRESS: "ROLLING BACK",
+    EcsStatus.ROLLBACK_REQUESTED: "RB ASKED",
+    EcsStatus.ROLLBACK_SUCCESSFUL: "ROLLED BACK",
+    EcsStatus.STOPPED: "STOPPED",
+    EcsStatus.IN_PROGRESS: "IN FLIGHT",
+    EcsStatus.COMPLETED: "DONE",
+    EcsStatus.STEADY: "STEADY",
+    EcsStatus.NO_DATA: "NO DATA",
+}
+"""The compact summary's words for each status."""
+
+
+def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus], *, short: bool = False) -> str:
     """``2 services · 1 IN_PROGRESS · 1 FAILED · 1 STALE`` in a fixed, severity order.
 
     Args:
         store: The store.
         statuses: Each service's status.
+        short: The compact form (``2 svc · 1 ROLLING BACK · 1 IN FLIGHT``), for a
+            narrow terminal.
 
     Returns:
         The summary line.
@@ -91,7 +123,8 @@ def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus]) -> str:
     for key in store.services:
         status = statuses.get(key, EcsStatus.NO_DATA)
         counts[status] = counts.get(status, 0) + 1
-    parts = [f"{len(store.services)} service{'s' if len(store.services) != 1 else ''}"]
+    n = len(store.services)
+    parts = [f"{n} svc" if short else f"{n} service{'s' if n != 1 else ''}"]
     for status in (
         EcsStatus.FAILED,
         EcsStatus.ROLLBACK_FAILED,
@@ -105,7 +138,7 @@ def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus]) -> str:
         EcsStatus.NO_DATA,
     ):
         if counts.get(status):
-            parts.append(f"{counts[status]} {status.value}")
+            parts.append(f"{counts[status]} {SHORT_STATUS[status] if short else status.value}")
     stale = sum(1 for s in store.services.values() if s.stale)
     if stale:
         parts.append(f"{stale} STALE")
@@ -148,6 +181,13 @@ class DashboardScreen(Screen[None]):
             tooltip="Freeze / unfreeze the display; data and rules keep running",
             id="freeze",
         ),
+        Binding(
+            "e",
+            "evidence",
+            "Evidence",
+            tooltip="The verdict's full evidence and every action line (cut in a small terminal)",
+            id="evidence",
+        ),
     ]
 
     def __init__(self, settings: Settings, controller: Controller) -> None:
@@ -169,6 +209,8 @@ class DashboardScreen(Screen[None]):
         self._panes_shown_at = time.monotonic()
         """When the signal panes were last handed data (monotonic)."""
         self.frozen = False
+        self.compact = False
+        """The compact layout is on (a terminal below COMPACT_WIDTH x COMPACT_HEIGHT)."""
         self._deployments = DeploymentsPane(controller.store.services.values(), now=self.clock())
         controller.listen(self._on_watch)
 
@@ -234,9 +276,27 @@ class DashboardScreen(Screen[None]):
                         yield NotConfigured(
                             "Health probes", "Add [[probe]] endpoints to the config."
                         )
-        yield Footer()
+        yield KeyFooter()
+
+    def on_resize(self, event: Resize) -> None:
+        self._set_compact(is_compact(event.size.width, event.size.height))
+
+    def _set_compact(self, compact: bool) -> None:
+        """Switch the compact layout on or off (CSS does the layout; the banner, the
+        action bar, the summary and the footer shorten their words)."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        self.set_class(compact, "-compact")
+        key = self.key_hints().evidence if compact else None
+        self.query_one(VerdictBanner).set_compact(key)
+        self.query_one(ActionBar).set_compact(key)
+        self.query_one(KeyFooter).compact = compact
+        self._deployments.set_compact(compact)
+        self.query_one(TopBar).summary = fleet_summary(self.store, self._statuses(), short=compact)
 
     def on_mount(self) -> None:
+        self._set_compact(is_compact(*self.app.size))
         self.set_interval(1.0, self._tick, name="clock")
         self._tick()
         self._flush()
@@ -304,7 +364,10 @@ class DashboardScreen(Screen[None]):
             return self.app.get_key_display(Binding(key, ""))
 
         return KeyHints(
-            promote=shown(keys.promote), resume=shown(keys.resume), cancel=shown(keys.cancel)
+            promote=shown(keys.promote),
+            resume=shown(keys.resume),
+            cancel=shown(keys.cancel),
+            evidence=shown(keys.evidence),
         )
 
     def plan(self, verb: Verb, key: str | None = None) -> Plan:
@@ -362,6 +425,13 @@ class DashboardScreen(Screen[None]):
         if error is not None:
             self.notify(error, title="Audit log", severity="error", timeout=20, markup=False)
 
+    def action_evidence(self) -> None:
+        """The verdict's full evidence and every action line, in a modal."""
+        now = self.clock()
+        hints = self.key_hints()
+        text = evidence_text(self.snapshot.report, action_lines(self.snapshot, now, hints), now)
+        self.app.push_screen(EvidenceScreen(text, self.settings.keys.evidence, hints.evidence))
+
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
         self.query_one(TopBar).frozen = self.frozen
@@ -385,7 +455,9 @@ class DashboardScreen(Screen[None]):
         if dirty:
             with self.app.batch_update():
                 self._deployments.update_states((self.store.services[k] for k in dirty), now)
-                self.query_one(TopBar).summary = fleet_summary(self.store, self._statuses())
+                self.query_one(TopBar).summary = fleet_summary(
+                    self.store, self._statuses(), short=self.compact
+                )
         self._sync_judgement(now)
         self._events.extend(self.store.take_events())
         self._queue_events()
