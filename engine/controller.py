@@ -498,9 +498,12 @@ class Controller:
                 self.mttr.recovered(key, now)
 
     def _breaching_services(self, evidence: Sequence[Evidence]) -> set[str]:
+        """Services with a critical rule breaching: not recovered yet. (A warning, such
+        as the new release's Sentry issue that stays new after a rollback, does not hold
+        the MTTR clock open.)"""
         out = set()
         for ev in evidence:
-            if ev.state in (RuleState.CRITICAL, RuleState.WARN):
+            if ev.state is RuleState.CRITICAL:
                 key = self.autopilot.rule_targets.get(ev.rule)
                 if key is not None:
                     out.add(key)
