@@ -113,7 +113,10 @@ class Plan:
 
     @property
     def change(self) -> str:
-        """``web:7 → web:6``, or what is known of it."""
+        """``web:7 → web:6``, or what is known of it; one side when nothing moves
+        (``canary 25%``: a hold or release of the ALB canary leaves traffic where it is)."""
+        if self.from_revision is not None and self.from_revision == self.to_revision:
+            return self.from_revision
         return f"{self.from_revision or '?'} → {self.to_revision or '?'}"
 
     def audit_target(self) -> dict[str, Any]:
@@ -360,6 +363,8 @@ def _canary_plan(verb: Verb, canary: CanaryDriver, base: Plan) -> Plan:
             return disabled("the canary is already held: resume releases it")
         return replace(
             base,
+            from_revision=f"canary {now:.0f}%",
+            to_revision=f"canary {now:.0f}%",
             call=ApiCall("deploywatch", "hold_canary", {"service": base.key}),
             effect="stop advancing the canary's steps (traffic stays as it is)",
         )
@@ -367,6 +372,8 @@ def _canary_plan(verb: Verb, canary: CanaryDriver, base: Plan) -> Plan:
         return disabled("the canary is not held")
     return replace(
         base,
+        from_revision=f"canary {now:.0f}%",
+        to_revision=f"canary {now:.0f}%",
         call=ApiCall("deploywatch", "release_canary", {"service": base.key}),
         effect="advance the canary's steps again (only while no rule is FAILING)",
     )

@@ -292,9 +292,14 @@ async def test_alb_canary_advances_holds_and_rolls_back(tmp_path: Path) -> None:
         await pilot.press("p")  # hold our automation: no dialog, no AWS call
         await pilot.pause(0.3)
         assert "held by the operator: r resumes" in bar(app) and len(rec.calls) == 1
+        # The result names where the traffic stays, never an unknown "? → ?".
+        await wait_until(pilot, lambda: "web canary 25% at " in bar(app))
+        assert "pause DONE" in bar(app) and "?" not in bar(app)
         await pilot.press("r")
         await pilot.pause(0.3)
         assert "paused: P promotes" in bar(app)
+        await wait_until(pilot, lambda: "resume DONE" in bar(app))
+        assert "web canary 25% at " in bar(app) and "?" not in bar(app)
         await pilot.press("R")
         assert isinstance(app.screen, ConfirmScreen)
         assert "canary 25% → canary 0%" in confirm_text(app)

@@ -137,8 +137,10 @@ def test_plans_rollback_promote_pause_resume() -> None:
     assert promote.to_revision == "canary 50%"
     pause = plan(Verb.PAUSE, st, environment="x", production=False, canary=d)
     assert pause.call == ApiCall("deploywatch", "hold_canary", {"service": KEY})
+    assert pause.change == "canary 25%"  # traffic stays where it is
     resume = plan(Verb.RESUME, st, environment="x", production=False, canary=d)
     assert not resume.enabled and resume.disabled_reason == "the canary is not held"
     d.held = True
-    assert plan(Verb.RESUME, st, environment="x", production=False, canary=d).enabled
+    resume = plan(Verb.RESUME, st, environment="x", production=False, canary=d)
+    assert resume.enabled and resume.change == "canary 25%"
     assert not plan(Verb.PAUSE, st, environment="x", production=False, canary=d).enabled
