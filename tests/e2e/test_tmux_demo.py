@@ -344,16 +344,16 @@ def test_native_canary_hook_promote_then_the_rule_rolls_it_back(tmp_path: Path) 
         rolled_back = time.monotonic() - promoted
         assert "deployment ROLLBACK_SUCCESSFUL  web:2 → back to web:1" in screen, screen
         assert "hook waiting" not in screen and "stage PRODUCTION" not in screen
-        # The banner says why: ECS itself rolled it back (judged every second).
-        screen = tmux.wait_for(re.compile(r"ECS canary/web: ECS rolled the deployment back"), 10)
-        assert screen.splitlines()[1].strip().startswith("FAILING"), screen
+        # The banner says how and when ECS rolled it back; once v2's breaching points
+        # have aged out of the rules' windows the MTTR clock closes.
+        tmux.wait_for(re.compile(r"ECS canary/web: rolled back to web:1 at \d\d:\d\d:\d\d"), 30)
         tmux.wait_for(
-            re.compile(r"MTTR\s+web: breach \d\d:\d\d:\d\d · decided \+\S+ · recovered \+\S+"), 5
+            re.compile(r"MTTR\s+web: breach \d\d:\d\d:\d\d · decided \+\S+ · recovered \+\S+"), 90
         )
         print(f"promote → ROLLBACK_SUCCESSFUL in {rolled_back:.1f}s")
         entries = [
             json.loads(line)
-            for line in (state / "deploywatch" / "audit.jsonl").read_text().splitlines()
+            for line in (state / "deploywatch" / "rehearsal-audit.jsonl").read_text().splitlines()
         ]
         intents = [e for e in entries if e["phase"] == "intent"]
         assert [(e["action"], e["automatic"]) for e in intents] == [
