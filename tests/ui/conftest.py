@@ -1,0 +1,27 @@
+"""Every app a UI test builds stays inside the test: no real AWS call, no STS lookup,
+no write to the user's own audit log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from sources.aws_actions import AwsActions
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from engine.actions import ApiCall
+
+
+@pytest.fixture(autouse=True)
+def _no_real_aws_and_a_private_audit_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The default audit path (platformdirs' state dir) moves under the test's own folder.
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+    def refuse(self: AwsActions, call: ApiCall) -> dict[str, Any]:
+        raise AssertionError(f"a UI test reached real AWS: {call.describe()}")
+
+    monkeypatch.setattr(AwsActions, "__call__", refuse)
+    monkeypatch.setattr(AwsActions, "resolve_operator", lambda self: "ui-test")
