@@ -10,7 +10,13 @@ at 200x50:
 - ``dashboard-healthy.svg``: clean-rollout done, every pane with data, banner HEALTHY;
 - ``help.svg``: the help screen over the healthy dashboard;
 - ``dashboard-failing.svg``: bad-release, banner FAILING on the error-rate rule, with
-  the new Sentry issue in its pane.
+  the new Sentry issue in its pane;
+- ``dashboard-80x24-countdown.svg``: the same at 80x24 (the compact form) once the
+  rollback rule's countdown runs;
+- ``dashboard-rolled-back.svg``: demo, api rolled back by ECS's circuit breaker, the
+  banner settled (ROLLED BACK, or DEGRADED when a warning still stands);
+- ``deployment-report.md`` / ``.json``: ``deploywatch gate --act --report`` on
+  bad-release: the report of a rehearsed automatic rollback.
 
 Any other ``*.svg`` in screenshots/ is stale and deleted. Look at them after
 regenerating (``rsvg-convert -w 1800 screenshots/x.svg -o /tmp/x.png``).
@@ -24,6 +30,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -47,7 +54,7 @@ HISTORY = 0.6
 Check = Callable[[DeployWatchApp], bool]
 Until = Callable[[str, Check], Awaitable[None]]
 """Wait (bounded) until a check holds, then let the screen repaint."""
-Scene = Callable[[DeployWatchApp, Until], Awaitable[None]]
+Scene = Callable[[DeployWatchApp, Until, Any], Awaitable[None]]
 
 
 def signals_in(app: DeployWatchApp) -> bool:
@@ -126,7 +133,7 @@ def failing_on_error_rate(app: DeployWatchApp) -> bool:
     )
 
 
-async def clean_rollout(app: DeployWatchApp, until: Until) -> None:
+async def clean_rollout(app: DeployWatchApp, until: Until, pilot: Any) -> None:
     await until("web halfway through its rollout", halfway)
     save(app, "dashboard-mid-deploy.svg")
     await until(
@@ -139,9 +146,62 @@ async def clean_rollout(app: DeployWatchApp, until: Until) -> None:
     save(app, "help.svg")
 
 
-async def bad_release(app: DeployWatchApp, until: Until) -> None:
+async def bad_release(app: DeployWatchApp, until: Until, pilot: Any) -> None:
     await until("the banner FAILING on the error-rate rule", failing_on_error_rate)
     save(app, "dashboard-failing.svg")
+    await until("the rollback rule's countdown", lambda a: bool(a.controller.snapshot.countdowns))
+    await pilot.resize_terminal(80, 24)
+    await pilot.pause(0.5)
+    save(app, "dashboard-80x24-countdown.svg")
+
+
+def rolled_back_and_settled(app: DeployWatchApp) -> bool:
+    report = app.controller.report
+    return EcsStatus.ROLLBACK_SUCCESSFUL in statuses(app) and any(
+        "rolled back to" in line for line in report.reasons
+    )
+
+
+async def demo_rollback(app: DeployWatchApp, until: Until, pilot: Any) -> None:
+    await until(
+        "api rolled back by the circuit breaker, the banner settled", rolled_back_and_settled
+    )
+    save(app, "dashboard-rolled-back.svg")
+
+
+def gate_report() -> None:
+    """``deploywatch gate --act --report`` against bad-release: a real report."""
+    import subprocess
+
+    print("scenario bad-release (gate)…", flush=True)
+    with SandboxProcess("bad-release", speed=4.0) as sandbox:
+        env = {**os.environ, **sandbox.client_env}
+        target = OUT / "deployment-report"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tui",
+                "gate",
+                "--config",
+                str(sandbox.config_path),
+                "--act",
+                "--timeout",
+                "4m",
+                "--report",
+                str(target),
+            ],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
+        print(done.stdout[-1500:], flush=True)
+        if done.returncode != 3:
+            raise SystemExit(f"the gate ended {done.returncode}, expected 3 (rolled back)")
+        WRITTEN.extend(["deployment-report.md", "deployment-report.json"])
 
 
 WRITTEN: list[str] = []
@@ -165,7 +225,7 @@ async def capture(config: Path, scene: Scene) -> None:
                 await pilot.pause(0.25)
             await pilot.pause(0.5)  # let the screen repaint what the store now says
 
-        await scene(app, until)
+        await scene(app, until, pilot)
 
 
 def run(scenario: str, scene: Scene) -> None:
@@ -184,7 +244,9 @@ def main() -> int:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     run("clean-rollout", clean_rollout)
     run("bad-release", bad_release)
-    for svg in sorted(OUT.glob("*.svg")):
+    run("demo", demo_rollback)
+    gate_report()
+    for svg in sorted([*OUT.glob("*.svg"), *OUT.glob("*.md"), *OUT.glob("*.json")]):
         if svg.name not in WRITTEN:
             svg.unlink()
             print(f"deleted stale {svg.relative_to(ROOT)}")
