@@ -66,6 +66,8 @@ class ReportBook:
     """Every new or release issue Sentry reported during the watch, by id."""
     gated: dict[str, ServiceDeployment] = field(default_factory=dict)
     """Per service, the deployment the watch was for: the first seen in flight."""
+    gated_images: dict[str, str] = field(default_factory=dict)
+    """Its image, as the PRIMARY deployment named it then."""
     _probe_down_since: datetime | None = None
     _seen_points: dict[tuple[str, str | None], datetime] = field(default_factory=dict)
 
@@ -95,9 +97,20 @@ class ReportBook:
                 self.breaches[ev.rule] = f"{ev.state.value}: {ev.summary()}"
         for key in self.services:
             ecs_sample = store.services[key].sample
-            newest = ecs_sample.newest if ecs_sample is not None else None
-            if key not in self.gated and newest is not None and newest.status in IN_FLIGHT:
+            if ecs_sample is None:
+                continue
+            newest = ecs_sample.newest
+            gated = self.gated.get(key)
+            if gated is None and newest is not None and newest.status in IN_FLIGHT:
                 self.gated[key] = newest
+                primary = ecs_sample.primary
+                if primary is not None and primary.images:
+                    self.gated_images[key] = primary.images[0]
+            elif gated is not None:
+                # Follow the same deployment to its end (ECS lists the recent ones).
+                for sd in ecs_sample.service_deployments:
+                    if sd.arn == gated.arn:
+                        self.gated[key] = sd
         if store.sentry is not None:
             for issue in (*store.sentry.release_issues, *store.sentry.new_issues):
                 self.issues[issue.id] = issue  # the newest counts win
@@ -146,7 +159,8 @@ class ReportBook:
                     "to": revision_of(newest.target_task_definition)
                     if newest and newest.target_task_definition
                     else (primary.revision if primary else None),
-                    "image": primary.images[0] if primary and primary.images else None,
+                    "image": self.gated_images.get(key)
+                    or (primary.images[0] if primary and primary.images else None),
                     "ecs_status": snapshot.statuses.get(key, state.status).value,
                     "then": (
                         f"{revision_of(latest.source_task_definitions[0]) if latest.source_task_definitions else '?'}"

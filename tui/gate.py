@@ -204,16 +204,18 @@ class Gate:
             else:
                 self._failed_since.pop(key, None)
         report = snapshot.report
-        if report.verdict is not self._verdict or report.headline != self._headline:
-            if report.verdict is not self._verdict or report.verdict is not Verdict.HEALTHY:
-                self.emit(
-                    "verdict",
-                    f"verdict {report.verdict.value}: {_clean(report.headline)}",
-                    verdict=report.verdict.value,
-                    reasons=[_clean(r) for r in report.reasons],
-                )
+        # A change worth a line: the verdict's word, or the rules that drive it (not
+        # their values and sample counts, which move with every judgement).
+        driving = ",".join(sorted(e.rule for e in report.driving)) or report.headline.split(":")[0]
+        if report.verdict is not self._verdict or driving != self._headline:
+            self.emit(
+                "verdict",
+                f"verdict {report.verdict.value}: {_clean(report.headline)}",
+                verdict=report.verdict.value,
+                reasons=[_clean(r) for r in report.reasons],
+            )
             self._verdict = report.verdict
-            self._headline = report.headline
+            self._headline = driving
         pending = {(c.key, c.rule) for c in snapshot.countdowns}
         for countdown in snapshot.countdowns:
             if (countdown.key, countdown.rule) not in self._countdowns:
