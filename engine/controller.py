@@ -295,6 +295,7 @@ class Controller:
         self._statuses: dict[str, EcsStatus] = {}
         self._listeners: list[Callable[[Update], None]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._consumers: dict[str, asyncio.Task[None]] = {}
         self._pending = _Pending()
         self._wake: asyncio.Event | None = None
         self._judgements = 0
@@ -339,6 +340,11 @@ class Controller:
             self.poke()
         return changed
 
+    def sources_running(self) -> dict[str, bool]:
+        """Each source's consumer, by source name: still running (a source's stream
+        ends only by a bug, which is reported as ``crashed``)."""
+        return {name: not task.done() for name, task in self._consumers.items()}
+
     def poke(self) -> None:
         """Wake the watch: judge now if anything may have changed."""
         if self._wake is not None:
@@ -348,6 +354,7 @@ class Controller:
         """Consume ``sources`` and judge whenever something can change, until cancelled."""
         self._wake = asyncio.Event()
         consumers = [asyncio.create_task(self._consume(s), name=s.name) for s in sources]
+        self._consumers = {task.get_name(): task for task in consumers}
         try:
             await self._loop()
         finally:

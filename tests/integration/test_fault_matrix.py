@@ -856,8 +856,9 @@ async def test_app_under_fault(
         )
         check_rules_fresh(watch)
         assert app.is_running
-        workers = [w for w in app.workers if w.name == f"source:{source_name}"]
+        workers = [w for w in app.workers if w.name == "watch"]
         assert workers and all(w.state.name == "RUNNING" for w in workers), workers
+        assert app.controller.sources_running().get(source_name) is True
     # Outside run_test(): Textual captures print() while the app runs.
     print(
         f"app {source_name} x {fault}: pane STALE in {to_stale:.2f}s (bound {bound:g}s), "
