@@ -140,8 +140,9 @@ def test_rolling_in_flight_rolled_back_with_shift_r(tmp_path: Path) -> None:
     ROLLBACK_SUCCESSFUL, the banner ROLLED BACK on request, MTTR without a breach."""
     run = Rehearsal(tmp_path, "rolling", "clean-rollout", 1)
     try:
-        screen = run.wait(r"web\s+rehearsal/web\s+IN_PROGRESS", 60)
-        assert "deployment IN_PROGRESS  web:1 → web:2" in screen, screen
+        # The card is IN_PROGRESS; ECS may list the service deployment PENDING a moment.
+        run.wait(r"web\s+rehearsal/web\s+IN_PROGRESS", 60)
+        run.wait(r"deployment IN_PROGRESS  web:1 → web:2", 30)
         run.dialog(
             "R",
             r"Press y to roll back web",

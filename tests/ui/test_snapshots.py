@@ -25,8 +25,23 @@ def _app(*, production: bool = False, stale: bool = False) -> DeployWatchApp:
     )
 
 
+def _judged_and_shown(app: DeployWatchApp) -> bool:
+    """The watch has judged everything the store holds, and the screen shows it."""
+    controller = app.controller
+    snapshot = controller.snapshot
+    store = controller.store
+    return (
+        snapshot.signal_version == store.signal_version
+        and all(snapshot.statuses.get(k) is s.status for k, s in store.services.items())
+        and app.dashboard._shown_judgement == snapshot.version
+    )
+
+
 async def _settle(pilot: Pilot[None]) -> None:
-    await pilot.pause(0.2)
+    app = pilot.app
+    assert isinstance(app, DeployWatchApp)
+    await pilot.pause(0.2)  # the scripted source's burst is in the store
+    await wait_until(pilot, lambda: _judged_and_shown(app))
     await pilot.pause()
 
 
