@@ -6,6 +6,8 @@ from typing import TYPE_CHECKING
 
 from tests.fakes import FakeSource, FrozenClock, failure, mid_deploy_script, settings, wait_until
 from tui.app import DeployWatchApp
+from widgets.actionbar import ActionBar
+from widgets.rowlist import RowList
 from widgets.signals import VerdictBanner
 
 if TYPE_CHECKING:
@@ -162,10 +164,20 @@ def _state_app(state: str) -> DeployWatchApp:
 def _judged(app: DeployWatchApp, word: str) -> Callable[[Pilot[None]], Awaitable[None]]:
     async def run_before(pilot: Pilot[None]) -> None:
         await _settle(pilot)
-        await wait_until(
-            pilot,
-            lambda: app.screen.query_one(VerdictBanner).render().plain.startswith(f" {word} "),
-        )
+
+        def final() -> bool:
+            banner = app.screen.query_one(VerdictBanner).render().plain
+            bar = app.screen.query_one(ActionBar).render().plain
+            countdown = word != "FAILING" or "AUTO ROLLBACK" in bar
+            return banner.startswith(f" {word} ") and countdown and _judged_and_shown(app)
+
+        await wait_until(pilot, final)
+        await pilot.pause()
+        # Rows below a pane's view are measured lazily (when it scrolls): measure them
+        # now, so the scrollbars do not depend on when the data came in.
+        for rows in app.screen.query(RowList):
+            rows._settle()
+        await pilot.pause()
         await pilot.pause()
 
     return run_before
