@@ -58,6 +58,8 @@ class FakeSource:
     script: Sequence[Item] = ()
     name: str = "ecs"
     queue: asyncio.Queue[Item] = field(default_factory=asyncio.Queue)
+    drained: bool = False
+    """True once the consumer has taken (and, for the watch, ingested) the whole script."""
 
     def push(self, item: Item) -> None:
         self.queue.put_nowait(item)
@@ -65,6 +67,8 @@ class FakeSource:
     async def stream(self) -> AsyncIterator[Item]:
         for item in self.script:
             yield item
+        # The consumer asks for the next item only after handling the last one.
+        self.drained = True
         while True:
             yield await self.queue.get()
 

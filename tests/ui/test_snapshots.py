@@ -42,7 +42,10 @@ def _judged_and_shown(app: DeployWatchApp) -> bool:
 async def _settle(pilot: Pilot[None]) -> None:
     app = pilot.app
     assert isinstance(app, DeployWatchApp)
-    await pilot.pause(0.2)  # the scripted source's burst is in the store
+    # Every scripted item is in the store (a fixed pause was not enough under load)...
+    scripted = [s for s in app.sources if isinstance(s, FakeSource)]
+    await wait_until(pilot, lambda: all(s.drained for s in scripted))
+    # ...and judged and shown.
     await wait_until(pilot, lambda: _judged_and_shown(app))
     await pilot.pause()
 
