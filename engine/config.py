@@ -96,6 +96,11 @@ class EnvironmentSettings(_Frozen):
     care before destructive actions."""
     read_only: Bool = False
     """Refuse every action in this environment, whatever the command line says."""
+    bake: Duration = timedelta(0)
+    """How long a completed deployment must stay HEALTHY to be signed off (``"30m"``);
+    0: signed off as soon as it completes healthy. A service may set its own."""
+    bake_on_failing: Literal["fail", "restart"] = "fail"
+    """What a FAILING verdict does to a running bake: fail it, or start it again."""
 
 
 class AwsSettings(_Frozen):
@@ -390,6 +395,8 @@ class KeySettings(_Frozen):
     evidence: str = "e"
     """Open the verdict's full evidence and every action line (the compact layout
     shows only their first lines)."""
+    report: str = "w"
+    """Write the deployment report now (it is written on quit too)."""
 
     @field_validator("*")
     @classmethod
@@ -475,6 +482,8 @@ class ServiceRef(_Frozen):
     """For a ``CODE_DEPLOY`` service: where its deployments are."""
     canary: AlbCanarySettings | None = None
     """An ALB weighted canary deploywatch drives for this service."""
+    bake: Duration | None = None
+    """This service's bake window (default: the environment's)."""
 
     @property
     def key(self) -> str:

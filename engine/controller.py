@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
 from engine.autopilot import AutoPilot, MttrClock
+from engine.bake import Bake, BakeView
 from engine.canary import CanaryDriver
 from engine.rules import RuleState
 from engine.store import EcsStatus, Store
@@ -142,6 +143,8 @@ class Snapshot:
     read_only: bool
     judgements: int
     """How many judgements the watch has made (1 for the first)."""
+    bakes: tuple[BakeView, ...] = ()
+    """Services with a bake window, and where their bake stands."""
     version: int = 0
     """Counts snapshots: a new one for every judgement and every change of actions."""
     signal_version: int = 0
@@ -280,6 +283,19 @@ class Controller:
             if ref.canary is not None
         }
         self._canary_rolled_back: set[str] = set()
+        restart = settings.environment.bake_on_failing == "restart"
+        self.bakes: dict[str, Bake] = {
+            ref.key: Bake(
+                ref.key,
+                ref.bake if ref.bake is not None else settings.environment.bake,
+                restart_on_failing=restart,
+            )
+            for ref in settings.services
+        }
+        self.seen_in_flight: set[str] = set()
+        """Services whose deployment this watch saw in flight: only such a deployment
+        (or one started after :attr:`accept_since`) is baked and signed off."""
+        self.accept_since: datetime | None = None
         self.actions = ActionEngine(
             audit=audit,
             executor=executor,
@@ -329,6 +345,12 @@ class Controller:
         """Take one source item; returns whether something changed."""
         changed = self.store.ingest(item)
         if isinstance(item, EcsServiceSample):
+            state = self.store.services.get(item.key)
+            status = state.status if state is not None else EcsStatus.NO_DATA
+            if not status.is_healthy and status is not EcsStatus.NO_DATA:
+                # Noted as it comes in: a deployment that starts and finishes between
+                # two judgements was still seen in flight.
+                self.seen_in_flight.add(item.key)
             driver = self.canaries.get(item.key)
             if driver is not None:
                 driver.observe(item.alb, self.clock())
@@ -423,6 +445,10 @@ class Controller:
         for view in self.snapshot.canaries:
             if view.next_at is not None:
                 times.append(view.next_at)
+        for bake in self.bakes.values():
+            due = bake.due()
+            if due is not None:
+                times.append(due)
         if any(
             rec.decided is not None and rec.recovered is None for rec in self.mttr.services.values()
         ):
@@ -445,8 +471,48 @@ class Controller:
         self.evidence = tuple(evidence)
         self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence))
         self._automate(now, evidence, statuses)
+        self._bake(now, statuses)
         self._publish(now)
         return self.snapshot
+
+    def set_bake(self, keys: Iterable[str], window: timedelta) -> None:
+        """Give these services this bake window (the gate's ``--bake``)."""
+        for key in keys:
+            bake = self.bakes.get(key)
+            if bake is not None:
+                bake.window = window
+
+    def ours(self, key: str) -> bool:
+        """Whether the deployment a service runs now is one this watch follows: seen in
+        flight, or started at or after :attr:`accept_since`."""
+        if key in self.seen_in_flight:
+            return True
+        if self.accept_since is None:
+            return False
+        started = self.store.deployment_start(key)
+        return started is not None and started >= self.accept_since
+
+    def _bake(self, now: datetime, statuses: Mapping[str, EcsStatus]) -> None:
+        verdict = self.report.verdict
+        acting = bool(self.autopilot.pending() or self.sending)
+        healthy = verdict is Verdict.HEALTHY and not acting
+        if verdict is Verdict.HEALTHY and acting:
+            why = "an action is pending"
+        else:
+            why = f"{verdict.value}: {self.report.headline}"
+        for key, bake in self.bakes.items():
+            status = statuses.get(key, EcsStatus.NO_DATA)
+            done = status.is_healthy and self.ours(key)
+            sample = self.store.services[key].sample
+            primary = sample.primary if sample is not None else None
+            bake.step(
+                now,
+                deployment=primary.id if primary is not None else None,
+                done=done,
+                healthy=healthy,
+                failing=verdict is Verdict.FAILING,
+                why=why,
+            )
 
     def _current_statuses(self) -> dict[str, EcsStatus]:
         self._statuses = {key: state.status for key, state in self.store.services.items()}
@@ -562,6 +628,9 @@ class Controller:
             ),
             read_only=self.read_only,
             judgements=self._judgements,
+            bakes=tuple(
+                bake.view(labels.get(key, key)) for key, bake in self.bakes.items() if bake.window
+            ),
             version=self._versions,
             signal_version=self.store.signal_version,
         )

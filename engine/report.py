@@ -3,19 +3,25 @@
 It follows the classic deployment-report template (date, version, strategy, duration,
 status, downtime, error rate, p95, throughput, issues encountered, lessons learned) and
 fills it only from what was measured: a figure the watch never saw is written as *not
-measured*, never as 0. :class:`ReportBook` is fed by a face (the gate) while it watches;
-:func:`render_markdown` and :meth:`ReportBook.to_json` write it out.
+measured*, never as 0. :class:`ReportBook` is fed by a face (the gate, the dashboard) while it
+watches; :meth:`ReportBook.to_json`, :func:`render_markdown` and :func:`write_report`
+write it out.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.actions import IN_FLIGHT, deployment_kind
+from engine.bake import BakeState
 from engine.rules import RuleState
 from engine.text import clean
+from engine.verdict import Verdict
 from sources.ecs import revision_of
 
 if TYPE_CHECKING:
@@ -129,12 +135,28 @@ class ReportBook:
             self.downtime += now - self._probe_down_since
             self._probe_down_since = None
 
+    def _downtime(self, now: datetime) -> timedelta:
+        """Probe downtime so far; a probe still down counts until ``now``."""
+        if self._probe_down_since is None:
+            return self.downtime
+        return self.downtime + max(timedelta(0), now - self._probe_down_since)
+
     # ---- the document ---------------------------------------------------------------
 
     def to_json(
-        self, *, outcome: str, code: int, why: str, ended: datetime, audit: AuditLog | None
+        self,
+        *,
+        outcome: str,
+        code: int | None,
+        why: str,
+        ended: datetime,
+        audit: AuditLog | None,
+        audit_records: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """The report as plain data (the Markdown is written from it)."""
+        """The report as plain data (the Markdown is written from it).
+
+        ``audit_records``: the audit log already read (off the event loop); else it is
+        read from ``audit``."""
         store = self.controller.store
         snapshot = self.controller.snapshot
         services = []
@@ -200,10 +222,12 @@ class ReportBook:
             for issue in self.issues.values()
         ]
         actions = []
-        if audit is not None:
+        if audit_records is None and audit is not None:
+            audit_records = audit.read()
+        if audit_records is not None:
             started_iso = self.started.isoformat(timespec="milliseconds")
             kept: set[str] = set()
-            for record in audit.read():
+            for record in audit_records:
                 if str(record.get("time", "")) < started_iso:
                     continue
                 target: dict[str, Any] = record.get("target") or {}
@@ -254,7 +278,9 @@ class ReportBook:
             "why": clean(why, 1000),
             "verdict": snapshot.verdict.value,
             "services": services,
-            "downtime_s": round(self.downtime.total_seconds(), 1) if self.probes_seen else None,
+            "downtime_s": round(self._downtime(ended).total_seconds(), 1)
+            if self.probes_seen
+            else None,
             "metrics": metrics,
             "breached_rules": [
                 {"rule": rule, "evidence": clean(text, 1000)}
@@ -263,7 +289,74 @@ class ReportBook:
             "sentry_issues": issues if sentry is not None else None,
             "actions": actions,
             "mttr": mttr,
+            "bake": [
+                {
+                    "service": view.key,
+                    "window_s": view.window.total_seconds(),
+                    "state": view.state.value,
+                    "healthy_s": round(view.healthy_time(ended).total_seconds(), 1),
+                    "signed_off": view.signed_off_at.isoformat(timespec="seconds")
+                    if view.signed_off_at
+                    else None,
+                    "restarts": view.restarts,
+                    "reason": clean(view.reason, 400) or None,
+                }
+                for view in snapshot.bakes
+                if view.key in self.services
+            ],
         }
+
+
+def watch_outcome(snapshot: Snapshot) -> tuple[str, str]:
+    """For a face with no exit code (the dashboard): the status word and why, from what
+    the watch knows now."""
+    statuses = snapshot.statuses
+    rolled = sorted(k for k, s in statuses.items() if s.rolled_back)
+    if rolled:
+        return "ROLLED BACK", f"{', '.join(rolled)} rolled back"
+    failed = sorted(k for k, s in statuses.items() if s.failed)
+    if failed:
+        return "FAILED", f"ECS says {', '.join(failed)} failed"
+    if snapshot.verdict is Verdict.FAILING:
+        return "FAILING", snapshot.report.headline
+    if snapshot.bakes and all(b.state is BakeState.SIGNED_OFF for b in snapshot.bakes):
+        return "SIGNED OFF", "every baked service stayed HEALTHY for its whole bake window"
+    if any(s.in_flight for s in statuses.values()):
+        return "IN PROGRESS", f"verdict {snapshot.verdict.value}: {snapshot.report.headline}"
+    return "WATCHED", f"verdict {snapshot.verdict.value}: {snapshot.report.headline}"
+
+
+def write_report(base: Path, data: dict[str, Any]) -> list[Path]:
+    """Write ``base.json`` and ``base.md``, each whole or not at all (a partial file is
+    renamed into place). Blocking: call it off the event loop.
+
+    Raises:
+        OSError: The directory or a file cannot be written.
+    """
+    if base.suffix in (".md", ".json"):
+        base = base.with_suffix("")
+    base.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    for suffix, text in (
+        (".json", json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"),
+        (".md", render_markdown(data)),
+    ):
+        target = base.with_name(base.name + suffix)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(target)
+        written.append(target)
+    return written
+
+
+def default_report_base(environment: str, started: datetime) -> Path:
+    """``$XDG_STATE_HOME/deploywatch/reports/<environment>-<start>`` (platformdirs' user
+    state directory; the environment's name made safe for a file name)."""
+    import platformdirs
+
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", environment)[:40] or "deploywatch"
+    state = Path(platformdirs.user_state_dir("deploywatch", appauthor=False))
+    return state / "reports" / f"{safe}-{started.strftime('%Y%m%dT%H%M%SZ')}"
 
 
 def _value(value: float | None, unit: str) -> str:
@@ -308,7 +401,8 @@ def render_markdown(data: dict[str, Any]) -> str:
         f"({_dur(data['watch_duration_s'])})"
     )
     lines += ["", "## Results", ""]
-    lines.append(f"- Status: **{data['status']}** (exit {data['exit_code']}) — {data['why']}")
+    code = f" (exit {data['exit_code']})" if data["exit_code"] is not None else ""
+    lines.append(f"- Status: **{data['status']}**{code} — {data['why']}")
     lines.append(f"- Verdict at the end: {data['verdict']}")
     downtime = data["downtime_s"]
     lines.append(
@@ -368,6 +462,20 @@ def render_markdown(data: dict[str, Any]) -> str:
             )
     else:
         lines.append("None.")
+    if data.get("bake"):
+        lines += ["", "## Bake and sign-off", ""]
+        for b in data["bake"]:
+            line = (
+                f"- {clean(b['service'])}: {b['state']}, HEALTHY {_dur(b['healthy_s'])} of a "
+                f"{_dur(b['window_s'])} window"
+            )
+            if b["signed_off"]:
+                line += f", signed off {b['signed_off']}"
+            if b["restarts"]:
+                line += f", restarted {b['restarts']} times"
+            if b["reason"]:
+                line += f" — {clean(b['reason'])}"
+            lines.append(line)
     if data["mttr"]:
         lines += ["", "## MTTR", ""]
         for m in data["mttr"]:

@@ -391,6 +391,7 @@ def config_text(
         "[environment]",
         f"name = {_q(f'sandbox-{scenario.name}')}",
         "production = false",
+        *([f'bake = "{scenario.bake_seconds:g}s"'] if scenario.bake_seconds else []),
         "",
         "[aws]",
         f"region = {_q(region)}",

@@ -332,6 +332,9 @@ class Scenario:
     services: tuple[ServiceSpec, ...]
     timeline: tuple[TimelineAction, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
+    bake_seconds: float = 0.0
+    """The bake window the written deploywatch config asks for (real seconds: it is
+    the watcher's setting, not the sandbox's time)."""
 
     def fault_endpoints(self) -> list[str]:
         """Every fault endpoint name of this scenario's sandbox."""
@@ -816,7 +819,7 @@ def parse_scenario(path: Path, text: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: invalid TOML: {exc}") from exc
     root = _Table(path, data)
-    root.check_keys({"description", "cluster", "service", "timeline", "fault"})
+    root.check_keys({"description", "cluster", "service", "timeline", "fault", "bake_seconds"})
     description = root.string("description")
     if "\n" in description:
         raise root.error("description", "must be one line")
@@ -843,6 +846,7 @@ def parse_scenario(path: Path, text: str) -> Scenario:
         cluster=root.string("cluster"),
         services=tuple(services.values()),
         timeline=tuple(sorted(timeline, key=lambda a: a.at)),
+        bake_seconds=root.number("bake_seconds", 0.0),
     )
     endpoints = scenario.fault_endpoints()
     faults = [_load_fault(t, endpoints) for t in root.tables("fault")]

@@ -7,12 +7,17 @@ them, so ``check-config`` and ``--help`` answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config, visible
+
+if TYPE_CHECKING:
+    from tui.app import DeployWatchApp
 
 COMMANDS = ("run", "check-config", "demo", "sandbox", "gate")
 EXIT_CONFIG = 2
@@ -98,7 +103,19 @@ def _run_app(settings: Settings, *, read_only: bool) -> int:
 
     app = DeployWatchApp(settings, read_only=read_only)
     app.run()
+    _final_report(app)
     return app.return_code or 0
+
+
+def _final_report(app: DeployWatchApp) -> None:
+    """The deployment report as the watch ended, and one line saying where it is."""
+    try:
+        paths = app.write_final_report()
+        message = f"deploywatch: report written to {paths[-1]} (and .json)"
+    except OSError as exc:
+        message = f"deploywatch: the report could not be written: {exc}"
+    with contextlib.suppress(OSError):  # the terminal may be gone (a hang-up)
+        print(visible(message), file=sys.stderr)
 
 
 SANDBOX_NEEDS = ("moto", "werkzeug", "sentry_sdk")

@@ -10,6 +10,7 @@ import signal
 import sys
 import termios
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual.app import App, SystemCommand
@@ -18,6 +19,7 @@ from textual.geometry import Size
 
 from engine.audit import AuditLog, default_audit_path
 from engine.controller import Controller
+from engine.report import ReportBook, default_report_base, watch_outcome, write_report
 from engine.wiring import build_sources
 from sources.aws_actions import AwsActions
 from tui.commands import DeploymentCommands
@@ -28,7 +30,6 @@ from widgets.safe import LONG, clean
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
-    from pathlib import Path
 
     from textual import events
     from textual.notifications import SeverityLevel
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
     from engine.actions import ApiCall
     from engine.config import Settings
+    from engine.controller import Update
     from sources.model import Source
 
 
@@ -134,8 +136,64 @@ class DeployWatchApp(App[None]):
                 "cancel": keys.cancel,
                 "freeze": keys.freeze,
                 "evidence": keys.evidence,
+                "report": keys.report,
             }
         )
+        self.report_book = ReportBook(
+            self.controller, tuple(ref.key for ref in settings.services), clock()
+        )
+        self.report_base = default_report_base(settings.environment.name, clock())
+        self.controller.listen(self._observe_for_report)
+
+    def _observe_for_report(self, update: Update) -> None:
+        if update.snapshot is not None:
+            self.report_book.observe(update.snapshot, self.clock())
+
+    def report_data(self, audit_records: list[dict[str, Any]] | None) -> dict[str, Any]:
+        """The deployment report of this watch so far (on the event loop: it reads the
+        watch's state; the audit log is read beforehand, off the loop)."""
+        now = self.clock()
+        outcome, why = watch_outcome(self.controller.snapshot)
+        return self.report_book.to_json(
+            outcome=outcome, code=None, why=why, ended=now, audit=None, audit_records=audit_records
+        )
+
+    async def write_report(self) -> list[Path]:
+        """Write the report into the state directory (off the event loop); its paths."""
+        audit = self.controller.actions.audit
+        records = await asyncio.to_thread(audit.read)
+        data = self.report_data(records)
+        return await asyncio.to_thread(write_report, self.report_base, data)
+
+    async def action_write_report(self) -> None:
+        """Write the report now and say where (or why not)."""
+        try:
+            paths = await self.write_report()
+        except OSError as exc:
+            self.notify(
+                f"the report could not be written: {clean(str(exc), LONG)}",
+                title="Report",
+                severity="error",
+                timeout=20,
+                markup=False,
+            )
+            return
+        self.notify(
+            "\n".join(clean(str(p), LONG) for p in paths),
+            title="Report written",
+            timeout=10,
+            markup=False,
+        )
+
+    def write_final_report(self) -> list[Path]:
+        """At exit, once the app has stopped (nothing else runs): the report as it ends.
+
+        Raises:
+            OSError: It cannot be written.
+        """
+        audit = self.controller.actions.audit
+        data = self.report_data(audit.read())
+        return write_report(self.report_base, data)
 
     @property
     def read_only(self) -> bool:

@@ -41,8 +41,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.actions import Outcome, Verb
 from engine.autopilot import span_words
+from engine.bake import BakeState
 from engine.config import DEFAULT_CONFIG, ConfigError, load_config, parse_duration
-from engine.report import ReportBook, render_markdown
+from engine.report import ReportBook, write_report
 from engine.store import EcsStatus
 from engine.text import clean
 from engine.verdict import Verdict
@@ -50,6 +51,7 @@ from engine.verdict import Verdict
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from engine.bake import BakeView
     from engine.controller import Controller, Snapshot, Update
     from sources.model import Source
 
@@ -90,7 +92,8 @@ class GateOptions:
     services: tuple[str, ...]
     """Keys of the watched services (``cluster/service``)."""
     timeout: timedelta
-    bake: timedelta
+    bake: timedelta | None
+    """The bake window of every watched service (``None``: the config's)."""
     act: bool
     json: bool
     report: Path | None = None
@@ -122,11 +125,9 @@ class Gate:
     _countdowns: set[tuple[str, str]] = field(default_factory=set)
     _failed_since: dict[str, datetime] = field(default_factory=dict)
     _rolled_back_by_us: set[str] = field(default_factory=set)
-    _seen_in_flight: set[str] = field(default_factory=set)
     _rollback_failed: str | None = None
-    _baked: timedelta = field(default_factory=timedelta)
-    _bake_from: datetime | None = None
-    _bake_reported: datetime | None = None
+    _bake_states: dict[str, BakeState] = field(default_factory=dict)
+    _bake_reported: dict[str, datetime] = field(default_factory=dict)
     _outcome: tuple[Exit, str] | None = None
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -134,6 +135,10 @@ class Gate:
 
     def __post_init__(self) -> None:
         self.started = self.clock()
+        if self.options.bake is not None:
+            self.controller.set_bake(self.options.services, self.options.bake)
+        if self.options.since is not None:
+            self.controller.accept_since = self.started - self.options.since
         self.controller.listen(self._on_update)
         if self.options.report is not None:
             self.book = ReportBook(self.controller, self.options.services, self.started)
@@ -197,8 +202,6 @@ class Gate:
                     service=key,
                     status=status.value,
                 )
-            if not status.is_healthy and status is not EcsStatus.NO_DATA:
-                self._seen_in_flight.add(key)
             if status.failed:
                 self._failed_since.setdefault(key, now)
             else:
@@ -228,6 +231,36 @@ class Gate:
                     rule=countdown.rule,
                 )
         self._countdowns = pending
+        self._report_bakes(now)
+
+    def _report_bakes(self, now: datetime) -> None:
+        """A line when a watched service's bake changes state, and every
+        :data:`BAKE_REPORT_EVERY` while it runs."""
+        for key in self.options.services:
+            bake = self.controller.bakes.get(key)
+            if bake is None or not bake.window:
+                continue
+            view = bake.view(self.controller.store.services[key].label)
+            before = self._bake_states.get(key)
+            self._bake_states[key] = view.state
+            last = self._bake_reported.get(key)
+            periodic = view.state is BakeState.BAKING and (
+                last is None or now - last >= BAKE_REPORT_EVERY
+            )
+            if view.state is before and not periodic:
+                continue
+            if view.state is BakeState.WAITING and before is None:
+                continue
+            self._bake_reported[key] = now
+            self.emit(
+                "bake",
+                _bake_line(view, now),
+                service=key,
+                state=view.state.value,
+                baked_s=int(view.healthy_time(now).total_seconds()),
+                bake_s=int(view.window.total_seconds()),
+                restarts=view.restarts,
+            )
 
     # ---- deciding -------------------------------------------------------------------
 
@@ -255,14 +288,22 @@ class Gate:
             ]
             if recovered:
                 return Exit.ROLLED_BACK, f"{', '.join(recovered)} rolled back by deploywatch"
-            if snapshot.verdict is Verdict.FAILING and not acting and not self._may_act(snapshot):
+            bakes = [self.controller.bakes[k] for k in watched]
+            restarting = all(
+                b.restart_on_failing and b.state is not BakeState.WAITING for b in bakes
+            )
+            failing = snapshot.verdict is Verdict.FAILING and not restarting
+            if failing and not acting and not self._may_act(snapshot):
+                failed = [b for b in bakes if b.state is BakeState.FAILED]
+                if failed:
+                    why = f"FAILING during the bake of {failed[0].key}: {failed[0].reason}"
+                    return Exit.FAILED, why
                 return Exit.FAILED, f"FAILING: {snapshot.report.headline}"
-        done = all(s.is_healthy and self._ours(k) for k, s in statuses.items())
-        healthy = done and snapshot.verdict is Verdict.HEALTHY and not acting
-        self._bake(now, done, healthy)
-        if healthy and self._baked >= self.options.bake:
+        bakes = [self.controller.bakes[k] for k in watched]
+        if all(b.state is BakeState.SIGNED_OFF for b in bakes):
+            longest = max(b.baked for b in bakes)
             return Exit.SIGNED_OFF, (
-                f"{', '.join(watched)} completed and HEALTHY for {_dur(self._baked)}: signed off"
+                f"{', '.join(watched)} completed and HEALTHY for {_dur(longest)}: signed off"
             )
         return None
 
@@ -279,39 +320,6 @@ class Gate:
             for ev in snapshot.evidence
         )
 
-    def _ours(self, key: str) -> bool:
-        """Whether the deployment a service finished is the one this gate watches: seen
-        in flight, or (with ``--since``) started that recently before the gate."""
-        if key in self._seen_in_flight:
-            return True
-        if self.options.since is None:
-            return False
-        started = self.controller.store.deployment_start(key)
-        return started is not None and started >= self.started - self.options.since
-
-    def _bake(self, now: datetime, done: bool, healthy: bool) -> None:
-        """Count healthy time after completion. A deployment that starts again (not done)
-        restarts the bake; NO DATA or DEGRADED pause it (they are not healthy time)."""
-        if not done:
-            self._baked = timedelta(0)
-            self._bake_from = self._bake_reported = None
-            return
-        if self._bake_from is not None:
-            self._baked += now - self._bake_from
-        self._bake_from = now if healthy else None
-        if not self.options.bake or not healthy:
-            return
-        if self._bake_reported is None or now - self._bake_reported >= BAKE_REPORT_EVERY:
-            self._bake_reported = now
-            left = max(timedelta(0), self.options.bake - self._baked)
-            self.emit(
-                "bake",
-                f"BAKING {_dur(self._baked)} of {_dur(self.options.bake)} healthy, "
-                f"{_dur(left)} left",
-                baked_s=int(self._baked.total_seconds()),
-                bake_s=int(self.options.bake.total_seconds()),
-            )
-
     def timed_out(self) -> tuple[Exit, str]:
         """What the deadline found."""
         snapshot = self.controller.snapshot
@@ -319,8 +327,12 @@ class Gate:
             f"{k} {self._statuses.get(k, EcsStatus.NO_DATA).value}" for k in self.options.services
         ]
         parts.append(f"verdict {snapshot.verdict.value}")
-        if self.options.bake:
-            parts.append(f"baked {_dur(self._baked)} of {_dur(self.options.bake)}")
+        now = self.clock()
+        for key in self.options.services:
+            bake = self.controller.bakes[key]
+            if bake.window:
+                view = bake.view(key)
+                parts.append(f"{key} baked {_dur(view.healthy_time(now))} of {_dur(view.window)}")
         return Exit.TIMED_OUT, f"timed out after {_dur(self.options.timeout)}: " + ", ".join(parts)
 
     async def run(self, sources: Sequence[Source]) -> Exit:
@@ -374,25 +386,35 @@ class Gate:
         data = self.book.to_json(
             outcome=words, code=code, why=why, ended=now, audit=self.controller.actions.audit
         )
-        base = self.options.report
-        if base.suffix in (".md", ".json"):
-            base = base.with_suffix("")
-        written = []
         try:
-            base.parent.mkdir(parents=True, exist_ok=True)
-            for suffix, text in (
-                (".json", json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n"),
-                (".md", render_markdown(data)),
-            ):
-                target = base.with_name(base.name + suffix)
-                partial = target.with_name(target.name + ".partial")
-                partial.write_text(text, encoding="utf-8")
-                partial.replace(target)  # never a half-written report
-                written.append(str(target))
+            written = [str(p) for p in write_report(self.options.report, data)]
         except OSError as exc:
             self.emit("report", f"the report could not be written: {_clean(str(exc))}")
             return
         self.emit("report", f"report: {', '.join(written)}", paths=written)
+
+
+def _bake_line(view: BakeView, now: datetime) -> str:
+    """One plain line for a bake's state."""
+    name = _clean(view.label)
+    if view.state is BakeState.SIGNED_OFF and view.signed_off_at is not None:
+        return (
+            f"SIGNED OFF {name} at {view.signed_off_at.strftime('%H:%M:%S UTC')}: HEALTHY "
+            f"for {_dur(view.window)} after completing"
+        )
+    if view.state is BakeState.FAILED:
+        return f"BAKE FAILED {name}: {_clean(view.reason)}"
+    baked = f"{_dur(view.healthy_time(now))} of {_dur(view.window)} healthy"
+    if view.state is BakeState.PAUSED:
+        return f"BAKE PAUSED {name} at {baked}: {_clean(view.reason)}"
+    if view.state is BakeState.WAITING:
+        return f"BAKE RESET {name}: a new deployment is in flight"
+    return f"BAKING {name} {baked}, {_dur(view.left(now))} left"
+
+
+def _bake_words(controller: Controller, options: GateOptions) -> str:
+    windows = sorted({controller.bakes[k].window for k in options.services})
+    return " / ".join(_dur(w) for w in windows)
 
 
 # ---- the command -------------------------------------------------------------------
@@ -436,8 +458,10 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     gate.add_argument(
         "--bake",
-        default="0s",
-        help="after completion, stay HEALTHY this long before signing off (default: %(default)s)",
+        default=None,
+        metavar="DURATION",
+        help="after completion, stay HEALTHY this long before signing off (default: the "
+        "config's bake, per service or environment; 0s without one)",
     )
     gate.add_argument(
         "--act",
@@ -499,7 +523,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         options = GateOptions(
             services=_resolve(settings, args.service),
             timeout=_duration("--timeout", args.timeout),
-            bake=_duration("--bake", args.bake),
+            bake=_duration("--bake", args.bake) if args.bake else None,
             act=args.act,
             json=args.json,
             since=_duration("--since", args.since) if args.since else None,
@@ -534,7 +558,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         gate.emit(
             "start",
             f"deploywatch gate: watching {', '.join(options.services)} "
-            f"(timeout {_dur(options.timeout)}, bake {_dur(options.bake)}, "
+            f"(timeout {_dur(options.timeout)}, bake {_bake_words(controller, options)}, "
             f"{'acting on rules' if options.act else 'read-only'})",
             services=list(options.services),
         )

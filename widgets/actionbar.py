@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from engine.autopilot import Recovery
+from engine.bake import BakeState
 from widgets.safe import LONG, clean
 from widgets.tones import Toned
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
+    from engine.bake import BakeView
     from engine.controller import CanaryView, MttrView, Snapshot
 
 
@@ -138,6 +140,42 @@ def mttr_words(view: MttrView, now: datetime) -> str:
     return Recovery(view.breach, view.decided, view.recovered).describe(now)
 
 
+def clock_words(span: timedelta) -> str:
+    """``12:31`` (minutes:seconds) or ``1:02:03`` — a countdown's time left."""
+    seconds = max(0, int(span.total_seconds()))
+    hours, rest = divmod(seconds, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def bake_line(view: BakeView, now: datetime) -> ActionLine | None:
+    """``BAKING web 12:31 left`` / ``SIGNED OFF web 04:12 UTC`` (``None``: nothing to say
+    yet, the deployment is not complete)."""
+    window = clock_words(view.window)
+    if view.state is BakeState.BAKING:
+        healthy = clock_words(view.healthy_time(now))
+        return ActionLine(
+            "busy",
+            f"BAKING {view.label} {clock_words(view.left(now))} left",
+            f"HEALTHY {healthy} of {window} since it completed; sign-off when the window is full",
+        )
+    if view.state is BakeState.PAUSED:
+        return ActionLine(
+            "warn",
+            f"BAKE PAUSED {view.label} {clock_words(view.left(now))} left",
+            f"{view.reason} (not healthy time)",
+        )
+    if view.state is BakeState.SIGNED_OFF and view.signed_off_at is not None:
+        return ActionLine(
+            "ok",
+            f"SIGNED OFF {view.label} {view.signed_off_at.strftime('%H:%M UTC')}",
+            f"HEALTHY for the whole {window} bake window after completing",
+        )
+    if view.state is BakeState.FAILED:
+        return ActionLine("bad", f"BAKE FAILED {view.label}", view.reason)
+    return None
+
+
 def action_lines(snapshot: Snapshot, now: datetime, keys: KeyHints) -> tuple[ActionLine, ...]:
     """The action bar's lines for a snapshot, most urgent first."""
     lines: list[ActionLine] = []
@@ -156,6 +194,10 @@ def action_lines(snapshot: Snapshot, now: datetime, keys: KeyHints) -> tuple[Act
         )
     for planned in snapshot.sending:
         lines.append(ActionLine("busy", "SENDING", f"{planned.title}: {planned.effect}"))
+    for bake in snapshot.bakes:
+        line = bake_line(bake, now)
+        if line is not None:
+            lines.append(line)
     result = snapshot.last_result
     if result is not None:
         tone = {"done": "ok", "failed": "bad", "refused": "warn"}[result.outcome.value]

@@ -188,6 +188,13 @@ class DashboardScreen(Screen[None]):
             tooltip="The verdict's full evidence and every action line (cut in a small terminal)",
             id="evidence",
         ),
+        Binding(
+            "w",
+            "app.write_report",
+            "Report",
+            tooltip="Write the deployment report now (Markdown and JSON; also on quit)",
+            id="report",
+        ),
     ]
 
     def __init__(self, settings: Settings, controller: Controller) -> None:
