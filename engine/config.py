@@ -69,7 +69,7 @@ def _plain(text: str, *, multiline: bool) -> bool:
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", ser_json_timedelta="float")
 
     @field_validator("*")
     @classmethod
@@ -314,7 +314,9 @@ RULE_SUBJECT = re.compile(
 class RuleSettings(_Frozen):
     """One ``[[rule]]``: subject, comparison, window, severity, action, no-data policy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", populate_by_name=True, ser_json_timedelta="float"
+    )
 
     name: Annotated[str, Field(min_length=1, max_length=60)]
     subject: str

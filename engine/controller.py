@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from engine.actions import ApiCall
     from engine.audit import AuditLog
     from engine.config import Settings
+    from engine.recording import Recorder
     from engine.rules import Evidence
     from sources.model import Item, Source
 
@@ -296,6 +297,9 @@ class Controller:
         """Services whose deployment this watch saw in flight: only such a deployment
         (or one started after :attr:`accept_since`) is baked and signed off."""
         self.accept_since: datetime | None = None
+        self.recorder: Recorder | None = None
+        """Where what the watch takes in is recorded (``--record``), if anywhere."""
+        self._recorded_verdict: Verdict | None = None
         self.actions = ActionEngine(
             audit=audit,
             executor=executor,
@@ -344,6 +348,8 @@ class Controller:
     def ingest(self, item: Item) -> bool:
         """Take one source item; returns whether something changed."""
         changed = self.store.ingest(item)
+        if changed and self.recorder is not None:
+            self.recorder.item(item)
         if isinstance(item, EcsServiceSample):
             state = self.store.services.get(item.key)
             status = state.status if state is not None else EcsStatus.NO_DATA
@@ -430,7 +436,9 @@ class Controller:
         when = self.next_wake(now)
         if when is None:
             return MAX_SLEEP
-        return min(MAX_SLEEP, max(0.0, (when - now).total_seconds()))
+        # A replay's clock may run faster than real time: sleep its seconds, not ours.
+        speed = float(getattr(self.clock, "speed", 1.0))
+        return min(MAX_SLEEP, max(0.0, (when - now).total_seconds() / speed))
 
     def next_wake(self, now: datetime) -> datetime | None:
         """The next moment something can change with no new data."""
@@ -594,6 +602,9 @@ class Controller:
 
     def _publish(self, now: datetime) -> None:
         self.snapshot = self._snapshot(now)
+        if self.recorder is not None and self.report.verdict is not self._recorded_verdict:
+            self._recorded_verdict = self.report.verdict
+            self.recorder.verdict(now, self.report.verdict.value, self.report.headline)
         self._emit(Update(snapshot=self.snapshot))
 
     def _snapshot(self, now: datetime) -> Snapshot:
@@ -653,6 +664,8 @@ class Controller:
 
         Returns the task that sends it (its result also reaches every listener).
         """
+        if self.recorder is not None:
+            self.recorder.intent("act", verb=planned.verb.value, service=planned.key, reason=reason)
         return self._spawn(self._act(planned, reason))
 
     async def _act(self, planned: Plan, reason: str) -> ActionResult:
@@ -686,6 +699,8 @@ class Controller:
         Returns:
             ``None`` once audited, else why the audit log could not be written.
         """
+        if self.recorder is not None:
+            self.recorder.intent("declined", verb=planned.verb.value, service=planned.key)
         return await self.actions.declined(planned)
 
     async def cancel_automatic(self) -> tuple[list[CountdownView], str | None]:
@@ -696,6 +711,8 @@ class Controller:
             be written (the cancellation holds all the same).
         """
         cancelled = self.autopilot.cancel()
+        if self.recorder is not None:
+            self.recorder.intent("cancel", services=[c.key for c in cancelled])
         views = [
             CountdownView(
                 c.key, self.store.services[c.key].label, c.verb, c.rule, c.due, c.evidence

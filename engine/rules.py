@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 SERIES_MAX_POINTS = 2048
 """Bound on the points kept per series (beyond the time window, oldest dropped)."""
+JUST_AFTER = timedelta(microseconds=1)
+"""How long after a strict bound (``older than``) a rule is judged again."""
 STEP_POINTS = 4
 """Newest points whose spacing tells a series' bucket size."""
 
@@ -286,9 +288,15 @@ class RuleTracker:
         if latest is None:
             return None
         rule = self.rule
-        times = [latest.at + rule.fresh_for]
+        # Freshness ends just *after* its bound (a point exactly ``fresh_for`` old is
+        # still fresh): wake a microsecond later, or the judgement at the bound itself
+        # would see no change and the next would come only with the safety net.
+        times = [latest.at + rule.fresh_for + JUST_AFTER]
         if rule.window > timedelta(0):
             times.append(latest.at + rule.window)
+            # The newest point's bucket leaving the window (see evaluate()).
+            step = series.step if series is not None and len(series.points) > 1 else rule.window
+            times.append(latest.at + step + rule.window + JUST_AFTER)
             if self.streak_start is not None:
                 times.append(self.streak_start + rule.window)
         later = [t for t in times if t > now]

@@ -17,9 +17,10 @@ from typing import TYPE_CHECKING
 from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config, visible
 
 if TYPE_CHECKING:
+    from engine.recording import Recorder
     from tui.app import DeployWatchApp
 
-COMMANDS = ("run", "check-config", "demo", "sandbox", "gate")
+COMMANDS = ("run", "check-config", "demo", "sandbox", "gate", "replay")
 EXIT_CONFIG = 2
 
 
@@ -35,6 +36,7 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)"
     )
     run.add_argument("--read-only", action="store_true", help="refuse every action")
+    _record_option(run)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
@@ -51,10 +53,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rehearse as production: destructive actions ask for the service name",
     )
+    _record_option(demo)
 
-    from tui import gate
+    from tui import gate, replay
 
-    gate.add_parser(sub)
+    _record_option(gate.add_parser(sub))
+    replay.add_parser(sub)
 
     box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
     box.add_argument(
@@ -63,6 +67,17 @@ def _parser() -> argparse.ArgumentParser:
     box.add_argument("--list", action="store_true")
     box.add_argument("--speed", type=float, default=1.0)
     return parser
+
+
+def _record_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--record",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="record what the watch takes in (gzip JSON lines; no credentials) for "
+        "`deploywatch replay PATH`",
+    )
 
 
 def _fail(message: str, code: int = EXIT_CONFIG) -> int:
@@ -98,13 +113,30 @@ def _scenario(name_or_path: str, scenarios: list[tuple[str, str]]) -> str | None
     return name_or_path if name_or_path in {name for name, _ in scenarios} else None
 
 
-def _run_app(settings: Settings, *, read_only: bool) -> int:
+def _run_app(settings: Settings, *, read_only: bool, record: Path | None = None) -> int:
     from tui.app import DeployWatchApp
 
     app = DeployWatchApp(settings, read_only=read_only)
+    if record is not None:
+        app.record(record)
     app.run()
     _final_report(app)
+    _close_recording(app.controller.recorder)
     return app.return_code or 0
+
+
+def _close_recording(recorder: Recorder | None) -> None:
+    if recorder is None:
+        return
+    try:
+        recorder.close()
+        message = f"deploywatch: recording written to {recorder.path}"
+        if recorder.truncated:
+            message += " (stopped at its size bound)"
+    except OSError as exc:
+        message = f"deploywatch: the recording could not be written: {exc}"
+    with contextlib.suppress(OSError):
+        print(visible(message), file=sys.stderr)
 
 
 def _final_report(app: DeployWatchApp) -> None:
@@ -179,7 +211,7 @@ def _demo(args: argparse.Namespace) -> int:
         if args.production:
             env = settings.environment.model_copy(update={"production": True})
             settings = settings.model_copy(update={"environment": env})
-        return _run_app(settings, read_only=args.read_only)
+        return _run_app(settings, read_only=args.read_only, record=args.record)
     except ConfigError as exc:
         return _fail(str(exc))
     finally:
@@ -215,6 +247,10 @@ def main(argv: list[str] | None = None) -> int:
         from tui import gate
 
         return gate.run(args)
+    if args.command == "replay":
+        from tui import replay
+
+        return replay.run(args)
     if args.command == "sandbox":
         missing = _sandbox_missing()
         if missing is not None:
@@ -227,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
-    return _run_app(settings, read_only=args.read_only)
+    return _run_app(settings, read_only=args.read_only, record=args.record)
 
 
 if __name__ == "__main__":

@@ -165,6 +165,14 @@ class DeployWatchApp(App[None]):
         data = self.report_data(records)
         return await asyncio.to_thread(write_report, self.report_base, data)
 
+    def record(self, path: Path) -> None:
+        """Record what the watch takes in to ``path`` (written off the event loop)."""
+        from engine.recording import Recorder
+
+        recorder = Recorder(path, self.clock)
+        recorder.start(self.settings)
+        self.controller.recorder = recorder
+
     async def action_write_report(self) -> None:
         """Write the report now and say where (or why not)."""
         try:
@@ -247,6 +255,8 @@ class DeployWatchApp(App[None]):
         self.run_worker(
             self.controller.run(self.sources), name="watch", group="watch", exit_on_error=False
         )
+        if self.controller.recorder is not None:
+            self.run_worker(self.controller.recorder.run(), name="recorder", group="watch")
         if self.controller.actions.executor is self.aws:
             # Who acts, for the audit log: looked up once, off the event loop, after the
             # first paint (it imports boto3).

@@ -49,10 +49,11 @@ from engine.text import clean
 from engine.verdict import Verdict
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from engine.bake import BakeView
     from engine.controller import Controller, Snapshot, Update
+    from engine.recording import Recorder
     from sources.model import Source
 
 
@@ -132,6 +133,9 @@ class Gate:
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     book: ReportBook | None = None
+    before_finish: Callable[[], Awaitable[None]] | None = None
+    """Awaited once the outcome is known, before the report and the summary line (the
+    recording is closed then: the summary stays the last line)."""
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -356,6 +360,8 @@ class Gate:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watch
+        if self.before_finish is not None:
+            await self.before_finish()
         self.finish(*outcome)
         return outcome[0]
 
@@ -392,6 +398,33 @@ class Gate:
             self.emit("report", f"the report could not be written: {_clean(str(exc))}")
             return
         self.emit("report", f"report: {', '.join(written)}", paths=written)
+
+
+def _start_recording(
+    controller: Controller, settings: Any, path: Path | None, now: Callable[[], datetime]
+) -> tuple[Recorder, asyncio.Task[None]] | None:
+    if path is None:
+        return None
+    from engine.recording import Recorder
+
+    recorder = Recorder(path, now)
+    recorder.start(settings)
+    controller.recorder = recorder
+    return recorder, asyncio.create_task(recorder.run(), name="recorder")
+
+
+async def _stop_recording(gate: Gate, recorder: Recorder, task: asyncio.Task[None]) -> None:
+    if recorder.closed:
+        return
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    try:
+        await asyncio.to_thread(recorder.close)
+    except OSError as exc:
+        gate.emit("record", f"the recording could not be written: {_clean(str(exc))}")
+        return
+    gate.emit("record", f"recording: {recorder.path}", path=str(recorder.path))
 
 
 def _bake_line(view: BakeView, now: datetime) -> str:
@@ -576,12 +609,20 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 loop.add_signal_handler(sig, stop, sig)
         if options.act:
             await asyncio.to_thread(aws.resolve_operator)
+        recording = _start_recording(controller, settings, getattr(args, "record", None), now)
+
+        async def close_recording() -> None:
+            if recording is not None:
+                await _stop_recording(gate, *recording)
+
+        gate.before_finish = close_recording
         try:
             return int(await gate.run(build_sources(settings, controller.store, now)))
         except asyncio.CancelledError:
             if not got:
                 raise
             code = 128 + got[0]
+            await close_recording()
             gate.finish(code, f"interrupted by {signal.Signals(got[0]).name}")
             return code
 

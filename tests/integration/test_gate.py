@@ -93,8 +93,17 @@ def test_bad_release_with_act_rolls_back_automatically(
 
     began = datetime.now(UTC).isoformat(timespec="milliseconds")
     sandbox = sandbox_process("bad-release", speed=4.0)
+    recording = tmp_path / "bad-release.jsonl.gz"
     code, lines = gate(
-        sandbox, tmp_path, "--act", "--timeout", "4m", "--report", str(tmp_path / "bad.md")
+        sandbox,
+        tmp_path,
+        "--act",
+        "--timeout",
+        "4m",
+        "--report",
+        str(tmp_path / "bad.md"),
+        "--record",
+        str(recording),
     )
     assert code == 3
     text = "\n".join(lines)
@@ -122,6 +131,25 @@ def test_bad_release_with_act_rolls_back_automatically(
         if e["phase"] == "intent" and e["time"] >= began and e["target"]["cluster"] == "rehearsal"
     ]
     assert [(e["automatic"], e["action"]) for e in intents] == [(True, "rollback")]
+    # The recording replays to the verdict timeline the gate saw, and regenerates the
+    # report's findings (read-only: the replay sends nothing).
+    assert lines[-3] == f"{lines[-3][:10]}recording: {recording}"
+    replayed = subprocess.run(
+        [
+            *(sys.executable, "-m", "tui", "replay", str(recording)),
+            *("--timeline", "--report", str(tmp_path / "replayed")),
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+        check=False,
+    )
+    print(replayed.stdout, replayed.stderr[-2000:])
+    assert replayed.returncode == 0, "the replayed verdict timeline differs from the recorded one"
+    assert "FAILING" in replayed.stdout and "the timelines agree" in replayed.stdout
+    again = (tmp_path / "replayed.md").read_text()
+    assert "web error rate" in again and "PaymentGatewayError" in again
 
 
 def test_a_circuit_breaker_rollback_is_never_a_success(

@@ -205,3 +205,28 @@ def test_a_failing_source_makes_its_rules_stale_at_once_and_keeps_the_streak() -
     book.record("metric:error_rate", T0 + at(6), 14.0)
     (ev,) = book.evaluate(T0 + at(6))
     assert ev.state is RuleState.CRITICAL and ev.since == T0
+
+
+@pytest.mark.parametrize("fresh_for", [timedelta(minutes=2), timedelta(minutes=20)])
+def test_the_moment_a_rule_loses_its_data_is_a_moment_the_watch_wakes(
+    fresh_for: timedelta,
+) -> None:
+    """A breach whose points stop must turn NO DATA at a moment ``next_change`` names
+    (the watch sleeps until then): by freshness, or by the newest point's bucket leaving
+    the window, whichever comes first."""
+    book = RuleBook([rule(window=2 * MIN, fresh_for=fresh_for)])
+    feed(book, "metric:error_rate", [14.0] * 18)  # 0 s .. 170 s, 10 s buckets
+    now = T0 + at(17)
+    (ev,) = book.evaluate(now)
+    assert ev.state is RuleState.CRITICAL
+    for _ in range(20):  # bounded: each wake moves time forward
+        wake = book.next_change(now)
+        assert wake is not None, "the rule can still change by the clock alone"
+        now = wake
+        (ev,) = book.evaluate(now)
+        if ev.state is not RuleState.CRITICAL:
+            break
+    assert ev.state is RuleState.NO_DATA
+    # ...and no later than it should: just after the point's bucket left the window
+    # (170 s + 10 s + 2 m) or its freshness ended (170 s + 2 m).
+    assert now - (T0 + at(17)) <= min(fresh_for, 10 * SEC + 2 * MIN) + SEC
