@@ -97,6 +97,12 @@ class Figure:
             return None
         return self.value > self.target if self.above else self.value < self.target
 
+    def short(self) -> str:
+        """``success 92% (> 95%)``: the same, for a narrow screen."""
+        value = "not measured" if self.value is None else _show(self.value, self.unit)
+        op = ">" if self.above else "<"
+        return f"{self.name} {value} ({op} {_show(self.target, self.unit)})"
+
     def text(self) -> str:
         """``success 92% (target > 95%, 12 deployments)``."""
         value = "not measured" if self.value is None else _show(self.value, self.unit)

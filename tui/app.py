@@ -134,6 +134,8 @@ class DeployWatchApp(App[None]):
                 "cancel": keys.cancel,
                 "freeze": keys.freeze,
                 "evidence": keys.evidence,
+                "history": keys.history,
+                "smoke": keys.smoke,
             }
         )
 
