@@ -192,7 +192,7 @@ class HistoryScreen(Screen[None]):
 
     def on_mount(self) -> None:
         self.repaint()
-        self.run_worker(self._follow(), name="history", exclusive=True)
+        self.run_worker(self._follow(), name="history", exclusive=True, exit_on_error=False)
         self.set_interval(1.0, self._tick, name="history-tick")
 
     def _tick(self) -> None:
