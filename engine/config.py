@@ -59,7 +59,7 @@ Bool = Annotated[bool, Field(strict=True)]
 """``true`` or ``false``; ``1`` and ``"yes"`` are refused."""
 
 
-_MULTILINE = frozenset({"query", "body_contains"})
+_MULTILINE = frozenset({"query", "body_contains", "command"})
 """Text fields where a TOML multi-line string (newlines, tabs) makes sense."""
 
 
@@ -340,10 +340,12 @@ class RuleSettings(_Frozen):
     @field_validator("subject")
     @classmethod
     def _subject(cls, value: str) -> str:
+        if SMOKE_SUBJECT.match(value):
+            return value
         if not RULE_SUBJECT.match(value):
             raise ValueError(
                 "metric:<name>, probe:<name>[.availability|.latency], sentry:new_issues, "
-                "sentry:errors or ecs:failed_tasks"
+                "sentry:errors, ecs:failed_tasks or smoke:<name>"
             )
         return value
 
@@ -352,6 +354,66 @@ def _file_path(value: Any) -> Any:
     if isinstance(value, str) and (not value.strip() or not value.isprintable()):
         raise ValueError("a file path (not empty, no control characters)")
     return value
+
+
+SMOKE_SUBJECT = re.compile(r"^smoke:[A-Za-z0-9_-]+$")
+"""A rule subject naming a ``[[smoke]]`` suite: 1 while it fails, 0 once it passes."""
+
+
+class SmokeSettings(_Frozen):
+    """One ``[[smoke]]`` suite: a command run after a deployment completes (and on a
+    key), its JUnit XML report, a timeout."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]+$", max_length=60)]
+    command: str | tuple[str, ...]
+    """An argv list, or a string split like a shell would (no expansion) — run through
+    ``/bin/sh -c`` only with ``shell = true``."""
+    shell: Bool = False
+    junit: Annotated[Path, BeforeValidator(_file_path)] | None = None
+    """Its JUnit XML report (relative to ``cwd``)."""
+    timeout: Annotated[timedelta, BeforeValidator(_within(0, 3600, low_open=True))] = timedelta(
+        minutes=5
+    )
+    """A command still running then is killed (its whole process group)."""
+    on: tuple[Literal["completed", "key"], ...] = ("completed", "key")
+    """When it runs: a deployment of its service completed, and/or on the smoke key."""
+    cwd: Annotated[Path, BeforeValidator(_file_path)] | None = None
+    """Working directory (default: where deploywatch was started)."""
+    env: dict[str, str] = {}
+    """Added to the environment the command inherits."""
+    service: str | None = None
+    """The service whose completion triggers it (default: any service's)."""
+
+    @field_validator("command")
+    @classmethod
+    def _runnable(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("a command (not blank)")
+        if isinstance(value, tuple) and (not value or not value[0].strip()):
+            raise ValueError("an argv list whose first item names the program")
+        return value
+
+
+class HistorySettings(_Frozen):
+    """The deployment history (``h``): how much of it is read, and the targets its
+    figures are coloured against."""
+
+    per_service: Annotated[Int, Field(ge=1, le=200)] = 50
+    """Most recent deployments listed per service."""
+    max_pages: Annotated[Int, Field(ge=1, le=20)] = 5
+    """Most pages (``nextToken``) followed per service."""
+    success_rate: Annotated[Number, Field(ge=0, le=100)] = 95
+    """Target: more than this percent of deployments complete."""
+    rollback_rate: Annotated[Number, Field(ge=0, le=100)] = 10
+    """Target: fewer than this percent are rolled back."""
+    deploy_time: Annotated[timedelta, BeforeValidator(_within(0, 24 * 3600, low_open=True))] = (
+        timedelta(minutes=30)
+    )
+    """Target: the median and p90 time to deploy stay under this."""
+    mttr: Annotated[timedelta, BeforeValidator(_within(0, 24 * 3600, low_open=True))] = timedelta(
+        minutes=5
+    )
+    """Target: the mean time from first breach to recovery stays under this."""
 
 
 class ActionSettings(_Frozen):
@@ -399,6 +461,10 @@ class KeySettings(_Frozen):
     shows only their first lines)."""
     report: str = "w"
     """Write the deployment report now (it is written on quit too)."""
+    history: str = "h"
+    """Open the deployment history (recent deployments and their figures)."""
+    smoke: str = "t"
+    """Run the ``[[smoke]]`` suites that run on the key, and show their results."""
 
     @field_validator("*")
     @classmethod
@@ -513,6 +579,9 @@ class Settings(_Frozen):
     rules: Annotated[tuple[RuleSettings, ...], Field(alias="rule")] = ()
     actions: ActionSettings = ActionSettings()
     keys: KeySettings = KeySettings()
+    smoke: Annotated[tuple[SmokeSettings, ...], Field(alias="smoke")] = ()
+    """The ``[[smoke]]`` suites."""
+    history: HistorySettings = HistorySettings()
 
     def rule_service(self, rule: RuleSettings) -> str | None:
         """The service key a rule is about: its own ``service``, else its metric's,
@@ -535,6 +604,8 @@ class Settings(_Frozen):
             return next((p.service for p in self.probes if p.name == target), None)
         if kind == "sentry" and self.sentry is not None:
             return self.sentry.service
+        if kind == "smoke":
+            return next((s.service for s in self.smoke if s.name == target), None)
         return None
 
     def service_matches(self, name: str) -> list[ServiceRef]:
@@ -598,6 +669,11 @@ class Settings(_Frozen):
                 self._check_service(key, owner)
         metrics = {m.name for m in self.metrics}
         probes = {p.name for p in self.probes}
+        unique("smoke", [s.name for s in self.smoke])
+        for index, smoke in enumerate(self.smoke, 1):
+            if smoke.service is not None:
+                self._check_service(f"smoke #{index}.service", smoke.service)
+        smokes = {s.name for s in self.smoke}
         for index, rule in enumerate(self.rules, 1):
             at = f"rule #{index}"
             kind, _, target = rule.subject.partition(":")
@@ -613,6 +689,10 @@ class Settings(_Frozen):
             if kind == "sentry" and self.sentry is None:
                 raise ValueError(
                     f"{at}.subject: expected a [sentry] table for {rule.subject!r} in rule {rule.name!r}"
+                )
+            if kind == "smoke" and target not in smokes:
+                raise ValueError(
+                    f"{at}.subject: expected the name of a [[smoke]] suite (have: {', '.join(sorted(smokes)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if rule.service is not None:
                 self._check_service(f"{at}.service", rule.service)

@@ -26,6 +26,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,6 +35,7 @@ from engine.autopilot import AutoPilot, MttrClock
 from engine.bake import Bake, BakeView
 from engine.canary import CanaryDriver
 from engine.rules import RuleState
+from engine.smoke import SmokeRun, run_smoke, wanted
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
 from engine.wiring import build_rulebook
@@ -150,6 +152,8 @@ class Snapshot:
     """Counts snapshots: a new one for every judgement and every change of actions."""
     signal_version: int = 0
     """The store's :attr:`~engine.store.Store.signal_version` this judgement saw."""
+    smoke: tuple[SmokeRun, ...] = ()
+    """The latest run of each ``[[smoke]]`` suite (live while it runs)."""
 
     @property
     def verdict(self) -> Verdict:
@@ -320,6 +324,15 @@ class Controller:
         self._wake: asyncio.Event | None = None
         self._judgements = 0
         self._versions = 0
+        self._smoke_tasks: dict[str, asyncio.Task[SmokeRun]] = {}
+        self._smoke_prev: dict[str, EcsStatus] = {}
+        """Each service's status at the last judgement (a completion starts smoke runs)."""
+        self.runs_commands = True
+        """Whether ``[[smoke]]`` commands may run (a replay never runs them: its smoke
+        results come from the recording)."""
+        self.smoke_dir: Path | None = None
+        """Where a ``[[smoke]]`` entry's relative ``cwd`` and ``junit`` are taken from
+        (default: the current directory)."""
         self.snapshot = self._snapshot(clock())
         subscribe = getattr(clock, "subscribe", None)
         if callable(subscribe):
@@ -345,8 +358,8 @@ class Controller:
 
     # ---- inputs: data ---------------------------------------------------------------
 
-    def ingest(self, item: Item) -> bool:
-        """Take one source item; returns whether something changed."""
+    def ingest(self, item: Item | SmokeRun) -> bool:
+        """Take one source item (or a smoke run); returns whether something changed."""
         changed = self.store.ingest(item)
         if changed and self.recorder is not None:
             self.recorder.item(item)
@@ -388,6 +401,8 @@ class Controller:
         finally:
             for task in consumers:
                 task.cancel()
+            for smoke in list(self._smoke_tasks.values()):
+                smoke.cancel()  # kills its process group
             for task in consumers:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
@@ -475,6 +490,7 @@ class Controller:
         self._pending.data = self._pending.urgent = False
         self._judgements += 1
         statuses = self._current_statuses()
+        self._smoke_on_completion(statuses)
         evidence = self.store.rules.evaluate(now, self.store.source_error)
         self.evidence = tuple(evidence)
         self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence))
@@ -644,6 +660,7 @@ class Controller:
             ),
             version=self._versions,
             signal_version=self.store.signal_version,
+            smoke=tuple(self.store.smoke.values()),
         )
 
     # ---- inputs: operator intents ---------------------------------------------------
@@ -777,6 +794,69 @@ class Controller:
         self._emit(Update(result=result))
         self.poke()
         return result
+
+    # ---- smoke tests ----------------------------------------------------------------
+
+    def run_smoke(self, trigger: str = "key", service: str | None = None) -> list[str]:
+        """Start the ``[[smoke]]`` suites that run on ``trigger`` (for ``completed``:
+        those of ``service`` or of no service); one already running is not started twice.
+
+        Returns:
+            The names of the suites started.
+        """
+        started: list[str] = []
+        if not self.runs_commands:
+            return started
+        for entry in wanted(self.settings.smoke, trigger):
+            key = self.settings.service_key(entry.service)
+            if trigger == "completed" and key is not None and key != service:
+                continue
+            running = self._smoke_tasks.get(entry.name)
+            if running is not None and not running.done():
+                continue
+            task = asyncio.ensure_future(
+                run_smoke(
+                    entry,
+                    service=key or service,
+                    trigger=trigger,
+                    clock=self.clock,
+                    on_start=self.ingest,
+                    base_dir=self.smoke_dir,
+                )
+            )
+            self._smoke_tasks[entry.name] = task
+            task.add_done_callback(self._smoke_done)
+            started.append(entry.name)
+        return started
+
+    def smoke_running(self) -> list[str]:
+        """The suites running now."""
+        return [name for name, task in self._smoke_tasks.items() if not task.done()]
+
+    def _smoke_done(self, task: asyncio.Task[SmokeRun]) -> None:
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:  # a bug in the runner: visible, never fatal
+            log.error("smoke run crashed", exc_info=error)
+            self._emit(Update(crashed=("smoke", f"{type(error).__name__}: {error}")))
+            return
+        self.ingest(task.result())
+
+    def _smoke_on_completion(self, statuses: Mapping[str, EcsStatus]) -> None:
+        """Start the suites of every service whose deployment the watch saw in flight
+        and now sees completed (never one it only saw settled, nor a rollback)."""
+        previous, self._smoke_prev = self._smoke_prev, dict(statuses)
+        if not self.settings.smoke:
+            return
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # judged outside the watch's loop (a script): nothing to run on
+        for key, status in statuses.items():
+            before = previous.get(key)
+            if status is EcsStatus.COMPLETED and before is EcsStatus.IN_PROGRESS:
+                self.run_smoke("completed", key)
 
     # ---- our own automation (``deploywatch`` calls) ---------------------------------
 

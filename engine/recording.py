@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from engine.smoke import SmokeRun
 from sources.model import (
     EcsServiceSample,
     MetricSample,
@@ -71,6 +72,7 @@ KINDS: dict[str, type[Any]] = {
     "sentry": SentrySample,
     "probe": ProbeSample,
     "failure": SourceFailure,
+    "smoke": SmokeRun,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {kind: TypeAdapter(cls) for kind, cls in KINDS.items()}
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
@@ -80,7 +82,7 @@ class RecordingError(Exception):
     """A recording that cannot be read (said in one line)."""
 
 
-def kind_of(item: Item) -> str:
+def kind_of(item: Item | SmokeRun) -> str:
     for kind, cls in KINDS.items():
         if isinstance(item, cls):
             return kind
@@ -125,7 +127,7 @@ class Recorder:
             }
         )
 
-    def item(self, item: Item) -> None:
+    def item(self, item: Item | SmokeRun) -> None:
         kind = kind_of(item)
         body = _ADAPTERS[kind].dump_python(item, mode="json")
         self._add({"type": "item", "t": self.clock().isoformat(), "kind": kind, "item": body})
@@ -207,7 +209,7 @@ class Entry:
 
     at: datetime
     type: str
-    item: Item | None = None
+    item: Item | SmokeRun | None = None
     data: dict[str, Any] = field(default_factory=dict)
 
 
@@ -235,7 +237,7 @@ class Recording:
         """The verdict timeline the live watch published."""
         return [(e.at, str(e.data["verdict"])) for e in self.entries if e.type == "verdict"]
 
-    def items(self) -> Iterator[tuple[datetime, Item]]:
+    def items(self) -> Iterator[tuple[datetime, Item | SmokeRun]]:
         for entry in self.entries:
             if entry.item is not None:
                 yield entry.at, entry.item
@@ -354,6 +356,7 @@ async def replay_offline(
         operator=lambda: "replay",
         read_only=True,
     )
+    controller.runs_commands = False
     if on_start is not None:
         on_start(controller)  # e.g. a report book listens from the first judgement
     timeline: list[tuple[datetime, str]] = []
@@ -412,12 +415,19 @@ class PlaybackSource:
         self.recording = recording
         self.clock = clock
         self.done = False
+        self.smoke: Callable[[SmokeRun], object] | None = None
+        """Where recorded smoke runs go (the watch's ``ingest``; they are not source
+        items)."""
 
     async def stream(self) -> AsyncIterator[Item]:
         for at, item in self.recording.items():
             wait = (at - self.clock()).total_seconds() / self.clock.speed
             if wait > 0:
                 await asyncio.sleep(wait)
+            if isinstance(item, SmokeRun):
+                if self.smoke is not None:
+                    self.smoke(item)
+                continue
             yield item
         self.done = True
         await asyncio.Event().wait()  # the end of the recording: nothing more comes

@@ -483,5 +483,9 @@ def render_markdown(data: dict[str, Any]) -> str:
                 f"- {clean(m['service'])}: breach {m['breach'] or 'none'} · decided "
                 f"{m['decided'] or '—'} · recovered {m['recovered'] or 'not yet'}"
             )
+    if data.get("history"):
+        from engine.history import render_markdown as history_markdown
+
+        lines += history_markdown(data["history"])
     lines += ["", "## Lessons Learned", "", "<!-- for people to write -->", ""]
     return "\n".join(lines)

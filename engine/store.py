@@ -14,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING
 
 from engine.rules import RuleBook
+from engine.smoke import SmokeRun
 from sources.model import (
     EcsEvent,
     EcsServiceSample,
@@ -208,17 +209,21 @@ class Store:
         """Counts changes to the signal panes' data (metrics, errors, probes)."""
         self.source_errors: dict[str, SourceFailure] = {}
         """Failures that concern a whole source rather than one service."""
+        self.smoke: dict[str, SmokeRun] = {}
+        """The latest run of each ``[[smoke]]`` suite (live while it runs)."""
 
-    def ingest(self, item: Item) -> bool:
+    def ingest(self, item: Item | SmokeRun) -> bool:
         """Take one sample or failure.
 
         Args:
-            item: What a source yielded.
+            item: What a source yielded (or a smoke run, live or finished).
 
         Returns:
             True when something visible changed.
         """
         self.ingested += 1
+        if isinstance(item, SmokeRun):
+            return self._ingest_smoke(item)
         if isinstance(item, SourceFailure):
             return self._fail(item)
         if not isinstance(item, EcsServiceSample):
@@ -245,6 +250,15 @@ class Store:
         if changed:
             self._dirty.add(item.key)
         return changed
+
+    def _ingest_smoke(self, run: SmokeRun) -> bool:
+        """Keep a suite's latest run; a finished one feeds ``smoke:<name>`` (1.0 while
+        it fails, 0.0 once it passes)."""
+        self.smoke[run.name] = run
+        if run.finished is not None:
+            value = 1.0 if run.failing else 0.0
+            self.rules.record(f"smoke:{run.name}", run.finished, value)
+        return True
 
     def _first_sight(self, key: str, event_id: str) -> bool:
         """Whether an event is new (a re-delivered one is not shown twice)."""

@@ -19,6 +19,10 @@ if TYPE_CHECKING:
     from sources.model import Source
 
 
+SMOKE_FRESH_FOR = timedelta(hours=24)
+"""How long a smoke suite's last result is evidence (it stands until the next run)."""
+
+
 def utc_now() -> datetime:
     """The real clock."""
     return datetime.now(UTC)
@@ -170,6 +174,9 @@ def _unit_and_freshness(settings: Settings, subject: str) -> tuple[str, timedelt
     if kind == "sentry":
         interval = settings.sentry.poll_interval if settings.sentry else 30.0
         return "", timedelta(seconds=3 * interval + 10)
+    if kind == "smoke":
+        # A suite's result stands until its next run: no poll ages it.
+        return "", SMOKE_FRESH_FOR
     return "", timedelta(seconds=3 * settings.ecs.poll_interval + 10)
 
 

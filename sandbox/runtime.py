@@ -41,6 +41,7 @@ import json
 import logging
 import math
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -367,6 +368,7 @@ def config_text(
     region: str,
     albs: Mapping[str, AlbArns] | None = None,
     audit_log: Path | None = None,
+    smoke_dir: Path | None = None,
 ) -> str:
     """Return the product's config file (TOML) for a scenario served at ``urls``.
 
@@ -381,6 +383,8 @@ def config_text(
             without them no ``[service.canary]`` is written.
         audit_log: The rehearsal audit log (default :func:`rehearsal_audit_path`), never
             the real one.
+        smoke_dir: Where the smoke suites run and write their JUnit reports; with it,
+            each service gets a ``[[smoke]]`` suite (:mod:`sandbox.smoke`) and a rule.
     """
     names = [s.name for s in scenario.services]
     lines = [
@@ -503,7 +507,39 @@ def config_text(
                 no_data="ok",
             )
     lines += _rule("new Sentry issues", "sentry:new_issues", ">=", 1, 0, "warn", no_data="ok")
+    if smoke_dir is not None:
+        lines += smoke_tables(scenario, urls, smoke_dir)
     return "\n".join(lines) + "\n"
+
+
+SMOKE_SUITE = Path(__file__).parent / "smoke"
+"""The sandbox's smoke suite (pytest: health, cart, checkout)."""
+
+
+def smoke_tables(scenario: Scenario, urls: SandboxUrls, smoke_dir: Path) -> list[str]:
+    """One ``[[smoke]]`` suite per service (run when its deployment completes and on the
+    key) and a rule that fails the verdict while it fails."""
+    lines: list[str] = []
+    for service in scenario.services:
+        name = f"{service.name}-smoke"
+        report = smoke_dir / f"smoke-{service.name}.xml"
+        argv = [sys.executable, "-m", "pytest", "-q", str(SMOKE_SUITE), f"--junitxml={report}"]
+        lines += [
+            "",
+            "[[smoke]]",
+            f"name = {_q(name)}",
+            "command = [" + ", ".join(_q(a) for a in argv) + "]",
+            f"junit = {_q(str(report))}",
+            f"cwd = {_q(str(smoke_dir))}",
+            'timeout = "60s"',
+            'on = ["completed", "key"]',
+            f"service = {_q(service.name)}",
+            f"env = {{ SMOKE_BASE_URL = {_q(urls.proxies[service.name])} }}",
+        ]
+        lines += _rule(
+            f"{service.name} smoke tests", f"smoke:{name}", ">=", 1, 0, "critical", no_data="ok"
+        )
+    return lines
 
 
 # --------------------------------------------------------------------------- traffic split
@@ -933,6 +969,7 @@ class Sandbox:
             self.urls(),
             self.region,
             {name: alb.arns for name, alb in self.albs.items()},
+            smoke_dir=self._workdir,
         )
         tmp = self.config_path.with_suffix(".toml.tmp")
         tmp.write_text(text, encoding="utf-8")

@@ -16,7 +16,13 @@ at 200x50:
 - ``dashboard-rolled-back.svg``: demo, api rolled back by ECS's circuit breaker, the
   banner settled (ROLLED BACK, or DEGRADED when a warning still stands);
 - ``deployment-report.md`` / ``.json``: ``deploywatch gate --act --report`` on
-  bad-release: the report of a rehearsed automatic rollback.
+  bad-release: the report of a rehearsed automatic rollback;
+- ``history.svg``: demo, the deployment history (``h``) once api was rolled back;
+- ``smoke-failing.svg``: bad-release, the sandbox's smoke suite run with ``t``, checkout
+  failing.
+
+``scripts/screenshots.py history smoke`` regenerates only those two (and deletes
+nothing).
 
 Any other ``*.svg`` in screenshots/ is stale and deleted. Look at them after
 regenerating (``rsvg-convert -w 1800 screenshots/x.svg -o /tmp/x.png``).
@@ -169,6 +175,31 @@ async def demo_rollback(app: DeployWatchApp, until: Until, pilot: Any) -> None:
     save(app, "dashboard-rolled-back.svg")
 
 
+async def history_scene(app: DeployWatchApp, until: Until, pilot: Any) -> None:
+    from tui.screens.history import HistoryScreen
+
+    await until(
+        "api rolled back by the circuit breaker, the banner settled", rolled_back_and_settled
+    )
+    app.dashboard.action_history()  # what `h` does
+    await until(
+        "the history fetched",
+        lambda a: isinstance(a.screen, HistoryScreen) and a.screen.memory.sample is not None,
+    )
+    save(app, "history.svg")
+
+
+async def smoke_scene(app: DeployWatchApp, until: Until, pilot: Any) -> None:
+    await until("the banner FAILING on the error-rate rule", failing_on_error_rate)
+    app.dashboard.action_smoke()  # what `t` does
+    await until(
+        "the smoke suite finished",
+        lambda a: any(r.finished is not None for r in a.controller.snapshot.smoke),
+    )
+    await pilot.pause(1.0)  # the smoke screen repaints twice a second
+    save(app, "smoke-failing.svg")
+
+
 def gate_report() -> None:
     """``deploywatch gate --act --report`` against bad-release: a real report."""
     import subprocess
@@ -237,11 +268,28 @@ def run(scenario: str, scene: Scene) -> None:
         asyncio.run(capture(sandbox.config_path, scene))
 
 
+SCENES: dict[str, tuple[str, Scene]] = {
+    "history": ("demo", history_scene),
+    "smoke": ("bad-release", smoke_scene),
+}
+"""The pictures ``scripts/screenshots.py NAME...`` can regenerate alone."""
+
+
 def main() -> int:
     OUT.mkdir(exist_ok=True)
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    only = sys.argv[1:]
+    if only:
+        unknown = [name for name in only if name not in SCENES]
+        if unknown:
+            raise SystemExit(f"unknown picture {unknown[0]!r} (choose: {', '.join(SCENES)})")
+        for name in only:
+            run(*SCENES[name])
+        return 0
+    for scenario, scene in SCENES.values():
+        run(scenario, scene)
     run("clean-rollout", clean_rollout)
     run("bad-release", bad_release)
     run("demo", demo_rollback)

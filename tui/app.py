@@ -137,6 +137,8 @@ class DeployWatchApp(App[None]):
                 "freeze": keys.freeze,
                 "evidence": keys.evidence,
                 "report": keys.report,
+                "history": keys.history,
+                "smoke": keys.smoke,
             }
         )
         self.report_book = ReportBook(

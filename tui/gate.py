@@ -43,10 +43,14 @@ from engine.actions import Outcome, Verb
 from engine.autopilot import span_words
 from engine.bake import BakeState
 from engine.config import DEFAULT_CONFIG, ConfigError, load_config, parse_duration
+from engine.history import acts_from_audit, build_history_source, figures
+from engine.history import rows as history_rows
+from engine.history import to_json as history_json
 from engine.report import ReportBook, write_report
 from engine.store import EcsStatus
 from engine.text import clean
 from engine.verdict import Verdict
+from sources.model import SourceError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -66,6 +70,9 @@ class Exit(IntEnum):
     ROLLED_BACK = 3
     TIMED_OUT = 4
 
+
+HISTORY_WAIT = 30.0
+"""Seconds the gate waits at exit for the deployment history of its report."""
 
 FAILED_GRACE = timedelta(seconds=30)
 """How long ECS may say FAILED before the gate calls it failed (ECS says FAILED for a
@@ -136,6 +143,8 @@ class Gate:
     before_finish: Callable[[], Awaitable[None]] | None = None
     """Awaited once the outcome is known, before the report and the summary line (the
     recording is closed then: the summary stays the last line)."""
+    history: dict[str, Any] | None = None
+    """The deployment history for the report, once fetched."""
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -360,10 +369,32 @@ class Gate:
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await watch
+        if self.book is not None:
+            await self._fetch_history()
         if self.before_finish is not None:
             await self.before_finish()
         self.finish(*outcome)
         return outcome[0]
+
+    async def _fetch_history(self) -> None:
+        """The deployment history for the report: bounded; without it the report says
+        nothing of history (and a line says why)."""
+        settings = self.controller.settings
+        try:
+            async with asyncio.timeout(HISTORY_WAIT):
+                sample = await build_history_source(settings, self.clock).fetch()
+                entries = await asyncio.to_thread(self.controller.actions.audit.read)
+        except TimeoutError:
+            self.emit(
+                "report", f"deployment history not in the report: no answer in {HISTORY_WAIT:g}s"
+            )
+            return
+        except SourceError as exc:
+            self.emit("report", f"deployment history not in the report: {_clean(str(exc))}")
+            return
+        labels = {ref.key: ref.display for ref in settings.services}
+        listed = history_rows(sample, acts_from_audit(entries), labels, self.clock())
+        self.history = history_json(listed, figures(listed, settings.history), sample)
 
     def finish(self, code: int, why: str) -> None:
         """The summary line."""
@@ -392,6 +423,8 @@ class Gate:
         data = self.book.to_json(
             outcome=words, code=code, why=why, ended=now, audit=self.controller.actions.audit
         )
+        if self.history is not None:
+            data["history"] = self.history
         try:
             written = [str(p) for p in write_report(self.options.report, data)]
         except OSError as exc:

@@ -152,13 +152,16 @@ def _dashboard(recording: Recording, settings: Any, speed: float) -> int:
     name = f"replay {settings.environment.name}"[:40]
     env = settings.environment.model_copy(update={"name": name})
     settings = settings.model_copy(update={"environment": env})
+    source = PlaybackSource(recording, clock)
     app = DeployWatchApp(
         settings,
-        [PlaybackSource(recording, clock)],
+        [source],
         clock=clock,
         read_only=True,
         executor=_never,
     )
+    app.controller.runs_commands = False  # smoke results come from the recording
+    source.smoke = app.controller.ingest
     app.run()
     return app.return_code or 0
 

@@ -14,6 +14,7 @@ from rich.text import Text
 from engine.autopilot import Recovery
 from engine.bake import BakeState
 from widgets.safe import LONG, clean
+from widgets.smoke import smoke_line
 from widgets.tones import Toned
 
 if TYPE_CHECKING:
@@ -106,6 +107,7 @@ class KeyHints:
     resume: str = "r"
     cancel: str = "c"
     evidence: str = "e"
+    smoke: str = "t"
 
 
 def canary_words(view: CanaryView, now: datetime, keys: KeyHints) -> str:
@@ -210,6 +212,8 @@ def action_lines(snapshot: Snapshot, now: datetime, keys: KeyHints) -> tuple[Act
                 f" · {result.message}",
             )
         )
+    for run in snapshot.smoke:
+        lines.append(ActionLine(*smoke_line(run, now, keys.smoke)))
     for view in snapshot.mttr:
         lines.append(ActionLine("muted", "MTTR", f"{view.label}: {mttr_words(view, now)}"))
     return tuple(lines)

@@ -68,6 +68,11 @@ def test_clean_rollout_is_signed_off_after_its_bake(
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["status"] == "SIGNED OFF" and data["breached_rules"] == []
     assert data["actions"] == []  # nothing was sent
+    # The deployment history, from ECS's service-deployments API, with its figures.
+    assert "## Deployment history" in markdown and "- success 100%" in markdown
+    newest = data["history"]["deployments"][0]
+    assert (newest["service"], newest["from"], newest["to"]) == ("web", "web:1", "web:2")
+    assert newest["outcome"] == "completed" and newest["who"] == []
 
 
 def test_bad_release_without_act_fails_and_sends_nothing(
@@ -121,6 +126,8 @@ def test_bad_release_with_act_rolls_back_automatically(
     assert "web:1 → web:2" in markdown  # the deployment the gate was for
     assert "## MTTR" in markdown and "decided 20" in markdown
     assert "PaymentGatewayError" in markdown
+    # The history names who acted on the deployment: the rule, from the audit log.
+    assert "## Deployment history" in markdown and "rule rollback (" in markdown
     # Audited like any action, in the rehearsal log the sandbox's config names.
     log = load_config(sandbox.config_path).actions.audit_log
     assert log is not None and log.name == "rehearsal-audit.jsonl"

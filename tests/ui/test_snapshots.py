@@ -177,11 +177,19 @@ def _judged(app: DeployWatchApp, word: str) -> Callable[[Pilot[None]], Awaitable
         await wait_until(pilot, final)
         await pilot.pause()
         # Rows below a pane's view are measured lazily (when it scrolls): measure them
-        # now, so the scrollbars do not depend on when the data came in.
-        for rows in app.screen.query(RowList):
-            rows._settle()
-        await pilot.pause()
-        await pilot.pause()
+        # now, so the scrollbars do not depend on when the data came in; then wait
+        # until two frames in a row are the same (bounded), so the picture is the
+        # settled screen and not a moment of a relayout.
+        before = ""
+        for _ in range(20):
+            for rows in app.screen.query(RowList):
+                rows._settle()
+            await pilot.pause()
+            await pilot.pause()
+            frame = app.export_screenshot()
+            if frame == before:
+                break
+            before = frame
 
     return run_before
 

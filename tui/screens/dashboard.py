@@ -22,6 +22,8 @@ from engine.store import EcsStatus, Store
 from engine.wiring import freshness
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.evidence import EvidenceScreen, evidence_text
+from tui.screens.history import HistoryFeed, HistoryMemory, HistoryScreen
+from tui.screens.smoke import SmokeScreen
 from widgets.actionbar import ActionBar, KeyHints, action_lines
 from widgets.deployments import DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
@@ -31,7 +33,7 @@ from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, Ver
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
     from datetime import datetime
 
     from textual.app import ComposeResult
@@ -195,6 +197,22 @@ class DashboardScreen(Screen[None]):
             tooltip="Write the deployment report now (Markdown and JSON; also on quit)",
             id="report",
         ),
+        Binding(
+            "h",
+            "history",
+            "History",
+            tooltip="Recent deployments, their success and rollback rates, MTTR",
+            id="history",
+            show=False,
+        ),
+        Binding(
+            "t",
+            "smoke",
+            "Smoke tests",
+            tooltip="Run the smoke suites that run on this key, and show each test case",
+            id="smoke",
+            show=False,
+        ),
     ]
 
     def __init__(self, settings: Settings, controller: Controller) -> None:
@@ -219,6 +237,11 @@ class DashboardScreen(Screen[None]):
         self.compact = False
         """The compact layout is on (a terminal below COMPACT_WIDTH x COMPACT_HEIGHT)."""
         self._deployments = DeploymentsPane(controller.store.services.values(), now=self.clock())
+        self.history_memory = HistoryMemory()
+        """The last history fetched (the history screen shows it at once when reopened)."""
+        self.history_feed: Callable[[], HistoryFeed] | None = None
+        """Builds what the history screen follows (default: the history source of the
+        config; tests give a scripted one)."""
         controller.listen(self._on_watch)
 
     @property
@@ -375,6 +398,7 @@ class DashboardScreen(Screen[None]):
             resume=shown(keys.resume),
             cancel=shown(keys.cancel),
             evidence=shown(keys.evidence),
+            smoke=shown(keys.smoke),
         )
 
     def plan(self, verb: Verb, key: str | None = None) -> Plan:
@@ -438,6 +462,28 @@ class DashboardScreen(Screen[None]):
         hints = self.key_hints()
         text = evidence_text(self.snapshot.report, action_lines(self.snapshot, now, hints), now)
         self.app.push_screen(EvidenceScreen(text, self.settings.keys.evidence, hints.evidence))
+
+    def action_history(self) -> None:
+        """The deployment history and its figures (fetched off the event loop)."""
+        self.app.push_screen(
+            HistoryScreen(self.settings, self.controller, self.history_memory, self.history_feed)
+        )
+
+    def action_smoke(self) -> None:
+        """Run the smoke suites of the key (one already running is not run twice), and
+        show every suite's live state and cases."""
+        if not self.settings.smoke:
+            self.notify(
+                "no [[smoke]] suite in the config",
+                title="Smoke tests",
+                severity="warning",
+                timeout=6,
+            )
+            return
+        started = self.controller.run_smoke("key")
+        if not started and not self.controller.smoke_running():
+            self.notify("no [[smoke]] suite runs on the key (on = [...])", timeout=6)
+        self.app.push_screen(SmokeScreen(self.controller, self.settings.keys.smoke))
 
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
