@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
 from engine.autopilot import AutoPilot, MttrClock
 from engine.canary import CanaryDriver
+from engine.compare import build_comparebook
 from engine.rules import RuleState
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
@@ -272,6 +273,8 @@ class Controller:
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
         )
         rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
+        rule_targets.update({c.name: settings.rule_service(c) for c in settings.compares})
+        self.compare = build_comparebook(settings, self.store.rules)
         self.autopilot = AutoPilot(rule_targets, settings.actions.countdown)
         self.mttr = MttrClock(rule_targets)
         self.canaries: dict[str, CanaryDriver] = {
@@ -377,6 +380,7 @@ class Controller:
     async def _loop(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
+        await self.compare.refresh(self.clock())
         self.step()
         while True:
             now = self.clock()
@@ -396,6 +400,8 @@ class Controller:
             if woken and self._pending.data:
                 # New data: collect the rest of the burst, then judge once.
                 await asyncio.sleep(self._coalesce(loop.time()))
+            # The comparisons' tests run in a thread, only for changed points.
+            await self.compare.refresh(self.clock())
             self.step()
 
     def _coalesce(self, loop_now: float) -> float:
@@ -416,6 +422,9 @@ class Controller:
         rule_change = self.store.rules.next_change(now)
         if rule_change is not None:
             times.append(rule_change)
+        compare_change = self.compare.next_change(now)
+        if compare_change is not None:
+            times.append(compare_change)
         for countdown in self.autopilot.pending():
             times.append(min(countdown.due, now + timedelta(seconds=TICK_WHILE_PENDING)))
         if any(e.reason.startswith("pending ") for e in self.evidence):
@@ -442,6 +451,9 @@ class Controller:
         self._judgements += 1
         statuses = self._current_statuses()
         evidence = self.store.rules.evaluate(now, self.store.source_error)
+        if self.compare.rules:
+            evidence += self.compare.evaluate(now, self.store.source_error)
+            evidence.sort(key=lambda e: e.state.rank)
         self.evidence = tuple(evidence)
         self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence))
         self._automate(now, evidence, statuses)
