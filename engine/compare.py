@@ -146,13 +146,16 @@ def _value(value: float | None, unit: str) -> str:
     return f"{text}{unit}" if unit == "%" else f"{text} {unit}"
 
 
-def _ratio(value: float) -> str:
-    """``1.6``, ``1.05`` (two decimals only near 1, where they matter), ``∞``."""
+def _ratio(value: float, limits: Iterable[float] = ()) -> str:
+    """``1.6``, ``1.05`` (two decimals near 1, where they matter, and where one would
+    read like a limit it is not: ``1.23 > 1.2``), ``∞``."""
     if math.isinf(value):
         return "∞"
     if abs(value) >= 100:
         return f"{value:.0f}"
     text = f"{value:.1f}" if abs(value - 1) >= 0.15 else f"{value:.2f}"
+    if any(value != limit and f"{limit:.1f}" == text for limit in limits):
+        text = f"{value:.2f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
 
 
@@ -182,6 +185,15 @@ def limit_words(rule: CompareRule, ratio: float, *, measured: bool = True) -> st
     return f"≥ ×{_ratio(rule.allowed_decrease)}"
 
 
+def _limits(rule: CompareRule) -> tuple[float, ...]:
+    return (
+        rule.allowed_increase,
+        rule.critical_increase,
+        rule.allowed_decrease,
+        rule.critical_decrease,
+    )
+
+
 def describe(rule: CompareRule, judgement: Judgement) -> str:
     """``p95 v2 131 ms vs v1 82 ms ×1.6 > ×1.1, p=0.003, 30/30 samples``."""
     j = judgement
@@ -190,10 +202,16 @@ def describe(rule: CompareRule, judgement: Judgement) -> str:
     return (
         f"{rule.name} {_tag(j.canary_group)} {_value(j.canary_stat, rule.unit)} vs "
         f"{_tag(j.baseline_group)} {_value(j.baseline_stat, rule.unit)} "
-        f"×{_ratio(j.ratio)} {limit_words(rule, j.ratio, measured=j.baseline_stat != 0)}, "
+        f"×{_ratio(j.ratio, _limits(rule))} {limit_words(rule, j.ratio, measured=j.baseline_stat != 0)}, "
         f"p{_p(j.p_value)}, "
         f"{j.canary_n}/{j.baseline_n} samples"
     )
+
+
+def load_scipy() -> None:
+    """Import the test's module (blocking, a second or two: call it in a thread early, so
+    the first comparison does not wait for it)."""
+    from scipy.stats import mannwhitneyu  # noqa: F401 - lazy: a heavy import
 
 
 def judge_samples(
@@ -417,6 +435,10 @@ class CompareBook:
             if key != tracker.key:
                 work.append(_Work(tracker, key, baseline, canary, groups))
         return work
+
+    def outdated(self, now: datetime) -> bool:
+        """Whether some comparison's points changed since it was last judged."""
+        return bool(self.rules) and bool(self._due(now))
 
     @staticmethod
     def _compute(work: list[_Work]) -> list[Judgement]:

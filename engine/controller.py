@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
 from engine.autopilot import AutoPilot, MttrClock
 from engine.canary import CanaryDriver
-from engine.compare import build_comparebook
+from engine.compare import build_comparebook, load_scipy
 from engine.rules import RuleState
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
@@ -356,6 +356,8 @@ class Controller:
     async def run(self, sources: Sequence[Source] = ()) -> None:
         """Consume ``sources`` and judge whenever something can change, until cancelled."""
         self._wake = asyncio.Event()
+        if self.compare.rules:  # scipy loads in a thread while the first points arrive
+            self._spawn(asyncio.to_thread(load_scipy))
         consumers = [asyncio.create_task(self._consume(s), name=s.name) for s in sources]
         self._consumers = {task.get_name(): task for task in consumers}
         try:
@@ -380,8 +382,7 @@ class Controller:
     async def _loop(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
-        await self.compare.refresh(self.clock())
-        self.step()
+        await self._judge()
         while True:
             now = self.clock()
             wait = self._seconds_to_next(now)
@@ -400,9 +401,15 @@ class Controller:
             if woken and self._pending.data:
                 # New data: collect the rest of the burst, then judge once.
                 await asyncio.sleep(self._coalesce(loop.time()))
-            # The comparisons' tests run in a thread, only for changed points.
-            await self.compare.refresh(self.clock())
-            self.step()
+            await self._judge()
+
+    async def _judge(self) -> None:
+        """Run the comparisons' tests (in a thread, only for changed points), then judge.
+        Points that arrived while the tests ran are new data: judged on the next round."""
+        await self.compare.refresh(self.clock())
+        self.step()
+        if self.compare.outdated(self.clock()):
+            self._pending.data = True
 
     def _coalesce(self, loop_now: float) -> float:
         """Seconds to collect new data before judging it."""

@@ -73,6 +73,10 @@ def test_the_one_liner_reads_like_the_issue() -> None:
     assert describe(rule(), j) == "p95 v2 131 ms vs v1 82 ms ×1.6 > ×1.1, p=0.003, 30/30 samples"
     ok = Judgement(Outcome.PASS, V1, V2, 82.0, 84.0, 84 / 82, 0.41, 30, 28)
     assert describe(rule(), ok) == "p95 v2 84 ms vs v1 82 ms ×1.02 ≤ ×1.1, p=0.41, 28/30 samples"
+    near = Judgement(Outcome.FAIL, V1, V2, 91.2, 110.0, 110 / 91.2, 0.044, 48, 26)
+    assert describe(rule(allowed_increase=1.2), near).startswith(
+        "p95 v2 110 ms vs v1 91.2 ms ×1.21 > ×1.2, p=0.044, "
+    )
     errors = rule(name="errors", unit="%")
     bad = Judgement(Outcome.FAIL, V1, V2, 0.2, 2.1, 10.5, 0.0004, 60, 60, severe=True)
     assert (
@@ -419,6 +423,50 @@ async def test_the_watch_judges_comparisons_and_counts_down_their_rollback(
         assert "ms ×1.7 > ×1.1, p<0.001, 40/60 samples" in snapshot.report.headline
         assert [c.rule for c in snapshot.countdowns] == ["p95 vs v1"]
         assert controller.compare.trackers["p95 vs v1"].computed == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_points_that_arrive_while_the_test_runs_are_judged_next_round(
+    tmp_path: Path,
+) -> None:
+    settings = parse_config(config(window="1m", min_samples=20), Path("t.toml"))
+    controller = Controller(
+        settings,
+        clock=FrozenClock(T0 + 60 * SEC),
+        executor=lambda _call: {"ok": True},
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        operator=lambda: "tester",
+    )
+    compare = controller.compare
+    original = compare.refresh
+    calls = 0
+
+    async def refresh(now: Any, run: Any = None) -> int:
+        nonlocal calls
+        calls += 1
+        judged = await original(now, run)
+        if calls == 1:  # the points land while the first (empty) round's test runs
+            controller.ingest(p95_sample(V1, uniform(1, 70, 90, 60), 0))
+            controller.ingest(p95_sample(V2, uniform(2, 120, 150, 40), 20))
+        return judged
+
+    compare.refresh = refresh  # type: ignore[method-assign]
+    task = asyncio.create_task(controller.run())
+    try:
+        for _ in range(200):
+            if compare.trackers["p95 vs v1"].computed >= 2:
+                break
+            await asyncio.sleep(0.05)
+        assert compare.trackers["p95 vs v1"].computed == 2
+        for _ in range(100):
+            if controller.snapshot.verdict is not Verdict.NO_DATA:
+                break
+            await asyncio.sleep(0.05)
+        evidence = {e.rule: e for e in controller.snapshot.evidence}
+        assert evidence["p95 vs v1"].state is RuleState.CRITICAL  # alone: score 0
     finally:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
