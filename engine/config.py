@@ -350,6 +350,69 @@ class RuleSettings(_Frozen):
         return value
 
 
+COMPARE_SUBJECT = re.compile(r"^metric:[A-Za-z0-9_.-]+$")
+
+
+class CompareSettings(_Frozen):
+    """One ``[[compare]]``: a grouped metric, the new version's series against the
+    baseline's, judged by a Mann-Whitney U test (see ``engine/compare.py``)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=60)]
+    subject: Annotated[str, Field(pattern=COMPARE_SUBJECT.pattern)]
+    """``metric:<name>`` of a metric queried ``by {version}`` (or any tag)."""
+    baseline: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """The baseline group, e.g. ``version:v1``; default: the group whose points began first."""
+    canary: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    """The canary group, e.g. ``version:v2``; default: the group whose points began last."""
+    direction: Literal["increase", "decrease", "either"] = "increase"
+    """Which change is bad."""
+    confidence: Annotated[Number, Field(ge=0.5, lt=1)] = 0.95
+    statistic: Literal["median", "mean"] = "median"
+    """What the ratio compares (``mean`` suits sparse counts such as error rates)."""
+    allowed_increase: Annotated[Number, Field(ge=1, le=1000)] = 1.1
+    critical_increase: Annotated[Number, Field(ge=1, le=1000)] = 2.0
+    allowed_decrease: Annotated[Number, Field(gt=0, le=1)] = 0.9
+    critical_decrease: Annotated[Number, Field(ge=0, le=1)] = 0.5
+    min_samples: Annotated[Int, Field(ge=3, le=2048)] = 10
+    """Fewest points per side in the window."""
+    window: Annotated[timedelta, BeforeValidator(_within(0, MAX_WINDOW_S, low_open=True))] = (
+        timedelta(minutes=5)
+    )
+    no_data: Literal["no_data", "ok", "breach"] = "no_data"
+    """Too few samples or one version only: NO DATA (left out of the score), a pass
+    (``ok``) or a fail (``breach``)."""
+    weight: Annotated[Number, Field(gt=0, le=1000)] = 1.0
+    critical: Bool = False
+    """A Fail of this comparison fails the canary score alone."""
+    action: Literal["none", "pause", "rollback"] = "none"
+    service: str | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CompareSettings:
+        if self.critical_increase < self.allowed_increase:
+            raise ValueError("critical_increase of at least allowed_increase")
+        if self.critical_decrease > self.allowed_decrease:
+            raise ValueError("critical_decrease of at most allowed_decrease")
+        if self.baseline is not None and self.baseline == self.canary:
+            raise ValueError("a baseline and a canary that are two different groups")
+        return self
+
+
+class JudgeSettings(_Frozen):
+    """The canary score over every ``[[compare]]`` (Kayenta's defaults)."""
+
+    pass_score: Annotated[Number, Field(ge=0, le=100)] = 75.0
+    """A score at least this passes."""
+    marginal_score: Annotated[Number, Field(ge=0, le=100)] = 50.0
+    """A score under this fails the canary (between the two: marginal, DEGRADED)."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> JudgeSettings:
+        if self.marginal_score > self.pass_score:
+            raise ValueError("marginal_score of at most pass_score")
+        return self
+
+
 def _file_path(value: Any) -> Any:
     if isinstance(value, str) and (not value.strip() or not value.isprintable()):
         raise ValueError("a file path (not empty, no control characters)")
@@ -577,13 +640,16 @@ class Settings(_Frozen):
     sentry: SentrySettings | None = None
     probes: Annotated[tuple[ProbeSettings, ...], Field(alias="probe")] = ()
     rules: Annotated[tuple[RuleSettings, ...], Field(alias="rule")] = ()
+    compares: Annotated[tuple[CompareSettings, ...], Field(alias="compare")] = ()
+    """The ``[[compare]]`` tables: statistical comparisons of new against old."""
+    judge: JudgeSettings = JudgeSettings()
     actions: ActionSettings = ActionSettings()
     keys: KeySettings = KeySettings()
     smoke: Annotated[tuple[SmokeSettings, ...], Field(alias="smoke")] = ()
     """The ``[[smoke]]`` suites."""
     history: HistorySettings = HistorySettings()
 
-    def rule_service(self, rule: RuleSettings) -> str | None:
+    def rule_service(self, rule: RuleSettings | CompareSettings) -> str | None:
         """The service key a rule is about: its own ``service``, else its metric's,
         probe's or Sentry's, else the only configured service."""
         key = self.service_key(rule.service)
@@ -594,7 +660,7 @@ class Settings(_Frozen):
             key = self.services[0].key
         return key
 
-    def _subject_owner(self, rule: RuleSettings) -> str | None:
+    def _subject_owner(self, rule: RuleSettings | CompareSettings) -> str | None:
         """The ``service`` of the metric, probe or Sentry table a rule's subject names."""
         kind, _, target = rule.subject.partition(":")
         target = target.split(".", 1)[0]
@@ -704,7 +770,30 @@ class Settings(_Frozen):
                 raise ValueError(
                     f"{at}.service: expected the service rule {rule.name!r} acts on (action = {rule.action!r}): one of the [[service]] keys (or set it on its metric/probe)"
                 )
+        self._check_compares(metrics)
         return self
+
+    def _check_compares(self, metrics: set[str]) -> None:
+        rules = {r.name for r in self.rules}
+        seen: set[str] = set()
+        for index, compare in enumerate(self.compares, 1):
+            at = f"compare #{index}"
+            if compare.name in rules or compare.name in seen or compare.name == "canary score":
+                raise ValueError(
+                    f"{at}.name: expected a name no other [[rule]] or [[compare]] has, but {compare.name!r} appears twice"
+                )
+            seen.add(compare.name)
+            target = compare.subject.removeprefix("metric:")
+            if target not in metrics:
+                raise ValueError(
+                    f"{at}.subject: expected the name of a [[metric]] (have: {', '.join(sorted(metrics)) or 'none'}), got {compare.subject!r} in compare {compare.name!r}"
+                )
+            if compare.service is not None:
+                self._check_service(f"{at}.service", compare.service)
+            if compare.action != "none" and self.rule_service(compare) is None:
+                raise ValueError(
+                    f"{at}.service: expected the service compare {compare.name!r} acts on (action = {compare.action!r}): one of the [[service]] keys (or set it on its metric)"
+                )
 
     @field_validator("services")
     @classmethod

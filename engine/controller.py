@@ -34,6 +34,7 @@ from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
 from engine.autopilot import AutoPilot, MttrClock
 from engine.bake import Bake, BakeView
 from engine.canary import CanaryDriver
+from engine.compare import build_comparebook, load_scipy
 from engine.rules import RuleState
 from engine.smoke import SmokeRun, run_smoke, wanted
 from engine.store import EcsStatus, Store
@@ -280,6 +281,8 @@ class Controller:
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
         )
         rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
+        rule_targets.update({c.name: settings.rule_service(c) for c in settings.compares})
+        self.compare = build_comparebook(settings, self.store.rules)
         self.autopilot = AutoPilot(rule_targets, settings.actions.countdown)
         self.mttr = MttrClock(rule_targets)
         self.canaries: dict[str, CanaryDriver] = {
@@ -394,6 +397,8 @@ class Controller:
     async def run(self, sources: Sequence[Source] = ()) -> None:
         """Consume ``sources`` and judge whenever something can change, until cancelled."""
         self._wake = asyncio.Event()
+        if self.compare.rules:  # scipy loads in a thread while the first points arrive
+            self._spawn(asyncio.to_thread(load_scipy))
         consumers = [asyncio.create_task(self._consume(s), name=s.name) for s in sources]
         self._consumers = {task.get_name(): task for task in consumers}
         try:
@@ -420,7 +425,7 @@ class Controller:
     async def _loop(self) -> None:
         assert self._wake is not None
         loop = asyncio.get_running_loop()
-        self.step()
+        await self._judge()
         while True:
             now = self.clock()
             wait = self._seconds_to_next(now)
@@ -439,7 +444,15 @@ class Controller:
             if woken and self._pending.data:
                 # New data: collect the rest of the burst, then judge once.
                 await asyncio.sleep(self._coalesce(loop.time()))
-            self.step()
+            await self._judge()
+
+    async def _judge(self) -> None:
+        """Run the comparisons' tests (in a thread, only for changed points), then judge.
+        Points that arrived while the tests ran are new data: judged on the next round."""
+        await self.compare.refresh(self.clock())
+        self.step()
+        if self.compare.outdated(self.clock()):
+            self._pending.data = True
 
     def _coalesce(self, loop_now: float) -> float:
         """Seconds to collect new data before judging it."""
@@ -461,6 +474,9 @@ class Controller:
         rule_change = self.store.rules.next_change(now)
         if rule_change is not None:
             times.append(rule_change)
+        compare_change = self.compare.next_change(now)
+        if compare_change is not None:
+            times.append(compare_change)
         for countdown in self.autopilot.pending():
             times.append(min(countdown.due, now + timedelta(seconds=TICK_WHILE_PENDING)))
         if any(e.reason.startswith("pending ") for e in self.evidence):
@@ -492,6 +508,9 @@ class Controller:
         statuses = self._current_statuses()
         self._smoke_on_completion(statuses)
         evidence = self.store.rules.evaluate(now, self.store.source_error)
+        if self.compare.rules:
+            evidence += self.compare.evaluate(now, self.store.source_error)
+            evidence.sort(key=lambda e: e.state.rank)
         self.evidence = tuple(evidence)
         self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence))
         self._automate(now, evidence, statuses)

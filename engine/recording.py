@@ -361,35 +361,35 @@ async def replay_offline(
         on_start(controller)  # e.g. a report book listens from the first judgement
     timeline: list[tuple[datetime, str]] = []
 
-    def judge(at: datetime) -> None:
+    async def judge(at: datetime) -> None:
         clock.move_to(at)
+        await controller.compare.refresh(at)  # the comparison rules' tests, as live
         verdict = controller.step(at).verdict.value
         if not timeline or timeline[-1][1] != verdict:
             timeline.append((at, verdict))
 
-    judge(recording.started)
+    async def catch_up(until: datetime) -> None:
+        """Judge at every moment the watch would have woken by itself up to ``until``."""
+        for _ in range(100_000):  # bounded: each wake moves time forward
+            now = clock()
+            wake = controller.next_wake(now)
+            if wake is None or wake > until:
+                return
+            await judge(max(wake, now + timedelta(milliseconds=1)))
+
+    await judge(recording.started)
     for entry in recording.entries:
-        _catch_up(controller, judge, entry.at)
+        await catch_up(entry.at)
         clock.move_to(entry.at)
         if entry.item is not None:
             controller.ingest(entry.item)
-            judge(entry.at)
+            await judge(entry.at)
         elif entry.type == "intent" and entry.data.get("what") == "cancel":
             controller.autopilot.cancel()
-            judge(entry.at)
-    _catch_up(controller, judge, recording.ended)
+            await judge(entry.at)
+    await catch_up(recording.ended)
     await controller.settle()  # automatic actions a countdown started: refused (read-only)
     return timeline, controller
-
-
-def _catch_up(controller: Any, judge: Callable[[datetime], None], until: datetime) -> None:
-    """Judge at every moment the watch would have woken by itself before ``until``."""
-    for _ in range(100_000):  # bounded: each wake moves time forward
-        now = controller.clock()
-        wake = controller.next_wake(now)
-        if wake is None or wake > until:
-            return
-        judge(max(wake, now + timedelta(milliseconds=1)))
 
 
 class PlaybackClock:

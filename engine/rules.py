@@ -383,6 +383,15 @@ class RuleBook:
         series.add(at, value)
         return True
 
+    def keep(self, subject: str, span: timedelta) -> None:
+        """Keep ``subject``'s points for at least ``span`` (a reader other than a
+        threshold rule, such as a comparison, needs them)."""
+        self._keep[subject] = max(self._keep.get(subject, timedelta()), span)
+
+    def subject_groups(self, subject: str) -> list[str | None]:
+        """The groups of ``subject`` seen so far, in the order they were first seen."""
+        return list(self._groups.get(subject, ()))
+
     def groups(self, rule: Rule) -> list[str | None]:
         """The groups of ``rule``'s subject seen so far, within its scope."""
         wanted = self.scope.get(rule.name)

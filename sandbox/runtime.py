@@ -67,6 +67,7 @@ from sandbox.proxy import WeightedProxy
 from sandbox.requestlog import RequestLog
 from sandbox.scenario import (
     CanaryStepSpec,
+    CompareSpec,
     Scenario,
     ServiceSpec,
     TimelineAction,
@@ -310,6 +311,46 @@ def _rule(
     return lines
 
 
+def compare_tables(service: str, spec: CompareSpec) -> list[str]:
+    """The ``[[compare]]`` tables of a service: p95 and error rate, new against old.
+    With one version serving there is nothing to compare: that is no evidence either way
+    (``no_data = "ok"``), so a rehearsal before and after a deployment can be HEALTHY."""
+    lines: list[str] = []
+    for name, metric, statistic, allowed, critical in (
+        (
+            f"{service} p95",
+            f"{service}_p95_ms",
+            "median",
+            spec.p95_allowed_increase,
+            spec.p95_critical_increase,
+        ),
+        (
+            f"{service} errors",
+            f"{service}_error_rate",
+            "mean",
+            spec.error_allowed_increase,
+            spec.error_critical_increase,
+        ),
+    ):
+        lines += [
+            "",
+            "[[compare]]",
+            f"name = {_q(name)}",
+            f"subject = {_q('metric:' + metric)}",
+            f"statistic = {_q(statistic)}",
+            'direction = "increase"',
+            f"confidence = {spec.confidence:g}",
+            f"allowed_increase = {allowed:g}",
+            f"critical_increase = {critical:g}",
+            f"min_samples = {spec.min_samples}",
+            f"window = {_secs(spec.window)}",
+            'no_data = "ok"',
+            f"action = {_q(spec.action)}",
+            f"service = {_q(service)}",
+        ]
+    return lines
+
+
 def _step(step: CanaryStepSpec) -> str:
     parts = [f"weight = {step.weight}"]
     if step.wait is not None:
@@ -509,6 +550,9 @@ def config_text(
     lines += _rule("new Sentry issues", "sentry:new_issues", ">=", 1, 0, "warn", no_data="ok")
     if smoke_dir is not None:
         lines += smoke_tables(scenario, urls, smoke_dir)
+    for service in scenario.services:
+        if service.compare is not None:
+            lines += compare_tables(service.name, service.compare)
     return "\n".join(lines) + "\n"
 
 

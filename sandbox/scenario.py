@@ -172,6 +172,27 @@ class VersionSpec:
 
 
 @dataclass(frozen=True)
+class CompareSpec:
+    """The ``[[compare]]`` rules the sandbox writes for a service: its p95 and its error
+    rate, new version against old (Mann-Whitney U, see ``engine/compare.py``).
+
+    Windows are real seconds, like the alerts'.
+    """
+
+    window: float = 60.0
+    """Each side's points over this long are compared."""
+    min_samples: int = 20
+    confidence: float = 0.95
+    p95_allowed_increase: float = 1.2
+    p95_critical_increase: float = 3.0
+    error_allowed_increase: float = 2.0
+    """The error rate compares means (most one-second buckets hold no error)."""
+    error_critical_increase: float = 20.0
+    action: str = "rollback"
+    """What a failing canary score does: ``none``, ``pause`` or ``rollback``."""
+
+
+@dataclass(frozen=True)
 class AlertSpec:
     """Thresholds of the rules the sandbox writes into ``deploywatch.toml`` for a service.
 
@@ -259,6 +280,8 @@ class ServiceSpec:
     """Thresholds of the rules written into the product's config."""
     alb: AlbSpec | None = None
     """An ALB weighted canary in front of this service (its proxy follows the ALB)."""
+    compare: CompareSpec | None = None
+    """Comparison rules (new version against old) written for this service."""
 
     def canary_spec(self) -> ServiceSpec | None:
         """The ECS service behind the ALB's canary target group, as a service of its own
@@ -705,6 +728,7 @@ def _load_service(table: _Table) -> ServiceSpec:
             "paths",
             "alerts",
             "alb",
+            "compare",
         }
     )
     name = table.string("name")
@@ -743,6 +767,34 @@ def _load_service(table: _Table) -> ServiceSpec:
         rate=_rate(table),
         paths=_paths(table),
         alerts=_load_alerts(table.table("alerts")),
+        compare=_load_compare(table.table("compare")) if "compare" in table.data else None,
+    )
+
+
+def _load_compare(table: _Table) -> CompareSpec:
+    table.check_keys(set(CompareSpec.__dataclass_fields__))
+    d = CompareSpec()
+    action = table.string("action", d.action)
+    if action not in ("none", "pause", "rollback"):
+        raise table.error("action", "none, pause or rollback")
+    confidence = table.number("confidence", d.confidence)
+    if not 0.5 <= confidence < 1:
+        raise table.error("confidence", "must be in [0.5, 1)")
+    ratios = {
+        key: table.number(key, float(getattr(d, key)), minimum=1.0)
+        for key in (
+            "p95_allowed_increase",
+            "p95_critical_increase",
+            "error_allowed_increase",
+            "error_critical_increase",
+        )
+    }
+    return CompareSpec(
+        window=table.number("window", d.window, minimum=1.0),
+        min_samples=table.integer("min_samples", d.min_samples, minimum=3),
+        confidence=confidence,
+        action=action,
+        **ratios,
     )
 
 

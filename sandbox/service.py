@@ -28,6 +28,13 @@ The behaviour dict (what a scenario TOML carries; every key optional)::
     health         = {status = 200, flap_period_s = 0, flap_down_s = 0, down_status = 503}
                      # with flap_period_s > 0, /health answers down_status for the last
                      # flap_down_s (default half) of every period, counted from start
+    bursts         = {period_s = 10, chance = 0.3, length_s = 3, error_ratio = 0.3,
+                      latency_ms = 300, seed = 1}
+                     # shared trouble (a database hiccup): REAL wall-clock periods of
+                     # period_s; each is, with probability chance (drawn from seed and
+                     # the period's number, so every version with the same seed bursts
+                     # at the same moments), a burst for its first length_s: a request
+                     # then fails with probability error_ratio and takes latency_ms more
     crash_after_s  = 12                       # process exits (code crash_exit_code) then
     crash_exit_code = 1
     seed           = 7                        # random generator seed (None: random)
@@ -164,6 +171,61 @@ class LatencySpec:
 
 
 @dataclass(frozen=True)
+class BurstSpec:
+    """Bursts of errors and latency on a seeded wall-clock schedule (shared trouble).
+
+    Attributes:
+        period_s: Length of one period, REAL seconds (0: no bursts).
+        chance: Probability that a period holds a burst.
+        length_s: A burst lasts this long from the period's start.
+        error_ratio: Share of requests failing during a burst.
+        latency_ms: Extra latency of every request during a burst.
+        seed: Seed of the schedule: versions with the same seed burst together.
+    """
+
+    period_s: float = 0.0
+    chance: float = 0.0
+    length_s: float = 0.0
+    error_ratio: float = 0.0
+    latency_ms: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.period_s, self.length_s, self.latency_ms) < 0:
+            raise ValueError("bursts values must be >= 0")
+        if not 0 <= self.chance <= 1 or not 0 <= self.error_ratio <= 1:
+            raise ValueError("bursts.chance and bursts.error_ratio must be in [0, 1]")
+        if self.length_s > self.period_s:
+            raise ValueError("bursts.length_s must be at most period_s")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BurstSpec:
+        """Parse from a dict (unknown keys refused).
+
+        Args:
+            data: The ``bursts`` table.
+        """
+        _check_keys(cls, data, "bursts")
+        return cls(
+            period_s=_number(data, "period_s", cls.period_s),
+            chance=_number(data, "chance", cls.chance),
+            length_s=_number(data, "length_s", cls.length_s),
+            error_ratio=_number(data, "error_ratio", cls.error_ratio),
+            latency_ms=_number(data, "latency_ms", cls.latency_ms),
+            seed=int(_number(data, "seed", cls.seed)),
+        )
+
+    def active(self, at: float) -> bool:
+        """Whether a burst is on at wall-clock time ``at`` (epoch seconds)."""
+        if self.period_s <= 0 or self.chance <= 0:
+            return False
+        period, phase = divmod(at, self.period_s)
+        if phase >= self.length_s:
+            return False
+        return random.Random(f"{self.seed}:{int(period)}").random() < self.chance
+
+
+@dataclass(frozen=True)
 class HealthSpec:
     """What ``/health`` answers.
 
@@ -236,6 +298,7 @@ class Behaviour:
     exceptions: tuple[str, ...] = ("RuntimeError",)
     latency: LatencySpec = field(default_factory=LatencySpec)
     health: HealthSpec = field(default_factory=HealthSpec)
+    bursts: BurstSpec = field(default_factory=BurstSpec)
     crash_after_s: float | None = None
     crash_exit_code: int = 1
     seed: int | None = None
@@ -285,6 +348,7 @@ class Behaviour:
             exceptions=tuple(exceptions),
             latency=LatencySpec.from_dict(data.get("latency") or {}),
             health=HealthSpec.from_dict(data.get("health") or {}),
+            bursts=BurstSpec.from_dict(data.get("bursts") or {}),
             crash_after_s=None if crash is None else _number(data, "crash_after_s", 0.0),
             crash_exit_code=int(_number(data, "crash_exit_code", cls.crash_exit_code)),
             seed=None if seed is None else int(seed),
@@ -367,10 +431,18 @@ class ServiceApp:
         return time.monotonic() - self._started
 
     def _decide(self) -> tuple[float, type[Exception] | None]:
+        return self.decide_at(time.time())
+
+    def decide_at(self, at: float) -> tuple[float, type[Exception] | None]:
+        """The latency and the exception (``None``: success) of a request at wall-clock
+        time ``at``; a unit test may drive it with its own times."""
         b = self.behaviour
         with self._lock:
             self.requests += 1
             latency = b.latency.sample_ms(self._rng)
+            burst = b.bursts.active(at)
+            if burst:
+                latency += b.bursts.latency_ms
             if b.error_pattern == "even":
                 self._acc += b.error_ratio
                 failing = self._acc >= 1.0 - 1e-9
@@ -378,6 +450,8 @@ class ServiceApp:
                     self._acc -= 1.0
             else:
                 failing = self._rng.random() < b.error_ratio
+            if burst and not failing:
+                failing = self._rng.random() < b.bursts.error_ratio
             exc_type = None
             if failing:
                 self.errors += 1

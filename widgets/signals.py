@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 from textual.containers import Vertical
 
+from engine.compare import CompareEvidence, Outcome
 from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
 from widgets.format import age_text, number, spark, threshold_ceiling
@@ -105,9 +106,32 @@ def shown(evidence: Sequence[Evidence]) -> tuple[tuple[object, ...], ...]:
             e.action,
             e.state,
             e.reason if e.state is RuleState.OK else "",
+            e.summary() if isinstance(e, CompareEvidence) else "",
         )
         for e in evidence
     )
+
+
+def thresholds(evidence: Sequence[Evidence]) -> tuple[Evidence, ...]:
+    """The threshold rules' evidence (a comparison's has no threshold on the scale)."""
+    return tuple(e for e in evidence if not isinstance(e, CompareEvidence))
+
+
+def comparisons(evidence: Sequence[Evidence]) -> tuple[CompareEvidence, ...]:
+    """The comparison rules' evidence, in a stable order."""
+    found = [e for e in evidence if isinstance(e, CompareEvidence)]
+    return tuple(sorted(found, key=lambda e: e.rule))
+
+
+def compare_text(evidence: CompareEvidence) -> str:
+    """One comparison as its line under the sparklines it judged: the outcome, then the
+    numbers (``Fail     p95 v2 131 ms vs v1 82 ms ×1.6 > ×1.1, p=0.003, 30/30
+    samples``); a narrow pane wraps it, never cuts it."""
+    word = evidence.outcome.value if evidence.state is not RuleState.STALE else "STALE"
+    line = f"  {word:<8} {clean(evidence.summary())}"
+    if evidence.state is RuleState.OK and evidence.outcome is Outcome.FAIL:
+        line += " (outvoted)"
+    return line
 
 
 def _breach_test(evidence: Sequence[Evidence]) -> Callable[[float], bool] | None:
@@ -283,12 +307,15 @@ class MetricRows(RowList):
                 width,
                 self.lines_of(self._head(key).plain, width),
             )
-        return known[2] + max(1, len(self.samples.get(key, {})))
+        extra = 0
+        if self.samples.get(key):
+            extra = sum(self.lines_of(compare_text(e), width) for e in comparisons(evidence))
+        return known[2] + max(1, len(self.samples.get(key, {}))) + extra
 
     def _head(self, name: str) -> Text:
         """The metric's name, its rules' thresholds and its worst state."""
         view = self.views[name]
-        evidence = self.evidence.get(name, ())
+        evidence = thresholds(self.evidence.get(name, ()))
         text = Text()
         worst = min(evidence, key=lambda e: e.state.rank, default=None)
         text.append(clean(view.name), self.tone("label"))
@@ -311,7 +338,8 @@ class MetricRows(RowList):
     def row_text(self, key: str, width: int) -> Text:
         view = self.views[key]
         samples = self.samples.get(key, {})
-        evidence = self.evidence.get(key, ())
+        judged = self.evidence.get(key, ())
+        evidence = thresholds(judged)
         text = self._head(key)
         if not samples:
             text.append("\n  waiting for Datadog…", self.tone("muted"))
@@ -356,6 +384,9 @@ class MetricRows(RowList):
                 self.tone,
                 "ok",
             )
+        for compared in comparisons(judged):
+            tone = self.tone(_STATE_TONE[compared.state])
+            text.append("\n" + compare_text(compared), tone)
         return text
 
 
