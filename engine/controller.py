@@ -536,24 +536,35 @@ class Controller:
         return started is not None and started >= self.accept_since
 
     def _bake(self, now: datetime, statuses: Mapping[str, EcsStatus]) -> None:
-        verdict = self.report.verdict
-        acting = bool(self.autopilot.pending() or self.sending)
-        healthy = verdict is Verdict.HEALTHY and not acting
-        if verdict is Verdict.HEALTHY and acting:
-            why = "an action is pending"
-        else:
-            why = f"{verdict.value}: {self.report.headline}"
+        """Each service bakes on its own signals: the rules that target it (and those
+        that target no service), its ECS data, and no action pending or in flight for it
+        — another service's trouble neither fails nor pauses its bake."""
+        targets = self.autopilot.rule_targets
+        pending = {c.key for c in self.autopilot.pending()}
         for key, bake in self.bakes.items():
+            state = self.store.services[key]
             status = statuses.get(key, EcsStatus.NO_DATA)
             done = status.is_healthy and self.ours(key)
-            sample = self.store.services[key].sample
-            primary = sample.primary if sample is not None else None
+            mine = [ev for ev in self.evidence if targets.get(ev.rule) in (key, None)]
+            critical = [ev for ev in mine if ev.state is RuleState.CRITICAL]
+            unwell = [ev for ev in mine if ev.state is not RuleState.OK]
+            if critical:
+                why = f"FAILING: {critical[0].summary()}"
+            elif key in pending or key in self.sending:
+                why = "an action is pending"
+            elif state.stale:
+                why = f"ECS data STALE: {state.failure.error if state.failure else ''}"
+            elif unwell:
+                why = f"{unwell[0].state.value}: {unwell[0].summary()}"
+            else:
+                why = ""
+            primary = state.sample.primary if state.sample is not None else None
             bake.step(
                 now,
                 deployment=primary.id if primary is not None else None,
                 done=done,
-                healthy=healthy,
-                failing=verdict is Verdict.FAILING,
+                healthy=not why,
+                failing=bool(critical),
                 why=why,
             )
 

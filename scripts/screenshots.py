@@ -13,6 +13,8 @@ at 200x50:
   the new Sentry issue in its pane;
 - ``dashboard-80x24-countdown.svg``: the same at 80x24 (the compact form) once the
   rollback rule's countdown runs;
+- ``dashboard-baking.svg`` / ``dashboard-signed-off.svg``: demo, web's bake window
+  counting down after its rollout, then web signed off;
 - ``dashboard-rolled-back.svg``: demo, api rolled back by ECS's circuit breaker, the
   banner settled (ROLLED BACK, or DEGRADED when a warning still stands);
 - ``deployment-report.md`` / ``.json``: ``deploywatch gate --act --report`` on
@@ -41,6 +43,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine.bake import BakeState  # noqa: E402
 from engine.config import load_config  # noqa: E402
 from engine.store import EcsStatus  # noqa: E402
 from engine.verdict import Verdict  # noqa: E402
@@ -168,11 +171,19 @@ def rolled_back_and_settled(app: DeployWatchApp) -> bool:
     )
 
 
+def bake_state(app: DeployWatchApp, state: BakeState) -> bool:
+    return any(b.key.endswith("/web") and b.state is state for b in app.controller.snapshot.bakes)
+
+
 async def demo_rollback(app: DeployWatchApp, until: Until, pilot: Any) -> None:
+    await until("web's rollout done and baking", lambda a: bake_state(a, BakeState.BAKING))
+    save(app, "dashboard-baking.svg")
     await until(
         "api rolled back by the circuit breaker, the banner settled", rolled_back_and_settled
     )
     save(app, "dashboard-rolled-back.svg")
+    await until("web signed off after its bake", lambda a: bake_state(a, BakeState.SIGNED_OFF))
+    save(app, "dashboard-signed-off.svg")
 
 
 async def history_scene(app: DeployWatchApp, until: Until, pilot: Any) -> None:

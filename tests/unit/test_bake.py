@@ -123,3 +123,22 @@ def test_the_watch_bakes_only_a_deployment_it_saw_in_flight(tmp_path: Path) -> N
     controller.step()
     web = next(v for v in controller.snapshot.bakes if v.key == "demo/web")
     assert web.state is BakeState.SIGNED_OFF and web.signed_off_at == clock()
+
+
+def test_another_service_failing_neither_fails_nor_pauses_a_bake(tmp_path: Path) -> None:
+    from tests.fakes import mid_deploy_script
+
+    clock = FrozenClock()
+    controller = _controller(tmp_path, clock)
+    moving = deployment("web:3", rollout="IN_PROGRESS", running=2, pending=2)
+    controller.ingest(sample("demo/web", [moving, deployment("web:2", status="ACTIVE")]))
+    controller.ingest(sample("demo/api", [deployment("api:7")]))
+    controller.step()
+    clock.advance(30)
+    controller.ingest(sample("demo/web", [deployment("web:3")], at=clock()))
+    api_rolling_back = next(i for i in mid_deploy_script() if getattr(i, "key", "") == "demo/api")
+    controller.ingest(api_rolling_back)
+    snapshot = controller.step()
+    assert snapshot.verdict.value == "FAILING"  # api: ECS is rolling it back
+    web = next(v for v in snapshot.bakes if v.key == "demo/web")
+    assert web.state is BakeState.BAKING, web.reason
