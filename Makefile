@@ -41,6 +41,7 @@ bench: $(STAMP) system-deps
 	$(BIN)/python -m bench.scale
 	$(BIN)/python -m bench.keys
 	$(BIN)/python -m bench.rollback
+	$(BIN)/python -m bench.gate
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

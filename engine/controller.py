@@ -74,6 +74,12 @@ TICK_WHILE_PENDING = 1.0
 evidence's 'pending 12s of 20s' and the countdown move on screen and in the gate."""
 
 
+def _next_whole_second(when: datetime) -> datetime:
+    """``when`` rounded up to a whole second (unchanged when it is one)."""
+    whole = when.replace(microsecond=0)
+    return whole if whole == when else whole + timedelta(seconds=1)
+
+
 @dataclass(frozen=True, slots=True)
 class CountdownView:
     """One pending automatic action."""
@@ -473,7 +479,9 @@ class Controller:
         times: list[datetime] = []
         rule_change = self.store.rules.next_change(now)
         if rule_change is not None:
-            times.append(rule_change)
+            # On a whole second: hundreds of rules whose windows end at scattered
+            # moments are judged together, at most once a second, not once each.
+            times.append(_next_whole_second(rule_change))
         compare_change = self.compare.next_change(now)
         if compare_change is not None:
             times.append(compare_change)
