@@ -470,12 +470,13 @@ def _bake_line(view: BakeView, now: datetime) -> str:
         )
     if view.state is BakeState.FAILED:
         return f"BAKE FAILED {name}: {_clean(view.reason)}"
-    baked = f"{_dur(view.healthy_time(now))} of {_dur(view.window)} healthy"
+    healthy = timedelta(seconds=round(view.healthy_time(now).total_seconds()))
+    baked = f"{_dur(healthy)} of {_dur(view.window)} healthy"
     if view.state is BakeState.PAUSED:
         return f"BAKE PAUSED {name} at {baked}: {_clean(view.reason)}"
     if view.state is BakeState.WAITING:
         return f"BAKE RESET {name}: a new deployment is in flight"
-    return f"BAKING {name} {baked}, {_dur(view.left(now))} left"
+    return f"BAKING {name} {baked}, {_dur(max(timedelta(0), view.window - healthy))} left"
 
 
 def _bake_words(controller: Controller, options: GateOptions) -> str:
