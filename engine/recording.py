@@ -90,11 +90,15 @@ def kind_of(item: Item | SmokeRun) -> str:
 
 
 def public_config(settings: Settings) -> dict[str, Any]:
-    """The config as data, fit to keep: probe header values and URL passwords masked."""
+    """The config as data, fit to keep: probe header values, smoke suites' environment
+    values and URL passwords masked."""
     data = settings.model_dump(mode="json", by_alias=True, exclude_none=True)
     for probe in data.get("probe", []):
         if probe.get("headers"):
             probe["headers"] = dict.fromkeys(probe["headers"], "***")
+    for smoke in data.get("smoke", []):
+        if smoke.get("env"):
+            smoke["env"] = dict.fromkeys(smoke["env"], "***")
     text = _USERINFO.sub("***@", json.dumps(data))
     result: dict[str, Any] = json.loads(text)
     return result
@@ -388,6 +392,7 @@ async def replay_offline(
             controller.autopilot.cancel()
             await judge(entry.at)
     await catch_up(recording.ended)
+    await judge(recording.ended)  # as the watch stood when the recording ended
     await controller.settle()  # automatic actions a countdown started: refused (read-only)
     return timeline, controller
 

@@ -170,3 +170,20 @@ async def test_writing_happens_off_the_event_loop(tmp_path: Path) -> None:
     await asyncio.to_thread(recorder.close)
     recording = await asyncio.to_thread(read_recording, tmp_path / "r.gz")
     assert sum(1 for _ in recording.items()) == len(mid_deploy_script())
+
+
+async def test_the_bad_release_recording_still_replays_to_its_judgement() -> None:
+    """A recording of the bad-release rehearsal (the gate with --act, kept as a fixture):
+    today's rules must judge it as the watch did when it was recorded. A change to the
+    rules, the verdict or the sources' items that alters the judgement fails here."""
+    fixture = Path(__file__).parents[1] / "fixtures" / "bad-release.jsonl.gz"
+    recording = await asyncio.to_thread(read_recording, fixture)
+    assert recording.bad_lines == 0
+    recorded = recording.verdicts()
+    assert [v for _, v in recorded] == ["NO DATA", "HEALTHY", "DEGRADED", "FAILING", "HEALTHY"]
+    replayed, controller = await replay_offline(recording)
+    assert verdicts_agree(replayed, recorded), (replayed, recorded)
+    # The automatic rollback's countdown ran in the replay too (and was refused there).
+    assert controller.last_result is not None
+    assert controller.last_result.plan.verb.value == "rollback"
+    assert controller.last_result.outcome.value == "refused"
