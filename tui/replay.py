@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from engine.recording import Recording
+    from tui.app import DeployWatchApp
 
 EXIT_USAGE = 2
 AGREE_WITHIN_S = 2.0
@@ -144,7 +145,9 @@ def verdicts_agree(
     )
 
 
-def _dashboard(recording: Recording, settings: Any, speed: float) -> int:
+def replay_app(recording: Recording, settings: Any, speed: float) -> DeployWatchApp:
+    """The dashboard playing ``recording`` back: read-only, on the recording's clock,
+    its environment named ``replay …``."""
     from engine.recording import PlaybackClock, PlaybackSource
     from tui.app import DeployWatchApp
 
@@ -153,15 +156,14 @@ def _dashboard(recording: Recording, settings: Any, speed: float) -> int:
     env = settings.environment.model_copy(update={"name": name})
     settings = settings.model_copy(update={"environment": env})
     source = PlaybackSource(recording, clock)
-    app = DeployWatchApp(
-        settings,
-        [source],
-        clock=clock,
-        read_only=True,
-        executor=_never,
-    )
+    app = DeployWatchApp(settings, [source], clock=clock, read_only=True, executor=_never)
     app.controller.runs_commands = False  # smoke results come from the recording
     source.smoke = app.controller.ingest
+    return app
+
+
+def _dashboard(recording: Recording, settings: Any, speed: float) -> int:
+    app = replay_app(recording, settings, speed)
     app.run()
     return app.return_code or 0
 
