@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine.fleet import prepare, service_key
 from sources.datadog import split_query
 
 DEFAULT_CONFIG = Path("deploywatch.toml")
@@ -114,6 +115,45 @@ class AwsSettings(_Frozen):
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("an http:// or https:// URL")
         return value
+
+
+class AwsContext(AwsSettings):
+    """One ``[[aws]]`` context: an account and region, how to reach it, how it looks."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+    """Short name, shown on the cards and the top bar; services name it as ``context``."""
+    role_arn: Annotated[str | None, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")] = (
+        None
+    )
+    """A role to assume (with the profile's or the default chain's credentials);
+    refreshed before it expires."""
+    role_session_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_-]{2,64}$")] = "deploywatch"
+    external_id: Annotated[str | None, Field(min_length=2, max_length=1224)] = None
+    account_id: Annotated[str | None, Field(pattern=r"^[0-9]{12}$")] = None
+    """The account, as the confirmation names it (default: the role's account, else
+    the caller identity's once known)."""
+    environment: Annotated[str | None, Field(min_length=1, max_length=40)] = None
+    """Its environment label (default: the context's name)."""
+    production: Bool = False
+    """Production: shown in the warning colour, and actions ask to type the name."""
+
+    @property
+    def account(self) -> str | None:
+        """The account id from the config or the role's ARN, when known."""
+        if self.account_id is not None:
+            return self.account_id
+        if self.role_arn is not None:
+            return self.role_arn.split(":")[4]
+        return None
+
+    @property
+    def sso_hint(self) -> str:
+        """What to do when its credentials expired, in words."""
+        if self.profile is not None:
+            return f"aws sso login --profile {self.profile}"
+        if self.role_arn is not None:
+            return f"renew the credentials that assume {self.role_arn}"
+        return f"renew the credentials of context {self.name}"
 
 
 class EcsSettings(_Frozen):
@@ -371,6 +411,7 @@ RESERVED_KEYS = {
     "k": "previous service",
     "tab": "next pane",
     "shift+tab": "previous pane",
+    "o": "the deployments' order",
 }
 """Keys the app, its screens or Textual bind already, with what they do (tui/app.py,
 the dashboard and the deployments pane); ``[keys]`` may not take them."""
@@ -475,11 +516,14 @@ class ServiceRef(_Frozen):
     """For a ``CODE_DEPLOY`` service: where its deployments are."""
     canary: AlbCanarySettings | None = None
     """An ALB weighted canary deploywatch drives for this service."""
+    context: str | None = None
+    """The ``[[aws]]`` context (account and region) the service is in."""
 
     @property
     def key(self) -> str:
-        """The stable key of this service: ``cluster/service``."""
-        return f"{self.cluster}/{self.service}"
+        """The stable key of this service: ``cluster/service``, or
+        ``context:cluster/service`` when it names its context."""
+        return service_key(self.context, self.cluster, self.service)
 
     @property
     def display(self) -> str:
@@ -493,6 +537,8 @@ class Settings(_Frozen):
     environment: EnvironmentSettings = EnvironmentSettings()
     aws: AwsSettings = AwsSettings()
     ecs: EcsSettings = EcsSettings()
+    aws_contexts: tuple[AwsContext, ...] = ()
+    """The ``[[aws]]`` tables (when ``aws`` is an array of tables)."""
     services: Annotated[tuple[ServiceRef, ...], Field(alias="service", min_length=1)]
     """The ``[[service]]`` tables."""
     datadog: DatadogSettings | None = None
@@ -502,6 +548,22 @@ class Settings(_Frozen):
     rules: Annotated[tuple[RuleSettings, ...], Field(alias="rule")] = ()
     actions: ActionSettings = ActionSettings()
     keys: KeySettings = KeySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet(cls, data: Any) -> Any:
+        """``[[aws]]`` contexts and ``services = "*"`` templates (engine.fleet)."""
+        return prepare(data)
+
+    def context_of(self, ref: ServiceRef) -> AwsContext:
+        """The context a service is in: the one it names, else the first ``[[aws]]``,
+        else the ``[aws]`` table as an unnamed context."""
+        for context in self.aws_contexts:
+            if context.name == ref.context:
+                return context
+        if self.aws_contexts:
+            return self.aws_contexts[0]
+        return AwsContext(name="default", **self.aws.model_dump())
 
     def rule_service(self, rule: RuleSettings) -> str | None:
         """The service key a rule is about: its own ``service``, else its metric's,
@@ -571,6 +633,8 @@ class Settings(_Frozen):
                     )
                 seen.add(name)
 
+        unique("aws", [c.name for c in self.aws_contexts])
+        self._check_contexts()
         unique("metric", [m.name for m in self.metrics])
         unique("probe", [p.name for p in self.probes])
         unique("rule", [r.name for r in self.rules])
@@ -615,6 +679,21 @@ class Settings(_Frozen):
                 )
         return self
 
+    def _check_contexts(self) -> None:
+        names = [c.name for c in self.aws_contexts]
+        for index, ref in enumerate(self.services, 1):
+            at = f"service #{index}.context"
+            if ref.context is not None and ref.context not in names:
+                have = ", ".join(names) if names else "none: add [[aws]] tables with a name"
+                raise ValueError(
+                    f"{at}: expected the name of an [[aws]] context (have: {have}), "
+                    f"got {ref.context!r}"
+                )
+            if ref.context is None and len(names) > 1:
+                raise ValueError(
+                    f"{at}: expected the name of its [[aws]] context (one of {', '.join(names)})"
+                )
+
     @field_validator("services")
     @classmethod
     def _unique(cls, services: tuple[ServiceRef, ...]) -> tuple[ServiceRef, ...]:
@@ -633,7 +712,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
         if isinstance(item, int):
             text += f" #{item + 1}"
         else:
-            text += f".{item}" if text else item
+            text += f".{item}" if text else ("aws" if item == "aws_contexts" else item)
     return text or "(top level)"
 
 

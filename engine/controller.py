@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
 from engine.autopilot import AutoPilot, MttrClock
 from engine.canary import CanaryDriver
+from engine.contexts import fleet_plan, source_name
 from engine.rules import RuleState
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
@@ -288,6 +289,12 @@ class Controller:
             clock=clock,
             local={"hold_canary": self._hold_canary, "release_canary": self._release_canary},
         )
+        self.contexts = {
+            ref.key: settings.context_of(ref) for ref in settings.services if ref.context
+        }
+        """The named ``[[aws]]`` context of each service that has one."""
+        self.accounts: dict[str, str] = {}
+        """Account ids looked up (caller identity) by context name."""
         self.sending: dict[str, Plan] = {}
         self.last_result: ActionResult | None = None
         self.report = _initial_report()
@@ -353,7 +360,7 @@ class Controller:
     async def run(self, sources: Sequence[Source] = ()) -> None:
         """Consume ``sources`` and judge whenever something can change, until cancelled."""
         self._wake = asyncio.Event()
-        consumers = [asyncio.create_task(self._consume(s), name=s.name) for s in sources]
+        consumers = [asyncio.create_task(self._consume(s), name=source_name(s)) for s in sources]
         self._consumers = {task.get_name(): task for task in consumers}
         try:
             await self._loop()
@@ -571,6 +578,20 @@ class Controller:
     def plan(self, verb: Verb, key: str) -> Plan:
         """What ``verb`` would do to a service now (no side effects)."""
         env = self.settings.environment
+        context = self.contexts.get(key)
+        if context is not None:  # a named [[aws]] context: its label, account, region
+            return fleet_plan(
+                plan(
+                    verb,
+                    self.store.services[key],
+                    environment=context.environment or context.name,
+                    production=env.production or context.production,
+                    canary=self.canaries.get(key),
+                    context=context.name,
+                ),
+                context,
+                self.accounts.get(context.name),
+            )
         return plan(
             verb,
             self.store.services[key],

@@ -550,6 +550,9 @@ class EcsSource:
         client_factory: Builds the ECS client; injected by tests.
         clock: Current UTC time; injected by tests.
         aux_factory: Builds the ``codedeploy`` / ``elbv2`` client by name; injected by tests.
+        context: The name of the AWS context (account and region) polled, if named.
+        auth_hint: What to do when the credentials fail, in words (``aws sso login
+            --profile prod-eu``), added to an authentication failure.
     """
 
     name = "ecs"
@@ -568,7 +571,11 @@ class EcsSource:
         client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         aux_factory: Callable[[str], Any] | None = None,
+        context: str | None = None,
+        auth_hint: str | None = None,
     ) -> None:
+        self.context = context
+        self.auth_hint = auth_hint
         self.targets = tuple(targets)
         self.region = region
         self.profile = profile
@@ -1080,6 +1087,10 @@ class EcsSource:
             retry = server_wait(error.retry_after)
             if retry is not None:
                 error = waiting(error, retry)
+        if isinstance(error, SourceAuthError) and self.auth_hint:
+            hinted = SourceAuthError(f"fix: {self.auth_hint} · {error}")
+            hinted.reason = error.reason
+            error = hinted
         return SourceFailure(
             source=self.name,
             key=key,

@@ -1,0 +1,215 @@
+"""The fleet's config, before validation: ``[[aws]]`` contexts and signal templates.
+
+Both work on the TOML document as parsed (plain dicts and lists), before pydantic sees
+it, so that the rest of the config is checked exactly as if it had been written out
+by hand:
+
+* ``[[aws]]`` (an array of tables) becomes the named contexts; the first one also
+  stands in for the single ``[aws]`` table that the rest of the code knows.
+* A ``[[metric]]``, ``[[probe]]`` or ``[[rule]]`` with ``services = "*"`` (or a glob
+  such as ``"web-*"``, or a list of them) is a template: one copy per matched
+  ``[[service]]``, with ``{service}``, ``{cluster}`` and ``{context}`` replaced in every
+  text and ``service`` set to the matched service's key.
+
+Errors are ``ValueError`` whose text starts with the key (``metric #2.query: expected
+...``): the config's error formatter shows them as one line after the file's name.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from typing import Any
+
+PLACEHOLDERS = ("service", "cluster", "context")
+"""What a template may name."""
+TEMPLATE_KINDS = ("metric", "probe", "rule")
+"""The tables that may be templates."""
+MAX_EXPANDED = 20_000
+"""At most this many tables after expansion (200 services x a few signals each is far
+below; a runaway config is an error, not an out-of-memory)."""
+DEFAULT_CONTEXT = "default"
+"""What ``{context}`` stands for when the services name no ``[[aws]]`` context."""
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DATADOG_GROUP = re.compile(r"\bby\s*$")
+"""Datadog's own ``by {version}`` is a group clause, not a placeholder."""
+_AWS_BASE = ("region", "profile", "endpoint_url")
+
+
+def service_key(context: str | None, cluster: str, service: str) -> str:
+    """A service's stable key: ``cluster/service``, prefixed ``context:`` when its
+    context is named (the same service name in two accounts never collides)."""
+    base = f"{cluster}/{service}"
+    return f"{context}:{base}" if context else base
+
+
+def short_name(name: str) -> str:
+    """The name part of an ARN (``arn:...:service/prod/web`` → ``web``), else ``name``."""
+    return name.rsplit("/", 1)[-1] if name.startswith("arn:") else name
+
+
+def is_pattern(text: str) -> bool:
+    """Whether a name is a glob (``*``, ``?`` or ``[...]``)."""
+    return any(c in text for c in "*?[")
+
+
+def prepare(data: Any) -> Any:
+    """The document with ``[[aws]]`` contexts split out and templates expanded.
+
+    Anything unexpected in shape is left as it is, for the validation to name.
+    """
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    aws = data.get("aws")
+    if isinstance(aws, list):
+        data["aws_contexts"] = aws
+        first = aws[0] if aws and isinstance(aws[0], dict) else {}
+        data["aws"] = {k: first[k] for k in _AWS_BASE if k in first}
+    services = data.get("service")
+    if not isinstance(services, list):
+        return data
+    listed = [s for s in services if isinstance(s, dict) and _listed(s)]
+    discovering = len(listed) < len(services)
+    for kind in TEMPLATE_KINDS:
+        tables = data.get(kind)
+        if not isinstance(tables, list):
+            continue
+        expanded: list[Any] = []
+        for index, table in enumerate(tables, 1):
+            if isinstance(table, dict) and "services" in table:
+                copies = expand(kind, index, table, listed, discovering=discovering)
+                expanded.extend(copies)
+            else:
+                expanded.append(table)
+            if len(expanded) > MAX_EXPANDED:
+                raise ValueError(
+                    f"{kind} #{index}.services: expected templates that make at most "
+                    f"{MAX_EXPANDED} [[{kind}]] tables"
+                )
+        data[kind] = expanded
+    return data
+
+
+def _listed(service: dict[str, Any]) -> bool:
+    """A ``[[service]]`` that names one service (not a discovery pattern)."""
+    if service.get("discover") is True:
+        return False
+    names = (service.get("cluster"), service.get("service"))
+    return all(isinstance(n, str) and not is_pattern(n) for n in names)
+
+
+def _patterns(kind: str, index: int, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) and value:
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+        return tuple(value)
+    raise ValueError(
+        f'{kind} #{index}.services: expected "*", a pattern such as "web-*" or a list of '
+        f"them, got {value!r:.60}"
+    )
+
+
+def _matches(pattern: str, service: dict[str, Any]) -> bool:
+    cluster = str(service.get("cluster"))
+    name = str(service.get("service"))
+    context = service.get("context")
+    key = service_key(context if isinstance(context, str) else None, cluster, name)
+    label = service.get("label")
+    names = [name, short_name(name), key]
+    if isinstance(label, str):
+        names.append(label)
+    return any(fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
+def check_placeholders(at: str, value: Any, *, query: bool = False) -> None:
+    """Raise unless every ``{name}`` in ``value`` (text, or texts in a list or table)
+    is one of :data:`PLACEHOLDERS`; ``at`` is the key, for the message."""
+    texts: list[str] = []
+    if isinstance(value, str):
+        texts = [value]
+    elif isinstance(value, list):
+        texts = [v for v in value if isinstance(v, str)]
+    elif isinstance(value, dict):
+        texts = [t for item in value.items() for t in item if isinstance(t, str)]
+    for text in texts:
+        for match in _PLACEHOLDER.finditer(text):
+            if match.group(1) in PLACEHOLDERS:
+                continue
+            if query and _DATADOG_GROUP.search(text, 0, match.start()):
+                continue
+            raise ValueError(
+                f"{at}: expected only the placeholders {{service}}, {{cluster}} or "
+                f"{{context}}, got {match.group(0)!r:.60}"
+            )
+
+
+def fill(value: Any, values: dict[str, str]) -> Any:
+    """``value`` with every known placeholder replaced (texts, lists and tables)."""
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), value)
+    if isinstance(value, list):
+        return [fill(v, values) for v in value]
+    if isinstance(value, dict):
+        return {fill(k, values): fill(v, values) for k, v in value.items()}
+    return value
+
+
+def placeholders_of(service: dict[str, Any]) -> dict[str, str]:
+    """What the placeholders stand for, for one ``[[service]]`` table."""
+    context = service.get("context")
+    return {
+        "service": short_name(str(service.get("service"))),
+        "cluster": short_name(str(service.get("cluster"))),
+        "context": context if isinstance(context, str) else DEFAULT_CONTEXT,
+    }
+
+
+def expand(
+    kind: str,
+    index: int,
+    table: dict[str, Any],
+    services: list[dict[str, Any]],
+    *,
+    discovering: bool = False,
+) -> list[dict[str, Any]]:
+    """One template's copies, one per matched service.
+
+    Raises:
+        ValueError: A bad ``services``, an unknown placeholder, a ``service`` set too,
+            a name without a placeholder that would repeat, or (with no discovery
+            configured) a pattern that matches no service.
+    """
+    at = f"{kind} #{index}"
+    patterns = _patterns(kind, index, table["services"])
+    if "service" in table:
+        raise ValueError(
+            f"{at}.service: expected either service or services (a template), not both"
+        )
+    for key, value in table.items():
+        check_placeholders(f"{at}.{key}", value, query=key == "query")
+    matched = [s for s in services if any(_matches(p, s) for p in patterns)]
+    if not matched and not discovering:
+        raise ValueError(
+            f"{at}.services: expected a pattern that matches a [[service]], "
+            f"got {table['services']!r:.60}"
+        )
+    name = table.get("name")
+    if len(matched) > 1 and isinstance(name, str) and not _PLACEHOLDER.search(name):
+        raise ValueError(
+            f"{at}.name: expected a placeholder such as {{service}} in a template's name "
+            f"(it matches {len(matched)} services), got {name!r:.60}"
+        )
+    copies = []
+    for service in matched:
+        values = placeholders_of(service)
+        copy = {k: fill(v, values) for k, v in table.items() if k != "services"}
+        context = service.get("context")
+        copy["service"] = service_key(
+            context if isinstance(context, str) else None,
+            str(service.get("cluster")),
+            str(service.get("service")),
+        )
+        copies.append(copy)
+    return copies

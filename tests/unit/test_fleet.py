@@ -1,0 +1,328 @@
+"""The fleet: ``[[aws]]`` contexts, per-context polling and STALE, actions routed to the
+service's context, and signal templates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from engine import wiring
+from engine.actions import ApiCall, Verb
+from engine.audit import AuditLog
+from engine.config import ConfigError, Settings, parse_config
+from engine.contexts import FleetActions, source_name
+from engine.controller import Controller
+from sources.aws_actions import AwsActions
+from sources.ecs import EcsSource
+from tests.fakes import FrozenClock, deployment, sample, service_deployment
+from tests.unit.test_ecs_mapping import ClientError, FakeEcsClient
+
+if TYPE_CHECKING:
+    from sources.aws_session import AwsContextSpec
+
+TWO = {
+    "environment": {"name": "fleet"},
+    "aws": [
+        {"name": "prod-eu", "region": "eu-west-1", "profile": "prod-eu", "production": True},
+        {
+            "name": "staging",
+            "region": "us-east-1",
+            "role_arn": "arn:aws:iam::222222222222:role/deploywatch",
+            "external_id": "xyz-123",
+        },
+    ],
+    "service": [
+        {"cluster": "demo", "service": "web", "context": "prod-eu"},
+        {"cluster": "demo", "service": "web", "context": "staging"},
+    ],
+}
+
+
+def two(**changes: Any) -> Settings:
+    return parse_config({**TWO, **changes}, Path("fleet.toml"))
+
+
+def error_of(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, Path("fleet.toml"))
+    return str(caught.value)
+
+
+# ---- config: contexts --------------------------------------------------------------
+
+
+def test_aws_array_of_tables_names_contexts_and_keys_do_not_collide() -> None:
+    config = two()
+    assert [c.name for c in config.aws_contexts] == ["prod-eu", "staging"]
+    assert [ref.key for ref in config.services] == ["prod-eu:demo/web", "staging:demo/web"]
+    assert config.aws.region == "eu-west-1"  # the first context stands in for [aws]
+    staging = config.context_of(config.services[1])
+    assert (staging.account, staging.region) == ("222222222222", "us-east-1")
+    assert config.context_of(config.services[0]).sso_hint == "aws sso login --profile prod-eu"
+
+
+def test_single_aws_table_keeps_plain_keys() -> None:
+    config = parse_config(
+        {"aws": {"region": "us-east-1"}, "service": [{"cluster": "demo", "service": "web"}]},
+        Path("one.toml"),
+    )
+    assert config.aws_contexts == ()
+    assert config.services[0].key == "demo/web"
+    assert config.context_of(config.services[0]).region == "us-east-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        (
+            {"service": [{"cluster": "demo", "service": "web", "context": "nope"}]},
+            "fleet.toml: service #1.context: expected the name of an [[aws]] context "
+            "(have: prod-eu, staging), got 'nope'",
+        ),
+        (
+            {"service": [{"cluster": "demo", "service": "web"}]},
+            "fleet.toml: service #1.context: expected the name of its [[aws]] context "
+            "(one of prod-eu, staging)",
+        ),
+        (
+            {"aws": [{"name": "a", "region": "eu-west-1"}, {"name": "a"}]},
+            "fleet.toml: aws #2.name: expected a unique name, but 'a' appears twice",
+        ),
+        (
+            {"aws": [{"name": "a", "role_arn": "arn:aws:iam::12:role/x"}]},
+            "fleet.toml: aws #1.role_arn:",
+        ),
+    ],
+)
+def test_context_mistakes_are_one_line_naming_the_key(
+    change: dict[str, Any], expected: str
+) -> None:
+    assert error_of({**TWO, **change}).startswith(expected)
+
+
+# ---- per-context polling and STALE -----------------------------------------------
+
+
+def fake_factories(monkeypatch: pytest.MonkeyPatch, clients: dict[str, FakeEcsClient]) -> None:
+    """Each context's clients come from ``clients`` by region."""
+
+    def factory(spec: AwsContextSpec, **config: Any) -> Any:
+        return lambda name: clients[spec.region]
+
+    monkeypatch.setattr(wiring, "client_factory", factory)
+
+
+async def test_one_context_expired_is_stale_with_the_fix_never_the_other(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    eu, us = FakeEcsClient(), FakeEcsClient()
+    fake_factories(monkeypatch, {"eu-west-1": eu, "us-east-1": us})
+    config = two()
+    sources = [s for s in wiring.build_sources(config) if isinstance(s, EcsSource)]
+    assert [(source_name(s), s.region) for s in sources] == [
+        ("ecs:prod-eu", "eu-west-1"),
+        ("ecs:staging", "us-east-1"),
+    ]
+    controller = Controller(
+        config,
+        clock=FrozenClock(),
+        executor=lambda call: {},
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        operator=lambda: "tester",
+    )
+    eu.fail = ClientError("ExpiredTokenException", 400, message="The security token expired")
+    for source in sources:
+        for item in await source.poll_once():
+            controller.ingest(item)
+    prod, staging = (controller.store.services[k] for k in ("prod-eu:demo/web", "staging:demo/web"))
+    assert prod.stale and prod.failure is not None
+    assert prod.failure.error.startswith("fix: aws sso login --profile prod-eu · ")
+    assert "ExpiredTokenException" in prod.failure.error
+    assert not staging.stale and staging.sample is not None
+    assert us.calls and "describe_services" in us.calls  # polled as if nothing happened
+    eu.fail = None  # the operator logged in again
+    for item in await sources[0].poll_once():
+        controller.ingest(item)
+    assert not prod.stale and prod.sample is not None
+
+
+# ---- actions go to the service's context -----------------------------------------
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**params: Any) -> dict[str, Any]:
+            self.calls.append((operation, params))
+            return {"ResponseMetadata": {"HTTPStatusCode": 200}}
+
+        return call
+
+
+def in_flight(key: str) -> Any:
+    return sample(
+        key,
+        [
+            deployment("web:2", running=1, pending=1, rollout="IN_PROGRESS"),
+            deployment("web:1", status="ACTIVE", running=3, rollout="COMPLETED"),
+        ],
+        service_deployments=[service_deployment("IN_PROGRESS", source="web:1", target="web:2")],
+    )
+
+
+async def test_rollback_is_sent_with_the_service_context_and_names_account_and_region(
+    tmp_path: Path,
+) -> None:
+    config = two()
+    eu, us = Recording(), Recording()
+    fleet = FleetActions(
+        {
+            "prod-eu": AwsActions(region="eu-west-1", client_factory=lambda name: eu),
+            "staging": AwsActions(region="us-east-1", client_factory=lambda name: us),
+        },
+        "prod-eu",
+    )
+    controller = Controller(
+        config,
+        clock=FrozenClock(),
+        executor=fleet,
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        operator=lambda: "tester",
+    )
+    controller.ingest(in_flight("staging:demo/web"))
+    planned = controller.plan(Verb.ROLLBACK, "staging:demo/web")
+    assert planned.enabled, planned.effect
+    assert (planned.cluster, planned.service) == ("demo", "web")
+    assert planned.where == "staging · account 222222222222 · us-east-1"
+    assert planned.call is not None and planned.call.context == "staging"
+    assert planned.audit_target()["account"] == "222222222222"
+    prod = controller.plan(Verb.ROLLBACK, "prod-eu:demo/web")
+    assert prod.production and prod.where == "prod-eu · account ? · eu-west-1"
+    result = await controller.act(planned)
+    assert result.outcome.value == "done", result.message
+    assert eu.calls == []
+    assert [op for op, _ in us.calls] == ["stop_service_deployment"]
+
+
+def test_a_call_for_an_unknown_context_is_never_sent_elsewhere() -> None:
+    sent = Recording()
+    fleet = FleetActions({"a": AwsActions(region="us-east-1", client_factory=lambda n: sent)}, "a")
+    with pytest.raises(ValueError, match="no \\[\\[aws\\]\\] context named 'b'"):
+        fleet(ApiCall("ecs", "update_service", {}, context="b"))
+    assert sent.calls == []
+
+
+# ---- templates ---------------------------------------------------------------------
+
+FLEET_SIGNALS = {
+    "datadog": {"host": "http://127.0.0.1:9"},
+    "metric": [
+        {
+            "name": "{context}-{service}-errors",
+            "query": "sum:errors{service:{service},env:{context}} by {version}",
+            "unit": "%",
+            "services": "*",
+        }
+    ],
+    "probe": [
+        {
+            "name": "{context}-{service}",
+            "url": "https://{service}.{context}.example.com/health",
+            "headers": {"X-Cluster": "{cluster}"},
+            "services": ["web*"],
+        }
+    ],
+    "rule": [
+        {
+            "name": "{context} {service} errors",
+            "subject": "metric:{context}-{service}-errors",
+            "op": ">",
+            "threshold": 5,
+            "for": "1m",
+            "action": "rollback",
+            "services": "*",
+        }
+    ],
+}
+
+
+def test_templates_write_one_block_per_matched_service() -> None:
+    config = two(**FLEET_SIGNALS)
+    assert [(m.name, m.query, m.service) for m in config.metrics] == [
+        (
+            "prod-eu-web-errors",
+            "sum:errors{service:web,env:prod-eu} by {version}",
+            "prod-eu:demo/web",
+        ),
+        (
+            "staging-web-errors",
+            "sum:errors{service:web,env:staging} by {version}",
+            "staging:demo/web",
+        ),
+    ]
+    assert [(p.url, p.headers) for p in config.probes] == [
+        ("https://web.prod-eu.example.com/health", {"X-Cluster": "demo"}),
+        ("https://web.staging.example.com/health", {"X-Cluster": "demo"}),
+    ]
+    assert {r.name: config.rule_service(r) for r in config.rules} == {
+        "prod-eu web errors": "prod-eu:demo/web",
+        "staging web errors": "staging:demo/web",
+    }
+
+
+def test_a_pattern_selects_services_by_name() -> None:
+    services = [{"cluster": "c", "service": n} for n in ("web-a", "web-b", "api")]
+    config = parse_config(
+        {
+            "service": services,
+            "probe": [{"name": "{service}", "url": "http://{service}.local/", "services": "web-*"}],
+        },
+        Path("t.toml"),
+    )
+    assert [(p.name, p.service) for p in config.probes] == [
+        ("web-a", "c/web-a"),
+        ("web-b", "c/web-b"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("table", "expected"),
+    [
+        (
+            {"name": "{service}", "url": "http://{host}/", "services": "*"},
+            "t.toml: probe #1.url: expected only the placeholders {service}, {cluster} or "
+            "{context}, got '{host}'",
+        ),
+        (
+            {"name": "p", "url": "http://{service}/", "services": "*"},
+            "t.toml: probe #1.name: expected a placeholder such as {service} in a template's "
+            "name (it matches 2 services), got 'p'",
+        ),
+        (
+            {"name": "{service}", "url": "http://x/", "services": "nothing-*"},
+            "t.toml: probe #1.services: expected a pattern that matches a [[service]], "
+            "got 'nothing-*'",
+        ),
+        (
+            {"name": "{service}", "url": "http://x/", "services": 7},
+            't.toml: probe #1.services: expected "*", a pattern such as "web-*" or a list '
+            "of them, got 7",
+        ),
+        (
+            {"name": "{service}", "url": "http://x/", "services": "*", "service": "c/a"},
+            "t.toml: probe #1.service: expected either service or services (a template), not both",
+        ),
+    ],
+)
+def test_template_mistakes_name_the_key(table: dict[str, Any], expected: str) -> None:
+    data = {
+        "service": [{"cluster": "c", "service": "a"}, {"cluster": "c", "service": "b"}],
+        "probe": [table],
+    }
+    with pytest.raises(ConfigError) as caught:
+        parse_config(data, Path("t.toml"))
+    assert str(caught.value) == expected
