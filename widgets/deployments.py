@@ -51,6 +51,11 @@ _EDGE_TONES = ("ok", "busy", "warn", "bad")
 _LIVE_STATES = frozenset({"IN_PROGRESS", "PENDING", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
 
 
+SORT_URGENCY = "urgency"
+"""Cards by urgency (failed, then in flight or rolling back, then settled)."""
+SORT_NAME = "name"
+"""Cards by name, alphabetically."""
+
 _URGENCY = {
     EcsStatus.FAILED: 0,
     EcsStatus.ROLLBACK_FAILED: 0,
@@ -315,6 +320,12 @@ class DeploymentsPane(RowList, can_focus=True):
     ]
 
     def __init__(self, states: Iterable[ServiceState], *, now: datetime | None = None) -> None:
+        self.filter_text = ""
+        """What ``/`` filters the cards by (empty: every card)."""
+        self.sort = SORT_URGENCY
+        """``urgency`` (the default) or ``name``."""
+        self.contexts: dict[str, tuple[str, bool]] = {}
+        """Each service's named ``[[aws]]`` context and whether it is production."""
         self._states = {state.key: state for state in states}
         self._config_order = {key: n for n, key in enumerate(self._states)}
         self._urgency = {key: urgency(state) for key, state in self._states.items()}
@@ -347,16 +358,60 @@ class DeploymentsPane(RowList, can_focus=True):
                 if rank != self._urgency[state.key]:
                     self._urgency[state.key] = rank
                     moved = True
-        if moved:
+        if self.filter_text and keys:
+            self.update_rows(keys)  # a card's new state may match the filter or not
+            self._show(self._sorted())
+            return
+        if moved and self.sort == SORT_URGENCY:
             self.reorder(self._sorted())
             if not self.chosen and self.keys and self.selected != self.keys[0]:
                 self.select(self.keys[0])
         self.update_rows(keys)
 
     def _sorted(self) -> list[str]:
-        """The keys in card order: by urgency, then config order."""
+        """The keys in card order: by urgency, then config order (or by name), only
+        those the filter matches."""
         order = self._config_order
-        return sorted(self._states, key=lambda k: (self._urgency[k], order[k]))
+        keys = [k for k in self._states if self.matches(k)] if self.filter_text else self._states
+        if self.sort == SORT_NAME:
+            return sorted(keys, key=lambda k: (self._states[k].label.casefold(), k))
+        return sorted(keys, key=lambda k: (self._urgency[k], order[k]))
+
+    def matches(self, key: str) -> bool:
+        """Whether a service matches the filter: every word of it is in its name,
+        key (cluster, service, context) or state, case aside."""
+        state = self._states[key]
+        context = self.contexts.get(key, ("", False))[0]
+        stale = " stale" if state.stale else ""
+        text = f"{state.label} {key} {context} {state.status.value}{stale}".casefold()
+        return all(word in text for word in self.filter_text.casefold().split())
+
+    def set_filter(self, text: str) -> None:
+        """Show only the cards matching ``text`` (empty: all of them)."""
+        if text != self.filter_text:
+            self.filter_text = text
+            self._show(self._sorted())
+
+    def set_sort(self, sort: str) -> None:
+        """Order the cards by ``urgency`` or by ``name``."""
+        if sort != self.sort:
+            self.sort = sort
+            self._show(self._sorted())
+
+    @property
+    def title(self) -> str:
+        """The pane's title: what it shows, the filter and the order."""
+        shown = f" · /{self.filter_text}  {len(self.keys)}/{len(self._states)}"
+        return f"Deployments · ECS{shown if self.filter_text else ''} · by {self.sort}"
+
+    def _show(self, keys: list[str]) -> None:
+        """Show these cards; a selection the operator chose stays on its service while
+        it is shown (else it goes to the top card; with no card shown it is kept)."""
+        self.set_keys(keys)
+        if self.chosen and self.selected in self._index:
+            self.select(self.selected)
+        elif keys:
+            self.select(keys[0])
 
     def tick(self, now: datetime) -> None:
         """Advance the clocks of the cards in view (the others catch up when shown)."""
@@ -412,6 +467,14 @@ class DeploymentsPane(RowList, can_focus=True):
         if key == self.selected:
             # With the edge's ▶: the selection needs no colour to be seen.
             text.stylize("bold reverse", 0, len(clean(state.label)))
+        context = self.contexts.get(key)
+        if context is not None:  # its account and region, production in the warning colour
+            name, production = context
+            tag = Text(no_wrap=False, overflow="fold")
+            tag.append(clean(name), self.tone("warn" if production else "muted"))
+            tag.append(" ")
+            tag.append_text(text)
+            return tag
         return text
 
     def row_moves(self, key: str) -> bool:
@@ -435,4 +498,4 @@ class DeploymentsPane(RowList, can_focus=True):
         return self.get_component_styles(f"deployments--edge-{name}").color
 
 
-__all__ = ["CardText", "DeploymentsPane", "EcsStatus", "is_live"]
+__all__ = ["SORT_NAME", "SORT_URGENCY", "CardText", "DeploymentsPane", "EcsStatus", "is_live"]

@@ -12,10 +12,12 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
+from textual.widgets import Input
 
 from engine.actions import Outcome, Plan, Verb
 from engine.store import EcsStatus, Store
@@ -23,8 +25,9 @@ from engine.wiring import freshness
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.evidence import EvidenceScreen, evidence_text
 from widgets.actionbar import ActionBar, KeyHints, action_lines
-from widgets.deployments import DeploymentsPane
+from widgets.deployments import SORT_NAME, SORT_URGENCY, DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
+from widgets.filterbar import FilterInput, context_lines
 from widgets.footer import KeyFooter
 from widgets.panes import NotConfigured
 from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, VerdictBanner
@@ -188,6 +191,20 @@ class DashboardScreen(Screen[None]):
             tooltip="The verdict's full evidence and every action line (cut in a small terminal)",
             id="evidence",
         ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            show=False,
+            tooltip="Filter the deployments by name, cluster, context or state (esc clears)",
+        ),
+        Binding(
+            "o",
+            "sort",
+            "Sort",
+            show=False,
+            tooltip="Order the deployments by urgency or by name",
+        ),
     ]
 
     def __init__(self, settings: Settings, controller: Controller) -> None:
@@ -212,6 +229,9 @@ class DashboardScreen(Screen[None]):
         self.compact = False
         """The compact layout is on (a terminal below COMPACT_WIDTH x COMPACT_HEIGHT)."""
         self._deployments = DeploymentsPane(controller.store.services.values(), now=self.clock())
+        self._deployments.contexts = {
+            key: (context.name, context.production) for key, context in controller.contexts.items()
+        }
         controller.listen(self._on_watch)
 
     @property
@@ -234,6 +254,7 @@ class DashboardScreen(Screen[None]):
             environment=env.name,
             production=env.production,
             read_only=self.controller.read_only,
+            contexts=[(c.name, c.production) for c in self.settings.aws_contexts],
         )
         yield VerdictBanner()
         yield ActionBar()
@@ -241,6 +262,7 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="left"):
                 with Vertical(id="deployments-pane", classes="pane") as pane:
                     pane.border_title = "Deployments · ECS"
+                    yield FilterInput()
                     yield self._deployments
                 with Vertical(id="events-pane", classes="pane") as pane:
                     pane.border_title = "Service events"
@@ -432,6 +454,49 @@ class DashboardScreen(Screen[None]):
         text = evidence_text(self.snapshot.report, action_lines(self.snapshot, now, hints), now)
         self.app.push_screen(EvidenceScreen(text, self.settings.keys.evidence, hints.evidence))
 
+    # ---- find and order (the deployments pane) -------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one(FilterInput).open()
+
+    def action_sort(self) -> None:
+        pane = self._deployments
+        pane.set_sort(SORT_NAME if pane.sort == SORT_URGENCY else SORT_URGENCY)
+        self._title_deployments()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if isinstance(event.input, FilterInput):
+            event.stop()
+            self._deployments.set_filter(event.value.strip())
+            self._title_deployments()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if isinstance(event.input, FilterInput):
+            event.stop()
+            self._deployments.focus()
+
+    def on_filter_input_cleared(self, event: FilterInput.Cleared) -> None:
+        event.stop()
+        self._deployments.set_filter("")
+        self._deployments.focus()
+        self._title_deployments()
+
+    def _show_contexts(self) -> None:
+        """Each named context's service count and STALE count, in the top bar."""
+        if not self.settings.aws_contexts:
+            return
+        bar = self.query_one(TopBar)
+        for index, (name, words, stale) in enumerate(
+            context_lines(self.settings.aws_contexts, self.controller.contexts, self.store)
+        ):
+            bar.show_context(index, f"{name} {words}", stale=stale)
+
+    def _title_deployments(self) -> None:
+        pane = self._deployments
+        plain = pane.filter_text == "" and pane.sort == SORT_URGENCY
+        title = "Deployments · ECS" if plain else pane.title
+        self.query_one("#deployments-pane").border_title = Text(title)
+
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
         self.query_one(TopBar).frozen = self.frozen
@@ -458,6 +523,7 @@ class DashboardScreen(Screen[None]):
                 self.query_one(TopBar).summary = fleet_summary(
                     self.store, self._statuses(), short=self.compact
                 )
+                self._show_contexts()
         self._sync_judgement(now)
         self._events.extend(self.store.take_events())
         self._queue_events()
