@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.fleet import prepare, service_key
+from engine.fleet import is_pattern, prepare, service_key
 from sources.datadog import split_query
 
 DEFAULT_CONFIG = Path("deploywatch.toml")
@@ -167,6 +167,10 @@ class EcsSettings(_Frozen):
     """botocore read timeout, seconds."""
     max_concurrency: Annotated[Int, Field(ge=1, le=64)] = 8
     """How many AWS calls the ECS poller may have in flight at once (worker threads)."""
+    discover_interval: Annotated[Number, Field(ge=5, le=3600)] = 60.0
+    """Seconds between two listings of the services a discovery entry matches."""
+    max_services: Annotated[Int, Field(ge=1, le=5000)] = 5000
+    """Most services one context's discovery watches."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
@@ -518,6 +522,25 @@ class ServiceRef(_Frozen):
     """An ALB weighted canary deploywatch drives for this service."""
     context: str | None = None
     """The ``[[aws]]`` context (account and region) the service is in."""
+    discover: Bool = False
+    """Watch every service this entry matches (implied by a pattern: ``cluster =
+    "*"``, ``service = "web-*"``), listed again every ``[ecs] discover_interval``."""
+    only_active: Annotated[timedelta, BeforeValidator(_within(60, 7 * 24 * 3600))] | None = None
+    """Of the services discovered, show only those with a deployment in flight or
+    changed within this long."""
+
+    @property
+    def discovers(self) -> bool:
+        """Whether this entry matches many services (discovery), not one."""
+        return self.discover or is_pattern(self.cluster) or is_pattern(self.service)
+
+    @model_validator(mode="after")
+    def _discovery(self) -> ServiceRef:
+        if self.discovers and (self.codedeploy is not None or self.canary is not None):
+            raise ValueError("codedeploy and canary only on a [[service]] naming one service")
+        if self.only_active is not None and not self.discovers:
+            raise ValueError("only_active on a discovery entry (discover = true or a pattern)")
+        return self
 
     @property
     def key(self) -> str:
@@ -528,6 +551,8 @@ class ServiceRef(_Frozen):
     @property
     def display(self) -> str:
         """The name a person sees."""
+        if self.discovers and not self.label:
+            return f"{self.cluster}/{self.service} (discovery)"
         return self.label or self.service
 
 

@@ -3,6 +3,7 @@ and the actions executor that sends each call with its service's credentials."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -11,10 +12,11 @@ from sources.aws_actions import AwsActions
 from sources.aws_session import client_factory
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterator
 
     from engine.actions import ApiCall, Plan
     from engine.config import AwsContext, Settings
+    from sources.model import FleetChange
 
 
 def fleet_plan(planned: Plan, context: AwsContext, account: str | None) -> Plan:
@@ -28,6 +30,37 @@ def fleet_plan(planned: Plan, context: AwsContext, account: str | None) -> Plan:
         account=context.account or account,
         region=context.region,
     )
+
+
+class ContextLabels(Mapping[str, tuple[str, bool]]):
+    """Each service's context name and production flag, as the cards show them (a live
+    view: services discovery adds are in it as soon as the watch knows them)."""
+
+    def __init__(self, contexts: Mapping[str, AwsContext]) -> None:
+        self._contexts = contexts
+
+    def __getitem__(self, key: str) -> tuple[str, bool]:
+        context = self._contexts[key]
+        return context.name, context.production
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._contexts)
+
+    def __len__(self) -> int:
+        return len(self._contexts)
+
+
+def note_fleet(contexts: dict[str, AwsContext], settings: Settings, change: FleetChange) -> None:
+    """Services discovery found in a named context act with that context's credentials."""
+    if change.context is None:
+        return
+    context = next((c for c in settings.aws_contexts if c.name == change.context), None)
+    if context is None:
+        return
+    for found in change.added:
+        contexts[found.key] = context
+    for key in change.removed:
+        contexts.pop(key, None)
 
 
 def source_name(source: Any) -> str:

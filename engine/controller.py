@@ -32,13 +32,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from engine.actions import ActionEngine, ActionResult, Outcome, Plan, Verb, plan
 from engine.autopilot import AutoPilot, MttrClock
 from engine.canary import CanaryDriver
-from engine.contexts import fleet_plan, source_name
+from engine.contexts import fleet_plan, note_fleet, source_name
 from engine.rules import RuleState
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
 from engine.wiring import build_rulebook
 from sources.ecs import revision_of
-from sources.model import EcsServiceSample, SourceFailure
+from sources.model import EcsServiceSample, FleetChange, SourceFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -335,6 +335,8 @@ class Controller:
     def ingest(self, item: Item) -> bool:
         """Take one source item; returns whether something changed."""
         changed = self.store.ingest(item)
+        if isinstance(item, FleetChange):
+            note_fleet(self.contexts, self.settings, item)
         if isinstance(item, EcsServiceSample):
             driver = self.canaries.get(item.key)
             if driver is not None:

@@ -21,6 +21,10 @@ import fnmatch
 import re
 from typing import Any
 
+from sources.discovery import is_pattern, service_key
+
+__all__ = ["is_pattern", "prepare", "service_key"]
+
 PLACEHOLDERS = ("service", "cluster", "context")
 """What a template may name."""
 TEMPLATE_KINDS = ("metric", "probe", "rule")
@@ -37,21 +41,9 @@ _DATADOG_GROUP = re.compile(r"\bby\s*$")
 _AWS_BASE = ("region", "profile", "endpoint_url")
 
 
-def service_key(context: str | None, cluster: str, service: str) -> str:
-    """A service's stable key: ``cluster/service``, prefixed ``context:`` when its
-    context is named (the same service name in two accounts never collides)."""
-    base = f"{cluster}/{service}"
-    return f"{context}:{base}" if context else base
-
-
 def short_name(name: str) -> str:
     """The name part of an ARN (``arn:...:service/prod/web`` → ``web``), else ``name``."""
     return name.rsplit("/", 1)[-1] if name.startswith("arn:") else name
-
-
-def is_pattern(text: str) -> bool:
-    """Whether a name is a glob (``*``, ``?`` or ``[...]``)."""
-    return any(c in text for c in "*?[")
 
 
 def prepare(data: Any) -> Any:

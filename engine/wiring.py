@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from engine.rules import NoDataPolicy, Rule, RuleBook, Severity
 from sources.aws_session import AwsContextSpec, client_factory
 from sources.datadog import DatadogQuery, DatadogSource
+from sources.discovery import Discovery
 from sources.ecs import AlbTarget, EcsSource, EcsTarget
 from sources.probes import Probe, ProbeSource
 from sources.sentry import SentrySource
@@ -158,6 +159,7 @@ def _ecs_source(
 ) -> EcsSource:
     ecs = settings.ecs
     aws = context or settings.aws
+    refs = settings.services if refs is None else refs
     return EcsSource(
         [
             EcsTarget(
@@ -176,7 +178,8 @@ def _ecs_source(
                 if ref.canary is not None
                 else None,
             )
-            for ref in (settings.services if refs is None else refs)
+            for ref in refs
+            if not ref.discovers
         ],
         region=aws.region,
         profile=aws.profile,
@@ -189,6 +192,18 @@ def _ecs_source(
         auth_hint=context.sso_hint if context is not None else None,
         client_factory=(lambda: make("ecs")) if make is not None else None,
         aux_factory=make,
+        discover=[
+            Discovery(
+                ref.key,
+                ref.cluster,
+                ref.service,
+                ref.only_active.total_seconds() if ref.only_active is not None else None,
+            )
+            for ref in refs
+            if ref.discovers
+        ],
+        discover_interval=ecs.discover_interval,
+        discover_limit=ecs.max_services,
     )
 
 

@@ -20,12 +20,12 @@ from widgets.rowlist import RowList
 from widgets.safe import LONG, clean
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from textual import events
     from textual.color import Color
 
-    from sources.model import EcsDeployment, EcsServiceSample, ServiceDeployment
+    from sources.model import Discovered, EcsDeployment, EcsServiceSample, ServiceDeployment
 
 BAR_WIDTH = 20
 """Cells in a deployment's progress bar."""
@@ -324,8 +324,12 @@ class DeploymentsPane(RowList, can_focus=True):
         """What ``/`` filters the cards by (empty: every card)."""
         self.sort = SORT_URGENCY
         """``urgency`` (the default) or ``name``."""
-        self.contexts: dict[str, tuple[str, bool]] = {}
+        self.contexts: Mapping[str, tuple[str, bool]] = {}
         """Each service's named ``[[aws]]`` context and whether it is production."""
+        self.entries: frozenset[str] = frozenset()
+        """Keys of the discovery entries: their card shows only while STALE."""
+        self.discovered: Mapping[str, Discovered] = {}
+        """The services discovery found (their ``only_active`` window)."""
         self._states = {state.key: state for state in states}
         self._config_order = {key: n for n, key in enumerate(self._states)}
         self._urgency = {key: urgency(state) for key, state in self._states.items()}
@@ -350,20 +354,26 @@ class DeploymentsPane(RowList, can_focus=True):
         self._now = now  # the clocks of the other cards move on the next tick
         keys = []
         moved = False
+        added = False
         for state in states:
-            if state.key in self._states:
+            if state.key not in self._states:  # discovery found it
+                self._states[state.key] = state
+                self._config_order[state.key] = len(self._config_order)
+                self._urgency[state.key] = urgency(state)
+                added = True
+            elif state.key in self._states:
                 self._states[state.key] = state
                 keys.append(state.key)
                 rank = urgency(state)
                 if rank != self._urgency[state.key]:
                     self._urgency[state.key] = rank
                     moved = True
-        if self.filter_text and keys:
-            self.update_rows(keys)  # a card's new state may match the filter or not
+        if added or (keys and (self.filter_text or self.entries or self.discovered)):
+            self.update_rows(keys)  # a card's new state may be shown or hidden now
             self._show(self._sorted())
             return
         if moved and self.sort == SORT_URGENCY:
-            self.reorder(self._sorted())
+            self.set_keys(self._sorted())
             if not self.chosen and self.keys and self.selected != self.keys[0]:
                 self.select(self.keys[0])
         self.update_rows(keys)
@@ -372,10 +382,49 @@ class DeploymentsPane(RowList, can_focus=True):
         """The keys in card order: by urgency, then config order (or by name), only
         those the filter matches."""
         order = self._config_order
-        keys = [k for k in self._states if self.matches(k)] if self.filter_text else self._states
+        keys: Iterable[str] = self._states
+        if self.entries or self.discovered:
+            keys = [k for k in keys if self.shown(k)]
+        if self.filter_text:
+            keys = [k for k in keys if self.matches(k)]
         if self.sort == SORT_NAME:
             return sorted(keys, key=lambda k: (self._states[k].label.casefold(), k))
         return sorted(keys, key=lambda k: (self._urgency[k], order[k]))
+
+    def shown(self, key: str) -> bool:
+        """Whether a card is shown at all: a discovery entry only while it is STALE (its
+        listing failed); a service an ``only_active`` entry found only while it has a
+        deployment in flight or one that changed within the window."""
+        state = self._states[key]
+        if key in self.entries:
+            return state.stale
+        found = self.discovered.get(key)
+        if found is None or found.only_active is None or state.stale:
+            return True
+        sample = state.sample
+        if sample is None:
+            return False
+        if is_live(state) or state.status.in_flight:
+            return True
+        changed = [d.updated_at for d in sample.deployments if d.updated_at is not None]
+        return bool(changed) and (self._now - max(changed)).total_seconds() <= found.only_active
+
+    def set_fleet(self, entries: Iterable[str], discovered: Mapping[str, Discovered]) -> None:
+        """The discovery entries and what discovery found (a live mapping)."""
+        self.entries = frozenset(entries)
+        self.discovered = discovered
+        if self.entries:  # their cards go until a listing fails
+            self.set_keys(self._sorted())
+            if self.selected not in self._index:
+                self.selected = next(iter(self.keys), None)
+
+    def remove_services(self, keys: Iterable[str]) -> None:
+        """Services discovery no longer finds: their cards go."""
+        gone = [key for key in keys if key in self._states]
+        for key in gone:
+            del self._states[key], self._urgency[key], self._config_order[key]
+        if gone:
+            self._show(self._sorted())
 
     def matches(self, key: str) -> bool:
         """Whether a service matches the filter: every word of it is in its name,
@@ -401,7 +450,7 @@ class DeploymentsPane(RowList, can_focus=True):
     @property
     def title(self) -> str:
         """The pane's title: what it shows, the filter and the order."""
-        shown = f" · /{self.filter_text}  {len(self.keys)}/{len(self._states)}"
+        shown = f" · /{self.filter_text}  {len(self.keys)}/{len(self._states) - len(self.entries)}"
         return f"Deployments · ECS{shown if self.filter_text else ''} · by {self.sort}"
 
     def _show(self, keys: list[str]) -> None:

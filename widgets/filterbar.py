@@ -14,7 +14,7 @@ from textual.message import Message
 from textual.widgets import Input
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
 
     from engine.config import AwsContext
     from engine.store import Store
@@ -58,7 +58,10 @@ class FilterInput(Input):
 
 
 def context_lines(
-    contexts: Sequence[AwsContext], of: Mapping[str, AwsContext], store: Store
+    contexts: Sequence[AwsContext],
+    of: Mapping[str, AwsContext],
+    store: Store,
+    entries: Collection[str] = (),
 ) -> list[tuple[str, str, bool]]:
     """Per context: its name, its words (``120 svc`` or ``120 svc · 120 STALE``) and
     whether any of its services is stale (what the top bar shows side by side)."""
@@ -66,6 +69,11 @@ def context_lines(
     stale: dict[str, int] = {}
     first = contexts[0].name if contexts else ""
     for key, state in store.services.items():
+        if key in entries:  # a discovery entry: counted only when its listing fails
+            if state.stale:
+                name = of[key].name if key in of else first
+                stale[name] = stale.get(name, 0) + 1
+            continue
         context = of.get(key)
         name = context.name if context is not None else first
         total[name] = total.get(name, 0) + 1

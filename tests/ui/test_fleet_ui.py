@@ -3,11 +3,13 @@ confirmation naming account and region (Pilot, scripted sources)."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from engine.config import parse_config
-from tests.fakes import FakeSource, FrozenClock, deployment, failure, sample, wait_until
+from sources.model import Discovered, FleetChange
+from tests.fakes import T0, FakeSource, FrozenClock, deployment, failure, sample, wait_until
 from tui.app import DeployWatchApp
 from tui.screens.dashboard import DashboardScreen
 from widgets.deployments import DeploymentsPane
@@ -203,3 +205,75 @@ async def test_filter_is_usable_at_80x24() -> None:
         filter_line = app.screen.query_one(FilterInput).region
         assert filter_line.height == 1 and filter_line.width > 20
         assert app.screen.query_one(DeploymentsPane).region.height >= 6
+
+
+def discovery_settings(**entry: Any) -> Settings:
+    return parse_config(
+        {
+            "aws": [
+                {"name": "prod-eu", "region": "eu-west-1", "profile": "prod-eu"},
+                {"name": "staging-us", "region": "us-east-1"},
+            ],
+            "service": [
+                {"context": "prod-eu", "cluster": "*", "service": "web-*", **entry},
+                {"context": "staging-us", "cluster": "shop", "service": "api"},
+            ],
+        },
+        Path("fleet.toml"),
+    )
+
+
+def change(added: list[str] = [], removed: list[str] = [], only: float | None = None) -> Item:  # noqa: B006
+    return FleetChange(
+        source="ecs",
+        context="prod-eu",
+        added=tuple(
+            Discovered(f"prod-eu:shop/{n}", "shop", n, "prod-eu:*/web-*", only) for n in added
+        ),
+        removed=tuple(f"prod-eu:shop/{n}" for n in removed),
+        listed=("prod-eu:*/web-*",),
+        at=T0,
+    )
+
+
+async def test_discovered_services_appear_and_leave_without_a_restart() -> None:
+    source = FakeSource([settled("staging-us:shop/api")])
+    app = DeployWatchApp(discovery_settings(), [source], clock=FrozenClock())
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(pilot, lambda: shown(app) == ["staging-us:shop/api"])  # no entry card
+        source.push(change(["web-a", "web-b"]))
+        source.push(settled("prod-eu:shop/web-a"))
+        await wait_until(pilot, lambda: len(shown(app)) == 3)
+        assert "prod-eu:shop/web-b" in shown(app)
+        await wait_until(pilot, lambda: "prod-eu 2 svc" in screen_text(app))
+        pane = app.screen.query_one(DeploymentsPane)
+        assert pane.card_text("prod-eu:shop/web-a").plain.startswith("prod-eu web-a")
+        await pilot.press("j", "j")
+        chosen = pane.selected
+        source.push(change(removed=["web-b"] if chosen != "prod-eu:shop/web-b" else ["web-a"]))
+        await wait_until(pilot, lambda: len(shown(app)) == 2)
+        assert pane.selected == chosen
+        source.push(
+            failure(
+                "prod-eu:*/web-*", "fix: aws sso login --profile prod-eu · expired", reason="auth"
+            )
+        )
+        await wait_until(pilot, lambda: "prod-eu:*/web-*" in shown(app))  # the entry says why
+        assert "aws sso login --profile prod-eu" in pane.card_text("prod-eu:*/web-*").plain
+        assert "STALE" in str(app.screen.query_one("#context-0").render())
+
+
+async def test_only_active_shows_services_in_flight_or_changed_recently() -> None:
+    source = FakeSource([settled("staging-us:shop/api")])
+    app = DeployWatchApp(discovery_settings(only_active="15m"), [source], clock=FrozenClock())
+    async with app.run_test(size=(160, 40)) as pilot:
+        await wait_until(pilot, lambda: shown(app) == ["staging-us:shop/api"])
+        source.push(change(["web-old", "web-new", "web-moving"], only=900.0))
+        old = sample(
+            "prod-eu:shop/web-old", [deployment("web-old:1", updated=T0 - timedelta(hours=2))]
+        )
+        source.push(old)
+        source.push(settled("prod-eu:shop/web-new"))  # changed a minute ago
+        source.push(rolling("prod-eu:shop/web-moving"))
+        await wait_until(pilot, lambda: len(shown(app)) == 3)
+        assert "prod-eu:shop/web-old" not in shown(app)

@@ -16,8 +16,9 @@ from engine.contexts import FleetActions, source_name
 from engine.controller import Controller
 from sources.aws_actions import AwsActions
 from sources.ecs import EcsSource
+from sources.model import FleetChange
 from tests.fakes import FrozenClock, deployment, sample, service_deployment
-from tests.unit.test_ecs_mapping import ClientError, FakeEcsClient
+from tests.unit.test_ecs_mapping import ClientError, FakeEcsClient, raw_service
 
 if TYPE_CHECKING:
     from sources.aws_session import AwsContextSpec
@@ -326,3 +327,161 @@ def test_template_mistakes_name_the_key(table: dict[str, Any], expected: str) ->
     with pytest.raises(ConfigError) as caught:
         parse_config(data, Path("t.toml"))
     assert str(caught.value) == expected
+
+
+# ---- discovery -------------------------------------------------------------------
+
+
+class Pages:
+    def __init__(self, pages: list[dict[str, Any]], calls: list[str], name: str) -> None:
+        self.pages, self.calls, self.name = pages, calls, name
+
+    def paginate(self, **kwargs: Any) -> Any:
+        self.calls.append(f"{self.name} {kwargs.get('cluster', '')}".strip())
+        return iter(self.pages)
+
+
+class FleetClient(FakeEcsClient):
+    """Clusters of services, listed in pages of two (like ECS's paginators)."""
+
+    def __init__(self, clusters: dict[str, list[str]]) -> None:
+        super().__init__()
+        self.clusters = clusters
+        self.services = {
+            name: raw_service(serviceName=name, serviceArn=f"{ARN}service/{c}/{name}")
+            for c, names in clusters.items()
+            for name in names
+        }
+        self.listing: list[str] = []
+        self.list_fail: Exception | None = None
+
+    def get_paginator(self, name: str) -> Pages:
+        if self.list_fail is not None:
+            raise self.list_fail
+        if name == "list_clusters":
+            arns = [f"{ARN}cluster/{c}" for c in self.clusters]
+            return Pages(
+                [{"clusterArns": arns[i : i + 2]} for i in range(0, len(arns), 2)],
+                self.listing,
+                name,
+            )
+        listing = self
+
+        class Services(Pages):
+            def paginate(self, **kwargs: Any) -> Any:
+                listing.listing.append(f"list_services {kwargs['cluster']}")
+                arns = [
+                    f"{ARN}service/{kwargs['cluster']}/{s}"
+                    for s in listing.clusters[kwargs["cluster"]]
+                ]
+                return iter([{"serviceArns": arns[i : i + 2]} for i in range(0, len(arns), 2)])
+
+        return Services([], self.listing, name)
+
+
+ARN = "arn:aws:ecs:us-east-1:123456789012:"
+
+
+def discovery_settings(**entry: Any) -> Settings:
+    return parse_config(
+        {
+            "aws": [{"name": "eu", "region": "eu-west-1", "profile": "eu"}],
+            "service": [{"context": "eu", **entry}],
+        },
+        Path("fleet.toml"),
+    )
+
+
+async def discover(
+    monkeypatch: pytest.MonkeyPatch, client: FleetClient, config: Settings, tmp_path: Path
+) -> tuple[EcsSource, Controller]:
+    monkeypatch.setattr(wiring, "client_factory", lambda spec, **kw: lambda name: client)
+    (source,) = [s for s in wiring.build_sources(config) if isinstance(s, EcsSource)]
+    controller = Controller(
+        config,
+        clock=FrozenClock(),
+        executor=lambda call: {},
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        operator=lambda: "tester",
+    )
+    return source, controller
+
+
+async def poll(source: EcsSource, controller: Controller) -> None:
+    for item in await source.poll_once():
+        controller.ingest(item)
+
+
+async def test_discovery_finds_every_cluster_and_follows_services_that_come_and_go(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    client = FleetClient({"shop": ["web-a", "web-b", "api", "web-c"], "ops": ["web-x"]})
+    config = discovery_settings(cluster="*", service="web-*")
+    source, controller = await discover(monkeypatch, client, config, tmp_path)
+    store = controller.store
+    await poll(source, controller)
+    assert sorted(store.discovered) == [
+        "eu:ops/web-x",
+        "eu:shop/web-a",
+        "eu:shop/web-b",
+        "eu:shop/web-c",
+    ]
+    assert all(store.services[k].sample is not None for k in store.discovered)
+    assert client.listing == ["list_clusters", "list_services ops", "list_services shop"]
+    assert controller.contexts["eu:shop/web-b"].name == "eu"  # actions go to its context
+    planned = controller.plan(Verb.ROLLBACK, "eu:shop/web-b")
+    assert (planned.cluster, planned.service, planned.region) == ("shop", "web-b", "eu-west-1")
+    client.clusters["shop"] = ["web-a", "web-d"]  # web-b and web-c deleted, web-d created
+    client.services["web-d"] = raw_service(serviceName="web-d")
+    await poll(source, controller)
+    assert sorted(store.discovered) == ["eu:ops/web-x", "eu:shop/web-a", "eu:shop/web-d"]
+    assert store.take_removed() == {"eu:shop/web-b", "eu:shop/web-c"}
+    assert "eu:shop/web-b" not in controller.contexts
+    assert {t.key for t in source.targets} == set(store.discovered)
+
+
+async def test_a_failed_listing_keeps_the_services_and_marks_the_entry_stale(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    client = FleetClient({"shop": ["web", "api"]})
+    config = discovery_settings(cluster="shop", service="*")
+    source, controller = await discover(monkeypatch, client, config, tmp_path)
+    await poll(source, controller)
+    store = controller.store
+    assert sorted(store.discovered) == ["eu:shop/api", "eu:shop/web"]
+    assert client.listing == ["list_services shop"]  # a named cluster is not listed
+    client.list_fail = ClientError("ExpiredTokenException", 400)
+    await poll(source, controller)
+    entry = store.services["eu:shop/*"]
+    assert entry.failure is not None
+    assert entry.failure.error.startswith("fix: aws sso login --profile eu")
+    assert sorted(store.discovered) == ["eu:shop/api", "eu:shop/web"]  # nothing forgotten
+    client.list_fail = None
+    await poll(source, controller)
+    assert entry.failure is None
+
+
+async def test_discovery_is_bounded(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    client = FleetClient({"shop": [f"svc-{n}" for n in range(9)]})
+    config = parse_config(
+        {
+            "ecs": {"max_services": 5},
+            "aws": [{"name": "eu", "region": "eu-west-1"}],
+            "service": [{"context": "eu", "cluster": "shop", "service": "*"}],
+        },
+        Path("fleet.toml"),
+    )
+    source, _ = await discover(monkeypatch, client, config, tmp_path)
+    items = await source.poll_once()
+    change = items[0]
+    assert isinstance(change, FleetChange) and change.truncated
+    assert len(change.added) == 5 and len(source.targets) == 5
+
+
+def test_discovery_entries_in_the_config() -> None:
+    config = discovery_settings(cluster="*", service="*", only_active="15m")
+    (entry,) = config.services
+    assert entry.discovers and entry.display == "*/* (discovery)"
+    assert error_of(
+        {"service": [{"cluster": "c", "service": "web", "only_active": "15m"}]}
+    ).startswith("fleet.toml: service #1: expected only_active on a discovery entry")

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from textual.widgets import Input
 
 from engine.actions import Outcome, Plan, Verb
+from engine.contexts import ContextLabels
 from engine.store import EcsStatus, Store
 from engine.wiring import freshness
 from tui.screens.confirm import ConfirmScreen
@@ -229,9 +230,10 @@ class DashboardScreen(Screen[None]):
         self.compact = False
         """The compact layout is on (a terminal below COMPACT_WIDTH x COMPACT_HEIGHT)."""
         self._deployments = DeploymentsPane(controller.store.services.values(), now=self.clock())
-        self._deployments.contexts = {
-            key: (context.name, context.production) for key, context in controller.contexts.items()
-        }
+        self._deployments.contexts = ContextLabels(controller.contexts)
+        self._deployments.set_fleet(
+            (ref.key for ref in settings.services if ref.discovers), self.store.discovered
+        )
         controller.listen(self._on_watch)
 
     @property
@@ -487,7 +489,12 @@ class DashboardScreen(Screen[None]):
             return
         bar = self.query_one(TopBar)
         for index, (name, words, stale) in enumerate(
-            context_lines(self.settings.aws_contexts, self.controller.contexts, self.store)
+            context_lines(
+                self.settings.aws_contexts,
+                self.controller.contexts,
+                self.store,
+                self._deployments.entries,
+            )
         ):
             bar.show_context(index, f"{name} {words}", stale=stale)
 
@@ -517,6 +524,9 @@ class DashboardScreen(Screen[None]):
         self._missed_flush = False
         now = self.clock()
         dirty = self.store.take_dirty()
+        removed = self.store.take_removed()
+        if removed:  # discovery: services that left
+            self._deployments.remove_services(removed)
         if dirty:
             with self.app.batch_update():
                 self._deployments.update_states((self.store.services[k] for k in dirty), now)
