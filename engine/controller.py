@@ -272,6 +272,7 @@ class Controller:
         self.store = Store(
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
         )
+        self.store.entries = frozenset(ref.key for ref in settings.services if ref.discovers)
         rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
         self.autopilot = AutoPilot(rule_targets, settings.actions.countdown)
         self.mttr = MttrClock(rule_targets)
@@ -458,7 +459,10 @@ class Controller:
         return self.snapshot
 
     def _current_statuses(self) -> dict[str, EcsStatus]:
-        self._statuses = {key: state.status for key, state in self.store.services.items()}
+        entries = self.store.entries
+        self._statuses = {
+            key: state.status for key, state in self.store.services.items() if key not in entries
+        }
         return self._statuses
 
     def _rolled_back_words(

@@ -214,6 +214,9 @@ class Store:
         """Services discovery added (not in the config), by key."""
         self.removed: set[str] = set()
         """Keys of discovered services that left, not yet taken by the screen."""
+        self.entries: frozenset[str] = frozenset()
+        """Keys of the discovery entries: not services (no status, no verdict), shown
+        only while their listing fails."""
 
     def ingest(self, item: Item) -> bool:
         """Take one sample or failure.

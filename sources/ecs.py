@@ -593,6 +593,8 @@ class EcsSource:
         self._found: dict[str, list[tuple[str, str]]] = {}
         """Each discovery entry's last good listing (kept while a listing fails)."""
         self._discover_due = 0.0
+        self._gone: set[str] = set()
+        """Discovered services ECS describes as deleted (INACTIVE or missing)."""
         self.targets = tuple(targets)
         self.region = region
         self.profile = profile
@@ -659,12 +661,13 @@ class EcsSource:
         for entry in self.discover:
             for cluster, service in self._found.get(entry.key, ()):
                 key = service_key(self.context, cluster, service)
-                if key not in static and key not in discovered:
+                if key not in static and key not in discovered and key not in self._gone:
                     discovered[key] = Discovered(
                         key, cluster, service, entry.key, entry.only_active
                     )
         added = tuple(d for k, d in discovered.items() if k not in self._discovered)
         removed = tuple(k for k in self._discovered if k not in discovered)
+        self._gone &= {key for found in self._found.values() for key in self._keys(found)}
         self._discovered = discovered
         if added or removed:
             self.set_targets(
@@ -683,6 +686,9 @@ class EcsSource:
             truncated=truncated,
         )
         return [change, *failures]
+
+    def _keys(self, found: Iterable[tuple[str, str]]) -> list[str]:
+        return [service_key(self.context, cluster, service) for cluster, service in found]
 
     def _list_matching(self, entry: Discovery, limit: int) -> tuple[list[tuple[str, str]], bool]:
         return list_matching(self.client(), entry, limit)
@@ -901,6 +907,7 @@ class EcsSource:
             by_name[str(svc.get("serviceArn"))] = svc
         items: list[Item] = []
         waiting: list[_Work] = []
+        gone: list[str] = []
         for target in batch:
             raw = by_name.get(target.service) or by_name.get(target.service.rsplit("/", 1)[-1])
             if raw is None:
@@ -912,9 +919,15 @@ class EcsSource:
                     ),
                     "MISSING",
                 )
+                if target.key in self._discovered:
+                    gone.append(target.key)  # deleted since it was listed
+                    continue
                 items.append(
                     self._failure(target.key, SourceNotFound(f"service not found ({reason})"))
                 )
+                continue
+            if raw.get("status") == "INACTIVE" and target.key in self._discovered:
+                gone.append(target.key)  # deleted (an endpoint may still list it a while)
                 continue
             try:
                 work = self._plan(target, raw, at)
@@ -929,7 +942,18 @@ class EcsSource:
                 waiting.append(work)
             except Exception as exc:
                 items.append(self._failure(target.key, classify(exc)))
+        if gone:
+            items.append(self._forget(gone, at))
         return items, waiting
+
+    def _forget(self, gone: list[str], at: datetime) -> FleetChange:
+        """Discovered services ECS says are deleted leave now, and stay out while a
+        listing still names them."""
+        self._gone.update(gone)
+        for key in gone:
+            self._discovered.pop(key, None)
+        self.set_targets([t for t in self.targets if t.key not in self._gone])
+        return FleetChange(self.name, self.context, (), tuple(gone), (), at)
 
     def _plan(self, target: EcsTarget, raw: dict[str, Any], at: datetime) -> _Work:
         """What ``target`` needs beyond its ``describe_services`` entry ``raw``.

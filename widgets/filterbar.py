@@ -67,12 +67,12 @@ def context_lines(
     whether any of its services is stale (what the top bar shows side by side)."""
     total: dict[str, int] = {}
     stale: dict[str, int] = {}
+    failed: set[str] = set()
     first = contexts[0].name if contexts else ""
     for key, state in store.services.items():
-        if key in entries:  # a discovery entry: counted only when its listing fails
+        if key in entries:  # a discovery entry: not a service; its listing failed
             if state.stale:
-                name = of[key].name if key in of else first
-                stale[name] = stale.get(name, 0) + 1
+                failed.add(of[key].name if key in of else first)
             continue
         context = of.get(key)
         name = context.name if context is not None else first
@@ -84,5 +84,7 @@ def context_lines(
         words = f"{total.get(context.name, 0)} svc"
         if stale.get(context.name):
             words += f" · {stale[context.name]} STALE"
-        lines.append((context.name, words, bool(stale.get(context.name))))
+        elif context.name in failed:
+            words += " · STALE"
+        lines.append((context.name, words, bool(stale.get(context.name)) or context.name in failed))
     return lines

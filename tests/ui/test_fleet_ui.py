@@ -246,6 +246,9 @@ async def test_discovered_services_appear_and_leave_without_a_restart() -> None:
         await wait_until(pilot, lambda: len(shown(app)) == 3)
         assert "prod-eu:shop/web-b" in shown(app)
         await wait_until(pilot, lambda: "prod-eu 2 svc" in screen_text(app))
+        top = "\n".join(screen_text(app).splitlines()[:3])
+        assert "3 services" in top and "discovery" not in top  # the entry is no service
+        assert "web-*" not in top
         pane = app.screen.query_one(DeploymentsPane)
         assert pane.card_text("prod-eu:shop/web-a").plain.startswith("prod-eu web-a")
         await pilot.press("j", "j")

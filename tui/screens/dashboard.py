@@ -125,9 +125,11 @@ def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus], *, short: boo
     """
     counts: dict[EcsStatus, int] = {}
     for key in store.services:
+        if key in store.entries:  # a discovery entry, not a service
+            continue
         status = statuses.get(key, EcsStatus.NO_DATA)
         counts[status] = counts.get(status, 0) + 1
-    n = len(store.services)
+    n = len(store.services) - len(store.entries)
     parts = [f"{n} svc" if short else f"{n} service{'s' if n != 1 else ''}"]
     for status in (
         EcsStatus.FAILED,
@@ -143,7 +145,7 @@ def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus], *, short: boo
     ):
         if counts.get(status):
             parts.append(f"{counts[status]} {SHORT_STATUS[status] if short else status.value}")
-    stale = sum(1 for s in store.services.values() if s.stale)
+    stale = sum(1 for k, s in store.services.items() if s.stale and k not in store.entries)
     if stale:
         parts.append(f"{stale} STALE")
     return " · ".join(parts)
