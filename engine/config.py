@@ -682,11 +682,11 @@ class Settings(_Frozen):
             target = target.split(".", 1)[0]
             if kind == "metric" and target not in metrics:
                 raise ValueError(
-                    f"{at}.subject: expected the name of a [[metric]] (have: {', '.join(sorted(metrics)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
+                    f"{at}.subject: expected the name of a [[metric]] (have: {_some(metrics)}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if kind == "probe" and target not in probes:
                 raise ValueError(
-                    f"{at}.subject: expected the name of a [[probe]] (have: {', '.join(sorted(probes)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
+                    f"{at}.subject: expected the name of a [[probe]] (have: {_some(probes)}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if kind == "sentry" and self.sentry is None:
                 raise ValueError(
@@ -728,6 +728,13 @@ class Settings(_Frozen):
                 raise ValueError(f"unique services, but {ref.key} appears twice")
             seen.add(ref.key)
         return services
+
+
+def _some(names: set[str], most: int = 8) -> str:
+    """``a, b, c`` — at most ``most`` names, then how many more (a fleet has hundreds)."""
+    shown = sorted(names)
+    more = f" and {len(shown) - most} more" if len(shown) > most else ""
+    return (", ".join(shown[:most]) + more) or "none"
 
 
 def _key_path(loc: tuple[int | str, ...]) -> str:

@@ -6,6 +6,8 @@ by hand:
 
 * ``[[aws]]`` (an array of tables) becomes the named contexts; the first one also
   stands in for the single ``[aws]`` table that the rest of the code knows.
+* A ``[[service]]`` with ``services = ["web", "api"]`` is one table per service, and
+  one with ``context = ["prod-eu", "staging-us"]`` one per context.
 * A ``[[metric]]``, ``[[probe]]`` or ``[[rule]]`` with ``services = "*"`` (or a glob
   such as ``"web-*"``, or a list of them) is a template: one copy per matched
   ``[[service]]``, with ``{service}``, ``{cluster}`` and ``{context}`` replaced in every
@@ -62,6 +64,7 @@ def prepare(data: Any) -> Any:
     services = data.get("service")
     if not isinstance(services, list):
         return data
+    services = data["service"] = _names(services)
     listed = [s for s in services if isinstance(s, dict) and _listed(s)]
     discovering = len(listed) < len(services)
     for kind in TEMPLATE_KINDS:
@@ -82,6 +85,46 @@ def prepare(data: Any) -> Any:
                 )
         data[kind] = expanded
     return data
+
+
+def _names(services: list[Any]) -> list[Any]:
+    """``[[service]]`` tables with ``services = ["web", "api", ...]`` (several services of
+    one cluster in one table) as one table per service."""
+    out: list[Any] = []
+    for index, table in enumerate(services, 1):
+        if not isinstance(table, dict) or "services" not in table:
+            out.append(table)
+            continue
+        names = table["services"]
+        if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
+            raise ValueError(
+                f"service #{index}.services: expected a list of service names, got {names!r:.60}"
+            )
+        if "service" in table:
+            raise ValueError(
+                f"service #{index}.service: expected either service or services (a list), not both"
+            )
+        rest = {k: v for k, v in table.items() if k != "services"}
+        out.extend({**rest, "service": name} for name in names)
+    return _contexts(out)
+
+
+def _contexts(services: list[Any]) -> list[Any]:
+    """``[[service]]`` tables with ``context = ["prod-eu", "staging-us"]`` (the same
+    services in several accounts or regions) as one table per context."""
+    out: list[Any] = []
+    for index, table in enumerate(services, 1):
+        contexts = table.get("context") if isinstance(table, dict) else None
+        if not isinstance(contexts, list):
+            out.append(table)
+            continue
+        if not contexts or not all(isinstance(c, str) for c in contexts):
+            raise ValueError(
+                f"service #{index}.context: expected the name of an [[aws]] context or a "
+                f"list of them, got {contexts!r:.60}"
+            )
+        out.extend({**table, "context": context} for context in contexts)
+    return out
 
 
 def _listed(service: dict[str, Any]) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from engine import wiring
 from engine.actions import ApiCall, Verb
 from engine.audit import AuditLog
-from engine.config import ConfigError, Settings, parse_config
+from engine.config import ConfigError, Settings, load_config, parse_config
 from engine.contexts import FleetActions, source_name
 from engine.controller import Controller
 from sources.aws_actions import AwsActions
@@ -485,3 +485,45 @@ def test_discovery_entries_in_the_config() -> None:
     assert error_of(
         {"service": [{"cluster": "c", "service": "web", "only_active": "15m"}]}
     ).startswith("fleet.toml: service #1: expected only_active on a discovery entry")
+
+
+def test_the_example_fleet_config_is_under_60_lines_and_loads() -> None:
+    path = Path(__file__).parents[2] / "deploywatch.fleet.example.toml"
+    assert len(path.read_text().splitlines()) < 60
+    config = load_config(path)
+    assert len(config.services) == 200
+    assert len({ref.key for ref in config.services}) == 200
+    assert len(config.metrics) == len(config.probes) == 200
+    assert len(config.rules) == 400
+    assert {c.name for c in config.aws_contexts} == {"prod-eu", "staging-us"}
+    assert config.rule_service(config.rules[-1]) == "staging-us:shop/web-099"
+
+
+def test_one_service_table_may_list_names_and_contexts() -> None:
+    config = two(
+        service=[{"cluster": "shop", "services": ["a", "b"], "context": ["prod-eu", "staging"]}]
+    )
+    assert [r.key for r in config.services] == [
+        "prod-eu:shop/a",
+        "staging:shop/a",
+        "prod-eu:shop/b",
+        "staging:shop/b",
+    ]
+    assert error_of({**TWO, "service": [{"cluster": "c", "services": "a"}]}) == (
+        "fleet.toml: service #1.services: expected a list of service names, got 'a'"
+    )
+
+
+def test_a_wrong_subject_among_many_metrics_names_a_few_of_them() -> None:
+    names = [f"s{n:02}" for n in range(20)]
+    message = error_of(
+        {
+            "datadog": {},
+            "service": [{"cluster": "c", "services": names}],
+            "metric": [{"name": "{service}", "query": "avg:x{service:{service}}", "services": "*"}],
+            "rule": [
+                {"name": "r", "subject": "metric:nope", "op": ">", "threshold": 1, "for": "1m"}
+            ],
+        }
+    )
+    assert "(have: s00, s01, s02, s03, s04, s05, s06, s07 and 12 more)" in message
