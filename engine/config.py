@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.fleet import is_pattern, prepare, service_key
+from engine.fleet import is_pattern, prepare, service_key, written_as
 from sources.datadog import split_query
 
 DEFAULT_CONFIG = Path("deploywatch.toml")
@@ -810,10 +810,17 @@ def parse_config(data: dict[str, Any], path: Path) -> Settings:
     Raises:
         ConfigError: One line naming the file, key and what was expected.
     """
+    origins: dict[tuple[str, int], str] = {}
     try:
+        data = prepare(data, origins)  # names expanded tables as written, in errors
         return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from None
+    except ValueError as exc:
+        message = (
+            format_validation_error(path, exc)
+            if isinstance(exc, ValidationError)
+            else (f"{path}: {exc}")
+        )
+        raise ConfigError(written_as(message, origins)) from None
 
 
 def _kind(mode: int) -> str:

@@ -48,11 +48,18 @@ def short_name(name: str) -> str:
     return name.rsplit("/", 1)[-1] if name.startswith("arn:") else name
 
 
-def prepare(data: Any) -> Any:
+def prepare(data: Any, origins: dict[tuple[str, int], str] | None = None) -> Any:
     """The document with ``[[aws]]`` contexts split out and templates expanded.
 
     Anything unexpected in shape is left as it is, for the validation to name.
+
+    Args:
+        data: The TOML document.
+        origins: Filled with what an expanded table was written as, by ``(kind,
+            index from 0)``: ``rule #2 (for prod-eu:shop/web)``, so that an error in a
+            copy names the table in the file.
     """
+    origins = {} if origins is None else origins
     if not isinstance(data, dict):
         return data
     data = dict(data)
@@ -64,7 +71,7 @@ def prepare(data: Any) -> Any:
     services = data.get("service")
     if not isinstance(services, list):
         return data
-    services = data["service"] = _names(services)
+    services = data["service"] = _names(services, origins)
     listed = [s for s in services if isinstance(s, dict) and _listed(s)]
     discovering = len(listed) < len(services)
     for kind in TEMPLATE_KINDS:
@@ -75,8 +82,12 @@ def prepare(data: Any) -> Any:
         for index, table in enumerate(tables, 1):
             if isinstance(table, dict) and "services" in table:
                 copies = expand(kind, index, table, listed, discovering=discovering)
-                expanded.extend(copies)
+                for copy in copies:
+                    origins[(kind, len(expanded))] = f"{kind} #{index} (for {copy['service']})"
+                    expanded.append(copy)
             else:
+                if len(expanded) != index - 1:
+                    origins[(kind, len(expanded))] = f"{kind} #{index}"
                 expanded.append(table)
             if len(expanded) > MAX_EXPANDED:
                 raise ValueError(
@@ -87,13 +98,15 @@ def prepare(data: Any) -> Any:
     return data
 
 
-def _names(services: list[Any]) -> list[Any]:
+def _names(services: list[Any], origins: dict[tuple[str, int], str]) -> list[Any]:
     """``[[service]]`` tables with ``services = ["web", "api", ...]`` (several services of
     one cluster in one table) as one table per service."""
     out: list[Any] = []
+    written: list[int] = []
     for index, table in enumerate(services, 1):
         if not isinstance(table, dict) or "services" not in table:
             out.append(table)
+            written.append(index)
             continue
         names = table["services"]
         if not (isinstance(names, list) and names and all(isinstance(n, str) and n for n in names)):
@@ -106,16 +119,27 @@ def _names(services: list[Any]) -> list[Any]:
             )
         rest = {k: v for k, v in table.items() if k != "services"}
         out.extend({**rest, "service": name} for name in names)
-    return _contexts(out)
+        written.extend([index] * len(names))
+    return _contexts(out, written, origins)
 
 
-def _contexts(services: list[Any]) -> list[Any]:
+def _contexts(
+    services: list[Any], written: list[int], origins: dict[tuple[str, int], str]
+) -> list[Any]:
     """``[[service]]`` tables with ``context = ["prod-eu", "staging-us"]`` (the same
     services in several accounts or regions) as one table per context."""
     out: list[Any] = []
+
+    def note(index: int, table: Any) -> None:
+        if written[index - 1] != len(out) + 1 and isinstance(table, dict):
+            service, context = table.get("service"), table.get("context")
+            where = f"{context}:{service}" if isinstance(context, str) else str(service)
+            origins[("service", len(out))] = f"service #{written[index - 1]} (for {where})"
+
     for index, table in enumerate(services, 1):
         contexts = table.get("context") if isinstance(table, dict) else None
         if not isinstance(contexts, list):
+            note(index, table)
             out.append(table)
             continue
         if not contexts or not all(isinstance(c, str) for c in contexts):
@@ -123,7 +147,10 @@ def _contexts(services: list[Any]) -> list[Any]:
                 f"service #{index}.context: expected the name of an [[aws]] context or a "
                 f"list of them, got {contexts!r:.60}"
             )
-        out.extend({**table, "context": context} for context in contexts)
+        for context in contexts:
+            copy = {**table, "context": context}
+            note(index, copy)
+            out.append(copy)
     return out
 
 
@@ -156,6 +183,21 @@ def _matches(pattern: str, service: dict[str, Any]) -> bool:
     if isinstance(label, str):
         names.append(label)
     return any(fnmatch.fnmatchcase(n, pattern) for n in names)
+
+
+_TABLE_REF = re.compile(r"\b(service|metric|probe|rule) #(\d+)\b")
+
+
+def written_as(message: str, origins: dict[tuple[str, int], str]) -> str:
+    """``message`` with every expanded table it names (``rule #201``) named as it is
+    written in the file (``rule #2 (for staging-us:shop/web-000)``)."""
+    if not origins:
+        return message
+
+    def name(match: re.Match[str]) -> str:
+        return origins.get((match.group(1), int(match.group(2)) - 1), match.group(0))
+
+    return _TABLE_REF.sub(name, message)
 
 
 def check_placeholders(at: str, value: Any, *, query: bool = False) -> None:

@@ -527,3 +527,35 @@ def test_a_wrong_subject_among_many_metrics_names_a_few_of_them() -> None:
         }
     )
     assert "(have: s00, s01, s02, s03, s04, s05, s06, s07 and 12 more)" in message
+
+
+def test_an_error_in_an_expanded_table_names_the_table_as_written() -> None:
+    data: dict[str, Any] = {
+        **TWO,
+        "service": [{"cluster": "shop", "services": ["a", "b"], "context": ["prod-eu", "staging"]}],
+        "rule": [
+            {
+                "name": "ok",
+                "subject": "ecs:failed_tasks",
+                "op": ">",
+                "threshold": 1,
+                "for": "1m",
+                "service": "prod-eu:shop/a",
+            },
+            {
+                "name": "{context} {service}",
+                "subject": "ecs:failed_tasks",
+                "op": ">",
+                "threshold": 1,
+                "for": "1m",
+                "services": "*",
+                "severity": "bad",
+            },
+        ],
+    }
+    assert error_of(data).startswith(
+        "fleet.toml: rule #2 (for prod-eu:shop/a).severity: expected input should be"
+    )
+    data["rule"][1]["severity"] = "warn"
+    data["service"].append({"cluster": "shop", "service": "c", "context": "nope"})
+    assert error_of(data).startswith("fleet.toml: service #2 (for nope:c).context: expected")
