@@ -244,6 +244,9 @@ def main() -> None:
     parser.add_argument("--no-signals", action="store_true", help="ECS cards only")
     parser.add_argument("--endpoint", default=None, help="AWS endpoint (--mode real)")
     parser.add_argument("--max-concurrency", type=int, default=8)
+    parser.add_argument(
+        "--discover", action="store_true", help="discover the services (--mode real)"
+    )
     parser.add_argument("--poll-interval", type=float, default=5.0, help="ECS (--mode real)")
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--duration", type=float, default=20.0)
@@ -264,6 +267,7 @@ def main() -> None:
             endpoint=args.endpoint or "http://127.0.0.1:9",
             poll_interval=args.poll_interval,
             max_concurrency=args.max_concurrency,
+            discover=args.discover,
         )
     settings = bench_settings(args.services, **kwargs)
     sources = None

@@ -57,6 +57,7 @@ def bench_config(
     endpoint: str = DEAD,
     poll_interval: float = 1.0,
     max_concurrency: int = 8,
+    discover: bool = False,
 ) -> dict[str, Any]:
     """A config of ``n`` services as a TOML-shaped mapping.
 
@@ -66,6 +67,9 @@ def bench_config(
         endpoint: The AWS endpoint (the sandbox, or a dead address).
         poll_interval: ECS poll interval, seconds.
         max_concurrency: ECS batches in flight.
+        discover: One discovery entry (every service of the cluster) instead of ``n``
+            listed services (no signals: the templates of discovered services are not
+            expanded).
     """
     data: dict[str, Any] = {
         "environment": {"name": f"bench-{n}"},
@@ -73,6 +77,9 @@ def bench_config(
         "ecs": {"poll_interval": poll_interval, "max_concurrency": max_concurrency},
         "service": [{"cluster": CLUSTER, "service": service_name(i)} for i in range(n)],
     }
+    if discover:
+        data["service"] = [{"cluster": CLUSTER, "service": "*"}]
+        return data
     if not signals:
         return data
     data["datadog"] = {"host": DEAD, "poll_interval": 1}

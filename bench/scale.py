@@ -146,6 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ecs-services", type=int, default=2000)
     parser.add_argument(
+        "--discover", action="store_true", help="--sandbox-ecs: discover the services instead"
+    )
+    parser.add_argument(
         "--profile", type=Path, default=None, help="write DIR/scale-N.prof (cProfile, window)"
     )
     parser.add_argument("--aws-latency", type=float, default=0.1, help="seconds added per AWS call")
@@ -154,7 +157,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.sandbox_ecs:
         from bench._sandbox_ecs import run as run_sandbox
 
-        return run_sandbox(args.ecs_services, args.aws_latency, BUDGET_FULL_VIEW_2000_S)
+        return run_sandbox(
+            args.ecs_services, args.aws_latency, BUDGET_FULL_VIEW_2000_S, discover=args.discover
+        )
 
     figures: list[Figure] = []
     runs: dict[str, Any] = {}

@@ -69,6 +69,8 @@ class ApiCall:
     operation: str
     """snake_case boto3 method, e.g. ``stop_service_deployment``."""
     params: Mapping[str, Any]
+    context: str | None = None
+    """The ``[[aws]]`` context whose credentials send it (``None``: the only one)."""
 
     def describe(self) -> str:
         """``ecs:StopServiceDeployment stopType=ROLLBACK`` — short, for the confirmation."""
@@ -100,6 +102,16 @@ class Plan:
     effect: str
     """What happens, in a deployer's words (or why nothing can)."""
     disabled_reason: str | None = None
+    context: str | None = None
+    """The ``[[aws]]`` context (account and region) the service is in, when named."""
+    account: str | None = None
+    """Its AWS account id, when known."""
+    region: str | None = None
+
+    @property
+    def where(self) -> str:
+        """``prod-eu · account 111122223333 · eu-west-1`` (for the confirmation)."""
+        return f"{self.context} · account {self.account or '?'} · {self.region or '?'}"
 
     @property
     def enabled(self) -> bool:
@@ -128,7 +140,11 @@ class Plan:
             "kind": self.kind,
             "from": self.from_revision,
             "to": self.to_revision,
-        }
+        } | (
+            {"context": self.context, "account": self.account, "region": self.region}
+            if self.context is not None
+            else {}
+        )
 
 
 def _in_flight(sample: EcsServiceSample) -> ServiceDeployment | None:
@@ -214,9 +230,14 @@ def plan(
     environment: str,
     production: bool,
     canary: CanaryDriver | None = None,
+    context: str | None = None,
 ) -> Plan:
-    """What ``verb`` would do to this service now (see DESIGN.md's table per kind)."""
-    cluster, _, service = state.key.partition("/")
+    """What ``verb`` would do to this service now (see DESIGN.md's table per kind);
+    ``context`` is the named context its key starts with (``context:cluster/service``)."""
+    key = state.key
+    if context is not None and key.startswith(f"{context}:"):
+        key = key[len(context) + 1 :]
+    cluster, _, service = key.partition("/")
     sample = state.sample
     kind = DeploymentKind.ALB_CANARY if canary is not None else deployment_kind(sample)
     base = Plan(

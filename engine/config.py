@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from engine.fleet import is_pattern, prepare, service_key, written_as
 from sources.datadog import split_query
 
 DEFAULT_CONFIG = Path("deploywatch.toml")
@@ -121,6 +122,45 @@ class AwsSettings(_Frozen):
         return value
 
 
+class AwsContext(AwsSettings):
+    """One ``[[aws]]`` context: an account and region, how to reach it, how it looks."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{1,40}$")]
+    """Short name, shown on the cards and the top bar; services name it as ``context``."""
+    role_arn: Annotated[str | None, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:role/.+$")] = (
+        None
+    )
+    """A role to assume (with the profile's or the default chain's credentials);
+    refreshed before it expires."""
+    role_session_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_-]{2,64}$")] = "deploywatch"
+    external_id: Annotated[str | None, Field(min_length=2, max_length=1224)] = None
+    account_id: Annotated[str | None, Field(pattern=r"^[0-9]{12}$")] = None
+    """The account, as the confirmation names it (default: the role's account, else
+    the caller identity's once known)."""
+    environment: Annotated[str | None, Field(min_length=1, max_length=40)] = None
+    """Its environment label (default: the context's name)."""
+    production: Bool = False
+    """Production: shown in the warning colour, and actions ask to type the name."""
+
+    @property
+    def account(self) -> str | None:
+        """The account id from the config or the role's ARN, when known."""
+        if self.account_id is not None:
+            return self.account_id
+        if self.role_arn is not None:
+            return self.role_arn.split(":")[4]
+        return None
+
+    @property
+    def sso_hint(self) -> str:
+        """What to do when its credentials expired, in words."""
+        if self.profile is not None:
+            return f"aws sso login --profile {self.profile}"
+        if self.role_arn is not None:
+            return f"renew the credentials that assume {self.role_arn}"
+        return f"renew the credentials of context {self.name}"
+
+
 class EcsSettings(_Frozen):
     """How the ECS source polls."""
 
@@ -132,6 +172,10 @@ class EcsSettings(_Frozen):
     """botocore read timeout, seconds."""
     max_concurrency: Annotated[Int, Field(ge=1, le=64)] = 8
     """How many AWS calls the ECS poller may have in flight at once (worker threads)."""
+    discover_interval: Annotated[Number, Field(ge=5, le=3600)] = 60.0
+    """Seconds between two listings of the services a discovery entry matches."""
+    max_services: Annotated[Int, Field(ge=1, le=5000)] = 5000
+    """Most services one context's discovery watches."""
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$")
@@ -503,6 +547,7 @@ RESERVED_KEYS = {
     "k": "previous service",
     "tab": "next pane",
     "shift+tab": "previous pane",
+    "o": "the deployments' order",
 }
 """Keys the app, its screens or Textual bind already, with what they do (tui/app.py,
 the dashboard and the deployments pane); ``[keys]`` may not take them."""
@@ -615,15 +660,39 @@ class ServiceRef(_Frozen):
     """An ALB weighted canary deploywatch drives for this service."""
     bake: Duration | None = None
     """This service's bake window (default: the environment's)."""
+    context: str | None = None
+    """The ``[[aws]]`` context (account and region) the service is in."""
+    discover: Bool = False
+    """Watch every service this entry matches (implied by a pattern: ``cluster =
+    "*"``, ``service = "web-*"``), listed again every ``[ecs] discover_interval``."""
+    only_active: Annotated[timedelta, BeforeValidator(_within(60, 7 * 24 * 3600))] | None = None
+    """Of the services discovered, show only those with a deployment in flight or
+    changed within this long."""
+
+    @property
+    def discovers(self) -> bool:
+        """Whether this entry matches many services (discovery), not one."""
+        return self.discover or is_pattern(self.cluster) or is_pattern(self.service)
+
+    @model_validator(mode="after")
+    def _discovery(self) -> ServiceRef:
+        if self.discovers and (self.codedeploy is not None or self.canary is not None):
+            raise ValueError("codedeploy and canary only on a [[service]] naming one service")
+        if self.only_active is not None and not self.discovers:
+            raise ValueError("only_active on a discovery entry (discover = true or a pattern)")
+        return self
 
     @property
     def key(self) -> str:
-        """The stable key of this service: ``cluster/service``."""
-        return f"{self.cluster}/{self.service}"
+        """The stable key of this service: ``cluster/service``, or
+        ``context:cluster/service`` when it names its context."""
+        return service_key(self.context, self.cluster, self.service)
 
     @property
     def display(self) -> str:
         """The name a person sees."""
+        if self.discovers and not self.label:
+            return f"{self.cluster}/{self.service} (discovery)"
         return self.label or self.service
 
 
@@ -633,6 +702,8 @@ class Settings(_Frozen):
     environment: EnvironmentSettings = EnvironmentSettings()
     aws: AwsSettings = AwsSettings()
     ecs: EcsSettings = EcsSettings()
+    aws_contexts: tuple[AwsContext, ...] = ()
+    """The ``[[aws]]`` tables (when ``aws`` is an array of tables)."""
     services: Annotated[tuple[ServiceRef, ...], Field(alias="service", min_length=1)]
     """The ``[[service]]`` tables."""
     datadog: DatadogSettings | None = None
@@ -648,6 +719,22 @@ class Settings(_Frozen):
     smoke: Annotated[tuple[SmokeSettings, ...], Field(alias="smoke")] = ()
     """The ``[[smoke]]`` suites."""
     history: HistorySettings = HistorySettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fleet(cls, data: Any) -> Any:
+        """``[[aws]]`` contexts and ``services = "*"`` templates (engine.fleet)."""
+        return prepare(data)
+
+    def context_of(self, ref: ServiceRef) -> AwsContext:
+        """The context a service is in: the one it names, else the first ``[[aws]]``,
+        else the ``[aws]`` table as an unnamed context."""
+        for context in self.aws_contexts:
+            if context.name == ref.context:
+                return context
+        if self.aws_contexts:
+            return self.aws_contexts[0]
+        return AwsContext(name="default", **self.aws.model_dump())
 
     def rule_service(self, rule: RuleSettings | CompareSettings) -> str | None:
         """The service key a rule is about: its own ``service``, else its metric's,
@@ -719,6 +806,8 @@ class Settings(_Frozen):
                     )
                 seen.add(name)
 
+        unique("aws", [c.name for c in self.aws_contexts])
+        self._check_contexts()
         unique("metric", [m.name for m in self.metrics])
         unique("probe", [p.name for p in self.probes])
         unique("rule", [r.name for r in self.rules])
@@ -746,11 +835,11 @@ class Settings(_Frozen):
             target = target.split(".", 1)[0]
             if kind == "metric" and target not in metrics:
                 raise ValueError(
-                    f"{at}.subject: expected the name of a [[metric]] (have: {', '.join(sorted(metrics)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
+                    f"{at}.subject: expected the name of a [[metric]] (have: {_some(metrics)}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if kind == "probe" and target not in probes:
                 raise ValueError(
-                    f"{at}.subject: expected the name of a [[probe]] (have: {', '.join(sorted(probes)) or 'none'}), got {rule.subject!r} in rule {rule.name!r}"
+                    f"{at}.subject: expected the name of a [[probe]] (have: {_some(probes)}), got {rule.subject!r} in rule {rule.name!r}"
                 )
             if kind == "sentry" and self.sentry is None:
                 raise ValueError(
@@ -795,6 +884,21 @@ class Settings(_Frozen):
                     f"{at}.service: expected the service compare {compare.name!r} acts on (action = {compare.action!r}): one of the [[service]] keys (or set it on its metric)"
                 )
 
+    def _check_contexts(self) -> None:
+        names = [c.name for c in self.aws_contexts]
+        for index, ref in enumerate(self.services, 1):
+            at = f"service #{index}.context"
+            if ref.context is not None and ref.context not in names:
+                have = ", ".join(names) if names else "none: add [[aws]] tables with a name"
+                raise ValueError(
+                    f"{at}: expected the name of an [[aws]] context (have: {have}), "
+                    f"got {ref.context!r}"
+                )
+            if ref.context is None and len(names) > 1:
+                raise ValueError(
+                    f"{at}: expected the name of its [[aws]] context (one of {', '.join(names)})"
+                )
+
     @field_validator("services")
     @classmethod
     def _unique(cls, services: tuple[ServiceRef, ...]) -> tuple[ServiceRef, ...]:
@@ -806,6 +910,13 @@ class Settings(_Frozen):
         return services
 
 
+def _some(names: set[str], most: int = 8) -> str:
+    """``a, b, c`` — at most ``most`` names, then how many more (a fleet has hundreds)."""
+    shown = sorted(names)
+    more = f" and {len(shown) - most} more" if len(shown) > most else ""
+    return (", ".join(shown[:most]) + more) or "none"
+
+
 def _key_path(loc: tuple[int | str, ...]) -> str:
     """``("service", 1, "cluster")`` → ``service #2.cluster`` (tables counted from 1)."""
     text = ""
@@ -813,7 +924,7 @@ def _key_path(loc: tuple[int | str, ...]) -> str:
         if isinstance(item, int):
             text += f" #{item + 1}"
         else:
-            text += f".{item}" if text else item
+            text += f".{item}" if text else ("aws" if item == "aws_contexts" else item)
     return text or "(top level)"
 
 
@@ -879,10 +990,17 @@ def parse_config(data: dict[str, Any], path: Path) -> Settings:
     Raises:
         ConfigError: One line naming the file, key and what was expected.
     """
+    origins: dict[tuple[str, int], str] = {}
     try:
+        data = prepare(data, origins)  # names expanded tables as written, in errors
         return Settings.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(path, exc)) from None
+    except ValueError as exc:
+        message = (
+            format_validation_error(path, exc)
+            if isinstance(exc, ValidationError)
+            else (f"{path}: {exc}")
+        )
+        raise ConfigError(written_as(message, origins)) from None
 
 
 def _kind(mode: int) -> str:

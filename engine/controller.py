@@ -35,13 +35,14 @@ from engine.autopilot import AutoPilot, MttrClock
 from engine.bake import Bake, BakeView
 from engine.canary import CanaryDriver
 from engine.compare import build_comparebook, load_scipy
+from engine.contexts import fleet_plan, note_fleet, source_name
 from engine.rules import RuleState
 from engine.smoke import SmokeRun, run_smoke, wanted
 from engine.store import EcsStatus, Store
 from engine.verdict import Report, Verdict, judge
 from engine.wiring import build_rulebook
 from sources.ecs import revision_of
-from sources.model import EcsServiceSample, SourceFailure
+from sources.model import EcsServiceSample, FleetChange, SourceFailure
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
@@ -286,6 +287,7 @@ class Controller:
         self.store = Store(
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
         )
+        self.store.entries = frozenset(ref.key for ref in settings.services if ref.discovers)
         rule_targets = {rule.name: settings.rule_service(rule) for rule in settings.rules}
         rule_targets.update({c.name: settings.rule_service(c) for c in settings.compares})
         self.compare = build_comparebook(settings, self.store.rules)
@@ -321,6 +323,12 @@ class Controller:
             clock=clock,
             local={"hold_canary": self._hold_canary, "release_canary": self._release_canary},
         )
+        self.contexts = {
+            ref.key: settings.context_of(ref) for ref in settings.services if ref.context
+        }
+        """The named ``[[aws]]`` context of each service that has one."""
+        self.accounts: dict[str, str] = {}
+        """Account ids looked up (caller identity) by context name."""
         self.sending: dict[str, Plan] = {}
         self.last_result: ActionResult | None = None
         self.report = _initial_report()
@@ -372,6 +380,8 @@ class Controller:
         changed = self.store.ingest(item)
         if changed and self.recorder is not None:
             self.recorder.item(item)
+        if isinstance(item, FleetChange):
+            note_fleet(self.contexts, self.settings, item)
         if isinstance(item, EcsServiceSample):
             state = self.store.services.get(item.key)
             status = state.status if state is not None else EcsStatus.NO_DATA
@@ -405,7 +415,7 @@ class Controller:
         self._wake = asyncio.Event()
         if self.compare.rules:  # scipy loads in a thread while the first points arrive
             self._spawn(asyncio.to_thread(load_scipy))
-        consumers = [asyncio.create_task(self._consume(s), name=s.name) for s in sources]
+        consumers = [asyncio.create_task(self._consume(s), name=source_name(s)) for s in sources]
         self._consumers = {task.get_name(): task for task in consumers}
         try:
             await self._loop()
@@ -577,7 +587,10 @@ class Controller:
             )
 
     def _current_statuses(self) -> dict[str, EcsStatus]:
-        self._statuses = {key: state.status for key, state in self.store.services.items()}
+        entries = self.store.entries
+        self._statuses = {
+            key: state.status for key, state in self.store.services.items() if key not in entries
+        }
         return self._statuses
 
     def _rolled_back_words(
@@ -706,6 +719,20 @@ class Controller:
     def plan(self, verb: Verb, key: str) -> Plan:
         """What ``verb`` would do to a service now (no side effects)."""
         env = self.settings.environment
+        context = self.contexts.get(key)
+        if context is not None:  # a named [[aws]] context: its label, account, region
+            return fleet_plan(
+                plan(
+                    verb,
+                    self.store.services[key],
+                    environment=context.environment or context.name,
+                    production=env.production or context.production,
+                    canary=self.canaries.get(key),
+                    context=context.name,
+                ),
+                context,
+                self.accounts.get(context.name),
+            )
         return plan(
             verb,
             self.store.services[key],

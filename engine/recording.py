@@ -39,6 +39,7 @@ from pydantic import TypeAdapter, ValidationError
 from engine.smoke import SmokeRun
 from sources.model import (
     EcsServiceSample,
+    FleetChange,
     MetricSample,
     ProbeSample,
     SentrySample,
@@ -73,6 +74,7 @@ KINDS: dict[str, type[Any]] = {
     "probe": ProbeSample,
     "failure": SourceFailure,
     "smoke": SmokeRun,
+    "fleet": FleetChange,
 }
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {kind: TypeAdapter(cls) for kind, cls in KINDS.items()}
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")

@@ -16,8 +16,10 @@ from typing import TYPE_CHECKING
 from engine.rules import RuleBook
 from engine.smoke import SmokeRun
 from sources.model import (
+    Discovered,
     EcsEvent,
     EcsServiceSample,
+    FleetChange,
     MetricSample,
     ProbeSample,
     Sample,
@@ -211,6 +213,13 @@ class Store:
         """Failures that concern a whole source rather than one service."""
         self.smoke: dict[str, SmokeRun] = {}
         """The latest run of each ``[[smoke]]`` suite (live while it runs)."""
+        self.discovered: dict[str, Discovered] = {}
+        """Services discovery added (not in the config), by key."""
+        self.removed: set[str] = set()
+        """Keys of discovered services that left, not yet taken by the screen."""
+        self.entries: frozenset[str] = frozenset()
+        """Keys of the discovery entries: not services (no status, no verdict), shown
+        only while their listing fails."""
 
     def ingest(self, item: Item | SmokeRun) -> bool:
         """Take one sample or failure.
@@ -226,6 +235,8 @@ class Store:
             return self._ingest_smoke(item)
         if isinstance(item, SourceFailure):
             return self._fail(item)
+        if isinstance(item, FleetChange):
+            return self._fleet(item)
         if not isinstance(item, EcsServiceSample):
             return self._ingest_signal(item)
         state = self.services.get(item.key)
@@ -259,6 +270,36 @@ class Store:
             value = 1.0 if run.failing else 0.0
             self.rules.record(f"smoke:{run.name}", run.finished, value)
         return True
+
+    def _fleet(self, change: FleetChange) -> bool:
+        """Discovery changed the fleet: services appear (after the configured ones)
+        and leave; an entry that listed fine is no longer STALE."""
+        changed = False
+        for found in change.added:
+            if found.key not in self.services:
+                self.services[found.key] = ServiceState(key=found.key, label=found.service)
+                self.discovered[found.key] = found
+                self.removed.discard(found.key)
+                self._dirty.add(found.key)
+                changed = True
+        for key in change.removed:
+            if key in self.discovered and self.services.pop(key, None) is not None:
+                del self.discovered[key]
+                self._dirty.discard(key)
+                self.removed.add(key)
+                changed = True
+        for key in change.listed:
+            state = self.services.get(key)
+            if state is not None and state.failure is not None:
+                state.failure = state.failing_since = None
+                self._dirty.add(key)
+                changed = True
+        return changed
+
+    def take_removed(self) -> set[str]:
+        """Keys of discovered services that left since the last call."""
+        removed, self.removed = self.removed, set()
+        return removed
 
     def _first_sight(self, key: str, event_id: str) -> bool:
         """Whether an event is new (a re-delivered one is not shown twice)."""

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from engine.rules import NoDataPolicy, Rule, RuleBook, Severity
+from sources.aws_session import AwsContextSpec, client_factory
 from sources.datadog import DatadogQuery, DatadogSource
+from sources.discovery import Discovery
 from sources.ecs import AlbTarget, EcsSource, EcsTarget
 from sources.probes import Probe, ProbeSource
 from sources.sentry import SentrySource
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
-    from engine.config import Settings
+    from engine.config import AwsContext, ServiceRef, Settings
     from engine.store import Store
     from sources.model import Source
 
@@ -39,7 +41,9 @@ def build_sources(
             them (without it: the start of this session, and the configured release).
         clock: Current UTC time.
     """
-    sources: list[Source] = [_ecs_source(settings)]
+    sources: list[Source] = (
+        list(ecs_sources(settings)) if settings.aws_contexts else [_ecs_source(settings)]
+    )
     if settings.datadog is not None and settings.metrics:
         dd = settings.datadog
         sources.append(
@@ -116,8 +120,50 @@ def _sentry_source(
     )
 
 
-def _ecs_source(settings: Settings) -> EcsSource:
+def context_spec(context: AwsContext) -> AwsContextSpec:
+    """How to reach a context's account and region (sources know no config)."""
+    return AwsContextSpec(
+        region=context.region,
+        profile=context.profile,
+        endpoint_url=context.endpoint_url,
+        role_arn=context.role_arn,
+        role_session_name=context.role_session_name,
+        external_id=context.external_id,
+    )
+
+
+def ecs_sources(settings: Settings) -> list[EcsSource]:
+    """One ECS poller per ``[[aws]]`` context that has services: each polls, fails
+    and recovers on its own (one context's expired token never touches another)."""
     ecs = settings.ecs
+    by_context: dict[str, list[ServiceRef]] = {}
+    for ref in settings.services:
+        by_context.setdefault(settings.context_of(ref).name, []).append(ref)
+    sources = []
+    for context in settings.aws_contexts:
+        refs = by_context.get(context.name)
+        if not refs:
+            continue
+        make = client_factory(
+            context_spec(context),
+            connect_timeout=ecs.connect_timeout,
+            read_timeout=ecs.read_timeout,
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            max_pool_connections=max(10, ecs.max_concurrency),
+        )
+        sources.append(_ecs_source(settings, refs, context, make))
+    return sources
+
+
+def _ecs_source(
+    settings: Settings,
+    refs: Sequence[ServiceRef] | None = None,
+    context: AwsContext | None = None,
+    make: Callable[[str], Any] | None = None,
+) -> EcsSource:
+    ecs = settings.ecs
+    aws = context or settings.aws
+    refs = settings.services if refs is None else refs
     return EcsSource(
         [
             EcsTarget(
@@ -136,15 +182,32 @@ def _ecs_source(settings: Settings) -> EcsSource:
                 if ref.canary is not None
                 else None,
             )
-            for ref in settings.services
+            for ref in refs
+            if not ref.discovers
         ],
-        region=settings.aws.region,
-        profile=settings.aws.profile,
-        endpoint_url=settings.aws.endpoint_url,
+        region=aws.region,
+        profile=aws.profile,
+        endpoint_url=aws.endpoint_url,
         poll_interval=ecs.poll_interval,
         connect_timeout=ecs.connect_timeout,
         read_timeout=ecs.read_timeout,
         max_concurrency=ecs.max_concurrency,
+        context=context.name if context is not None else None,
+        auth_hint=context.sso_hint if context is not None else None,
+        client_factory=(lambda: make("ecs")) if make is not None else None,
+        aux_factory=make,
+        discover=[
+            Discovery(
+                ref.key,
+                ref.cluster,
+                ref.service,
+                ref.only_active.total_seconds() if ref.only_active is not None else None,
+            )
+            for ref in refs
+            if ref.discovers
+        ],
+        discover_interval=ecs.discover_interval,
+        discover_limit=ecs.max_services,
     )
 
 

@@ -39,6 +39,9 @@ The faults:
     clean EOF afterwards instead of a bad descriptor).
 ``garbage``
     200 with a body that is not JSON (an HTML page cut short, with a JSON content type).
+``expired_token``
+    For the ``aws`` endpoint: 400 ``ExpiredTokenException`` (an account whose session
+    or SSO credentials expired), in the JSON shape of the ECS API.
 ``unimplemented``
     For the ``aws`` endpoint: the ECS service-deployments API (``ListServiceDeployments``,
     ``DescribeServiceDeployments``, ``DescribeServiceRevisions``, by ``X-Amz-Target``)
@@ -87,7 +90,16 @@ __all__ = [
     "reset_connection",
 ]
 
-FAULT_KINDS = ("http500", "http429", "hang", "slow_drip", "reset", "garbage", "unimplemented")
+FAULT_KINDS = (
+    "http500",
+    "http429",
+    "hang",
+    "slow_drip",
+    "reset",
+    "garbage",
+    "unimplemented",
+    "expired_token",
+)
 # Longest a fault may hold one request (hang, or a whole slow drip).
 MAX_HOLD_S = 300.0
 DEFAULT_HOLD_S = 60.0
@@ -556,6 +568,15 @@ class FaultMiddleware:
                 ],
             )
             return [_UNIMPLEMENTED_PAGE]
+        if kind == "expired_token":
+            return _json_response(
+                start_response,
+                "400 Bad Request",
+                {
+                    "__type": "ExpiredTokenException",
+                    "message": "The security token included in the request is expired",
+                },
+            )
         if kind == "http500":
             return _json_response(
                 start_response,

@@ -36,13 +36,16 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+from sources.discovery import DEFAULT_LIMIT, Discovery, list_matching, service_key
 from sources.model import (
     AlbWeights,
     CircuitBreaker,
     CodeDeployDeployment,
+    Discovered,
     EcsDeployment,
     EcsEvent,
     EcsServiceSample,
+    FleetChange,
     Item,
     LifecycleHook,
     ServiceDeployment,
@@ -550,6 +553,11 @@ class EcsSource:
         client_factory: Builds the ECS client; injected by tests.
         clock: Current UTC time; injected by tests.
         aux_factory: Builds the ``codedeploy`` / ``elbv2`` client by name; injected by tests.
+        discover: Entries that match many services, listed every ``discover_interval``
+            seconds (at most ``discover_limit`` services in all).
+        context: The name of the AWS context (account and region) polled, if named.
+        auth_hint: What to do when the credentials fail, in words (``aws sso login
+            --profile prod-eu``), added to an authentication failure.
     """
 
     name = "ecs"
@@ -568,7 +576,25 @@ class EcsSource:
         client_factory: Callable[[], Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         aux_factory: Callable[[str], Any] | None = None,
+        context: str | None = None,
+        auth_hint: str | None = None,
+        discover: Sequence[Discovery] = (),
+        discover_interval: float = 60.0,
+        discover_limit: int = DEFAULT_LIMIT,
     ) -> None:
+        self.context = context
+        self.auth_hint = auth_hint
+        self.discover = tuple(discover)
+        self.discover_interval = discover_interval
+        self.discover_limit = discover_limit
+        self._static = tuple(targets)
+        self._discovered: dict[str, Discovered] = {}
+        """What discovery found, by service key (the event loop owns it)."""
+        self._found: dict[str, list[tuple[str, str]]] = {}
+        """Each discovery entry's last good listing (kept while a listing fails)."""
+        self._discover_due = 0.0
+        self._gone: set[str] = set()
+        """Discovered services ECS describes as deleted (INACTIVE or missing)."""
         self.targets = tuple(targets)
         self.region = region
         self.profile = profile
@@ -599,6 +625,84 @@ class EcsSource:
         self.backoff = Backoff(base=max(poll_interval, 1.0), cap=60.0)
         # One call may take connect+read per attempt, two attempts; plus slack.
         self.deadline = 2 * (connect_timeout + read_timeout) + 2.0
+        self._batches = self._make_batches()
+
+    async def rediscover(self, executor: ThreadPoolExecutor) -> list[Item]:
+        """List every discovery entry (worker threads, bounded) and watch what they
+        match from the next poll on: a :class:`FleetChange` (what appeared, what left,
+        which entries listed fine), and a failure per entry whose listing failed (its
+        services known before are kept)."""
+        loop = asyncio.get_running_loop()
+        self._discover_due = loop.time() + self.discover_interval
+        failures: list[Item] = []
+        listed: list[str] = []
+        limit = self.discover_limit
+        truncated = False
+        for entry in self.discover:
+            try:
+                found, more = await asyncio.wait_for(
+                    asyncio.wrap_future(executor.submit(self._list_matching, entry, max(0, limit))),
+                    timeout=self.deadline * 4,
+                )
+            except Exception as exc:  # classified and shown on the entry; never raised
+                error = (
+                    SourceTimeout("listing took too long")
+                    if isinstance(exc, TimeoutError)
+                    else classify(exc)
+                )
+                failures.append(self._failure(entry.key, error))
+                continue
+            self._found[entry.key] = found
+            listed.append(entry.key)
+            limit -= len(found)
+            truncated = truncated or more
+        static = {t.key for t in self._static}
+        discovered: dict[str, Discovered] = {}
+        for entry in self.discover:
+            for cluster, service in self._found.get(entry.key, ()):
+                key = service_key(self.context, cluster, service)
+                if key not in static and key not in discovered and key not in self._gone:
+                    discovered[key] = Discovered(
+                        key, cluster, service, entry.key, entry.only_active
+                    )
+        added = tuple(d for k, d in discovered.items() if k not in self._discovered)
+        removed = tuple(k for k in self._discovered if k not in discovered)
+        self._gone &= {key for found in self._found.values() for key in self._keys(found)}
+        self._discovered = discovered
+        if added or removed:
+            self.set_targets(
+                [
+                    *self._static,
+                    *(EcsTarget(d.key, d.cluster, d.service) for d in discovered.values()),
+                ]
+            )
+        change = FleetChange(
+            source=self.name,
+            context=self.context,
+            added=added,
+            removed=removed,
+            listed=tuple(listed),
+            at=self._clock(),
+            truncated=truncated,
+        )
+        return [change, *failures]
+
+    def _keys(self, found: Iterable[tuple[str, str]]) -> list[str]:
+        return [service_key(self.context, cluster, service) for cluster, service in found]
+
+    def _list_matching(self, entry: Discovery, limit: int) -> tuple[list[tuple[str, str]], bool]:
+        return list_matching(self.client(), entry, limit)
+
+    def set_targets(self, targets: Sequence[EcsTarget]) -> None:
+        """Watch these services from the next poll on (the state of those that left
+        is forgotten)."""
+        self.targets = tuple(targets)
+        keys = {t.key for t in self.targets}
+        for state in (self._known, self._seen, self._codedeploy_last):
+            for key in [k for k in state if k not in keys]:
+                del state[key]
+        self._sampled &= keys
+        self._cache_max = max(CACHE_MAX, CACHE_PER_SERVICE * len(self.targets))
         self._batches = self._make_batches()
 
     def _make_batches(self) -> list[tuple[str, tuple[EcsTarget, ...]]]:
@@ -651,6 +755,9 @@ class EcsSource:
             while True:
                 failed = False
                 retry_after: float | None = None
+                if self.discover and asyncio.get_running_loop().time() >= self._discover_due:
+                    for change in await self.rediscover(executor):
+                        yield change
                 poll = self._poll(executor, provisional=True)
                 try:
                     async for item in poll:
@@ -677,7 +784,8 @@ class EcsSource:
         )
         poll = self._poll(executor, provisional=False)
         try:
-            return [item async for item in poll]
+            found = await self.rediscover(executor) if self.discover else []
+            return found + [item async for item in poll]
         finally:
             await poll.aclose()
             # Never wait for the threads on the event loop (a hung call would block it).
@@ -799,6 +907,7 @@ class EcsSource:
             by_name[str(svc.get("serviceArn"))] = svc
         items: list[Item] = []
         waiting: list[_Work] = []
+        gone: list[str] = []
         for target in batch:
             raw = by_name.get(target.service) or by_name.get(target.service.rsplit("/", 1)[-1])
             if raw is None:
@@ -810,9 +919,15 @@ class EcsSource:
                     ),
                     "MISSING",
                 )
+                if target.key in self._discovered:
+                    gone.append(target.key)  # deleted since it was listed
+                    continue
                 items.append(
                     self._failure(target.key, SourceNotFound(f"service not found ({reason})"))
                 )
+                continue
+            if raw.get("status") == "INACTIVE" and target.key in self._discovered:
+                gone.append(target.key)  # deleted (an endpoint may still list it a while)
                 continue
             try:
                 work = self._plan(target, raw, at)
@@ -827,7 +942,18 @@ class EcsSource:
                 waiting.append(work)
             except Exception as exc:
                 items.append(self._failure(target.key, classify(exc)))
+        if gone:
+            items.append(self._forget(gone, at))
         return items, waiting
+
+    def _forget(self, gone: list[str], at: datetime) -> FleetChange:
+        """Discovered services ECS says are deleted leave now, and stay out while a
+        listing still names them."""
+        self._gone.update(gone)
+        for key in gone:
+            self._discovered.pop(key, None)
+        self.set_targets([t for t in self.targets if t.key not in self._gone])
+        return FleetChange(self.name, self.context, (), tuple(gone), (), at)
 
     def _plan(self, target: EcsTarget, raw: dict[str, Any], at: datetime) -> _Work:
         """What ``target`` needs beyond its ``describe_services`` entry ``raw``.
@@ -1080,6 +1206,10 @@ class EcsSource:
             retry = server_wait(error.retry_after)
             if retry is not None:
                 error = waiting(error, retry)
+        if isinstance(error, SourceAuthError) and self.auth_hint:
+            hinted = SourceAuthError(f"fix: {self.auth_hint} · {error}")
+            hinted.reason = error.reason
+            error = hinted
         return SourceFailure(
             source=self.name,
             key=key,

@@ -336,7 +336,41 @@ class ProbeSample:
 Sample = EcsServiceSample | MetricSample | SentrySample | ProbeSample
 """Union of all sample types."""
 
-Item = Sample | SourceFailure
+
+@dataclass(frozen=True, slots=True)
+class Discovered:
+    """One service a discovery found."""
+
+    key: str
+    cluster: str
+    service: str
+    entry: str
+    """The key of the discovery entry that found it."""
+    only_active: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FleetChange:
+    """What a discovery round changed in the watched fleet of one context."""
+
+    source: str
+    context: str | None
+    added: tuple[Discovered, ...]
+    removed: tuple[str, ...]
+    """Keys of services that are gone (deleted, or no longer matched)."""
+    listed: tuple[str, ...]
+    """Keys of the entries that listed fine this round (their failure is over)."""
+    at: datetime
+    truncated: bool = False
+    """More services matched than the limit: the rest are not watched."""
+
+    @property
+    def key(self) -> None:
+        """Not about one service (items have a key)."""
+        return None
+
+
+Item = Sample | SourceFailure | FleetChange
 """What ``Source.stream()`` yields."""
 
 

@@ -18,10 +18,10 @@ from textual.binding import Binding, BindingType
 from textual.geometry import Size
 
 from engine.audit import AuditLog, default_audit_path
+from engine.contexts import FleetActions, build_actions
 from engine.controller import Controller
 from engine.report import ReportBook, default_report_base, watch_outcome, write_report
 from engine.wiring import build_sources
-from sources.aws_actions import AwsActions
 from tui.commands import DeploymentCommands
 from tui.screens.dashboard import DashboardScreen
 from tui.screens.help import HelpScreen
@@ -108,11 +108,7 @@ class DeployWatchApp(App[None]):
         self._signals: list[signal.Signals] = []
         self.settings = settings
         self.clock = clock
-        self.aws = AwsActions(
-            region=settings.aws.region,
-            profile=settings.aws.profile,
-            endpoint_url=settings.aws.endpoint_url,
-        )
+        self.aws = build_actions(settings)
         self.controller = Controller(
             settings,
             clock=clock,
@@ -299,6 +295,11 @@ class DeployWatchApp(App[None]):
 
     def _resolve_operator(self) -> None:
         self.run_worker(asyncio.to_thread(self.aws.resolve_operator), group="identity")
+        if isinstance(self.aws, FleetActions):  # each context's account, for the dialogs
+            self.run_worker(self._resolve_accounts(self.aws), group="identity")
+
+    async def _resolve_accounts(self, fleet: FleetActions) -> None:
+        self.controller.accounts.update(await asyncio.to_thread(fleet.resolve_accounts))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         # Textual's stock entries (maximize, screenshot, keys of the focused widget...)

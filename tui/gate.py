@@ -581,9 +581,9 @@ def _duration(option: str, value: str) -> timedelta:
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """``deploywatch gate``: returns the exit code."""
     from engine.audit import AuditLog, default_audit_path
+    from engine.contexts import build_actions
     from engine.controller import Controller
     from engine.wiring import build_sources
-    from sources.aws_actions import AwsActions
 
     try:
         settings = load_config(args.config)
@@ -606,11 +606,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     def now() -> datetime:
         return datetime.now(UTC)
 
-    aws = AwsActions(
-        region=settings.aws.region,
-        profile=settings.aws.profile,
-        endpoint_url=settings.aws.endpoint_url,
-    )
+    aws = build_actions(settings)  # with [[aws]] contexts: each call with its own
 
     async def main() -> int:
         controller = Controller(

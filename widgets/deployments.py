@@ -20,12 +20,12 @@ from widgets.rowlist import RowList
 from widgets.safe import LONG, clean
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
     from textual import events
     from textual.color import Color
 
-    from sources.model import EcsDeployment, EcsServiceSample, ServiceDeployment
+    from sources.model import Discovered, EcsDeployment, EcsServiceSample, ServiceDeployment
 
 BAR_WIDTH = 20
 """Cells in a deployment's progress bar."""
@@ -50,6 +50,11 @@ _EDGE_TONES = ("ok", "busy", "warn", "bad")
 """States whose colour the card's edge takes."""
 _LIVE_STATES = frozenset({"IN_PROGRESS", "PENDING", "ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS"})
 
+
+SORT_URGENCY = "urgency"
+"""Cards by urgency (failed, then in flight or rolling back, then settled)."""
+SORT_NAME = "name"
+"""Cards by name, alphabetically."""
 
 _URGENCY = {
     EcsStatus.FAILED: 0,
@@ -315,6 +320,16 @@ class DeploymentsPane(RowList, can_focus=True):
     ]
 
     def __init__(self, states: Iterable[ServiceState], *, now: datetime | None = None) -> None:
+        self.filter_text = ""
+        """What ``/`` filters the cards by (empty: every card)."""
+        self.sort = SORT_URGENCY
+        """``urgency`` (the default) or ``name``."""
+        self.contexts: Mapping[str, tuple[str, bool]] = {}
+        """Each service's named ``[[aws]]`` context and whether it is production."""
+        self.entries: frozenset[str] = frozenset()
+        """Keys of the discovery entries: their card shows only while STALE."""
+        self.discovered: Mapping[str, Discovered] = {}
+        """The services discovery found (their ``only_active`` window)."""
         self._states = {state.key: state for state in states}
         self._config_order = {key: n for n, key in enumerate(self._states)}
         self._urgency = {key: urgency(state) for key, state in self._states.items()}
@@ -339,24 +354,113 @@ class DeploymentsPane(RowList, can_focus=True):
         self._now = now  # the clocks of the other cards move on the next tick
         keys = []
         moved = False
+        added = False
         for state in states:
-            if state.key in self._states:
+            if state.key not in self._states:  # discovery found it
+                self._states[state.key] = state
+                self._config_order[state.key] = len(self._config_order)
+                self._urgency[state.key] = urgency(state)
+                added = True
+            elif state.key in self._states:
                 self._states[state.key] = state
                 keys.append(state.key)
                 rank = urgency(state)
                 if rank != self._urgency[state.key]:
                     self._urgency[state.key] = rank
                     moved = True
-        if moved:
-            self.reorder(self._sorted())
+        if added or (keys and (self.filter_text or self.entries or self.discovered)):
+            self.update_rows(keys)  # a card's new state may be shown or hidden now
+            self._show(self._sorted())
+            return
+        if moved and self.sort == SORT_URGENCY:
+            self.set_keys(self._sorted())
             if not self.chosen and self.keys and self.selected != self.keys[0]:
                 self.select(self.keys[0])
         self.update_rows(keys)
 
     def _sorted(self) -> list[str]:
-        """The keys in card order: by urgency, then config order."""
+        """The keys in card order: by urgency, then config order (or by name), only
+        those the filter matches."""
         order = self._config_order
-        return sorted(self._states, key=lambda k: (self._urgency[k], order[k]))
+        keys: Iterable[str] = self._states
+        if self.entries or self.discovered:
+            keys = [k for k in keys if self.shown(k)]
+        if self.filter_text:
+            keys = [k for k in keys if self.matches(k)]
+        if self.sort == SORT_NAME:
+            return sorted(keys, key=lambda k: (self._states[k].label.casefold(), k))
+        return sorted(keys, key=lambda k: (self._urgency[k], order[k]))
+
+    def shown(self, key: str) -> bool:
+        """Whether a card is shown at all: a discovery entry only while it is STALE (its
+        listing failed); a service an ``only_active`` entry found only while it has a
+        deployment in flight or one that changed within the window."""
+        state = self._states[key]
+        if key in self.entries:
+            return state.stale
+        found = self.discovered.get(key)
+        if found is None or found.only_active is None or state.stale:
+            return True
+        sample = state.sample
+        if sample is None:
+            return False
+        if is_live(state) or state.status.in_flight:
+            return True
+        changed = [d.updated_at for d in sample.deployments if d.updated_at is not None]
+        return bool(changed) and (self._now - max(changed)).total_seconds() <= found.only_active
+
+    def set_fleet(self, entries: Iterable[str], discovered: Mapping[str, Discovered]) -> None:
+        """The discovery entries and what discovery found (a live mapping)."""
+        self.entries = frozenset(entries)
+        self.discovered = discovered
+        if self.entries:  # their cards go until a listing fails
+            self.set_keys(self._sorted())
+            if self.selected not in self._index:
+                self.selected = next(iter(self.keys), None)
+
+    def remove_services(self, keys: Iterable[str]) -> None:
+        """Services discovery no longer finds: their cards go."""
+        gone = [key for key in keys if key in self._states]
+        for key in gone:
+            del self._states[key], self._urgency[key], self._config_order[key]
+        if gone:
+            self._show(self._sorted())
+
+    def matches(self, key: str) -> bool:
+        """Whether a service matches the filter: every word of it is in its name,
+        key (cluster, service, context) or state, case aside."""
+        state = self._states[key]
+        context = self.contexts.get(key, ("", False))[0]
+        stale = " stale" if state.stale else ""
+        text = f"{state.label} {key} {context} {state.status.value}{stale}".casefold()
+        return all(word in text for word in self.filter_text.casefold().split())
+
+    def set_filter(self, text: str) -> None:
+        """Show only the cards matching ``text`` (empty: all of them)."""
+        if text != self.filter_text:
+            self.filter_text = text
+            self._show(self._sorted())
+
+    def set_sort(self, sort: str) -> None:
+        """Order the cards by ``urgency`` or by ``name``."""
+        if sort != self.sort:
+            self.sort = sort
+            self._show(self._sorted())
+
+    @property
+    def title(self) -> str:
+        """The pane's title: what it shows, the filter and the order."""
+        shown = f" · /{self.filter_text}  {len(self.keys)}/{len(self._states) - len(self.entries)}"
+        return f"Deployments · ECS{shown if self.filter_text else ''} · by {self.sort}"
+
+    def _show(self, keys: list[str]) -> None:
+        """Show these cards; a selection the operator chose stays on its service while
+        it is shown (else it goes to the top card; with no card shown it is kept)."""
+        self.set_keys(keys)
+        if self.chosen and self.selected in self._index:
+            self.select(self.selected)
+        elif keys:
+            self.select(keys[0])
 
     def tick(self, now: datetime) -> None:
         """Advance the clocks of the cards in view (the others catch up when shown)."""
@@ -412,6 +516,14 @@ class DeploymentsPane(RowList, can_focus=True):
         if key == self.selected:
             # With the edge's ▶: the selection needs no colour to be seen.
             text.stylize("bold reverse", 0, len(clean(state.label)))
+        context = self.contexts.get(key)
+        if context is not None:  # its account and region, production in the warning colour
+            name, production = context
+            tag = Text(no_wrap=False, overflow="fold")
+            tag.append(clean(name), self.tone("warn" if production else "muted"))
+            tag.append(" ")
+            tag.append_text(text)
+            return tag
         return text
 
     def row_moves(self, key: str) -> bool:
@@ -435,4 +547,4 @@ class DeploymentsPane(RowList, can_focus=True):
         return self.get_component_styles(f"deployments--edge-{name}").color
 
 
-__all__ = ["CardText", "DeploymentsPane", "EcsStatus", "is_live"]
+__all__ = ["SORT_NAME", "SORT_URGENCY", "CardText", "DeploymentsPane", "EcsStatus", "is_live"]

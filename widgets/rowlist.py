@@ -202,6 +202,24 @@ class RowList(Toned, ScrollView, can_focus=False):
         self._retop()
         self.refresh()
 
+    def set_keys(self, keys: Iterable[str]) -> None:
+        """Show these rows, in this order: rows already shown keep their heights and
+        caches; rows that were not (new, or shown again after a filter hid them) are
+        built afresh; rows left out are forgotten."""
+        rows = {row.key: row for row in self._rows}
+        deferred = {self._rows[i].key for i in self._deferred}
+        self._rows = [rows.get(key) or self._new_row(key) for key in dict.fromkeys(keys)]
+        self._index = {row.key: i for i, row in enumerate(self._rows)}
+        self._deferred = {self._index[key] for key in deferred if key in self._index}
+        self._retop()
+        self.refresh()
+
+    def _new_row(self, key: str) -> _Row:
+        row = _Row(key)
+        if self._width > 0:
+            row.height = self._measure(row)
+        return row
+
     def repaint_row(self, key: str) -> None:
         """Repaint one row (its frame changed, e.g. the highlight)."""
         i = self._index.get(key)

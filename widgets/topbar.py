@@ -7,6 +7,7 @@ read as markup.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -14,6 +15,9 @@ from textual.reactive import reactive
 from textual.widgets import Static
 
 from widgets.safe import clean, safe_text
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 class TopBar(Horizontal):
@@ -31,6 +35,9 @@ class TopBar(Horizontal):
     TopBar > #frozen.-on { display: block; }
     TopBar > #summary { width: 1fr; color: $text-muted; }
     TopBar > #clock { color: $text; }
+    TopBar > .context { background: $primary-darken-3; }
+    TopBar > .context.-production { background: $warning-darken-2; color: $text; text-style: bold; }
+    TopBar > .context.-stale { background: $error-darken-2; color: $text; text-style: bold; }
     """
 
     now: reactive[datetime] = reactive(lambda: datetime.now(UTC), init=False)
@@ -40,11 +47,20 @@ class TopBar(Horizontal):
     frozen: reactive[bool] = reactive(False, init=False)
     """The display is frozen (data keeps flowing, rules keep judging)."""
 
-    def __init__(self, *, environment: str, production: bool, read_only: bool) -> None:
+    def __init__(
+        self,
+        *,
+        environment: str,
+        production: bool,
+        read_only: bool,
+        contexts: Sequence[tuple[str, bool]] = (),
+    ) -> None:
         super().__init__(id="topbar")
         self.environment = environment
         self.production = production
         self.read_only = read_only
+        self.contexts = tuple(contexts)
+        """The named ``[[aws]]`` contexts side by side: name, production."""
 
     def compose(self) -> ComposeResult:
         yield Static("deploywatch", id="brand")
@@ -55,6 +71,10 @@ class TopBar(Horizontal):
         readonly = Static("READ-ONLY", id="readonly")
         readonly.set_class(self.read_only, "-on")
         yield readonly
+        for n, (name, production) in enumerate(self.contexts):
+            context = Static(safe_text(clean(name, 40)), id=f"context-{n}", classes="context")
+            context.set_class(production, "-production")
+            yield context
         yield Static("FROZEN", id="frozen")
         yield Static("", id="summary")
         yield Static("", id="clock")
@@ -68,6 +88,12 @@ class TopBar(Horizontal):
     def watch_summary(self, summary: str) -> None:
         # One line, ``1fr`` wide: new words never move anything else.
         self.query_one("#summary", Static).update(safe_text(summary), layout=False)
+
+    def show_context(self, index: int, text: str, *, stale: bool) -> None:
+        """A context's words (``prod-eu 120 · STALE 120``); a stale one is marked."""
+        context = self.query_one(f"#context-{index}", Static)
+        context.set_class(stale, "-stale")
+        context.update(safe_text(text), layout=len(text) != len(str(context.content)))
 
     def watch_frozen(self, frozen: bool) -> None:
         self.query_one("#frozen", Static).set_class(frozen, "-on")

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from engine.contexts import FleetActions
 from sources.aws_actions import AwsActions
 
 if TYPE_CHECKING:
@@ -25,3 +26,5 @@ def _no_real_aws_and_a_private_audit_log(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
     monkeypatch.setattr(AwsActions, "__call__", refuse)
     monkeypatch.setattr(AwsActions, "resolve_operator", lambda self: "ui-test")
+    # Each [[aws]] context's account is looked up from STS: never from a UI test.
+    monkeypatch.setattr(FleetActions, "resolve_accounts", lambda self: {})

@@ -187,3 +187,24 @@ async def test_the_bad_release_recording_still_replays_to_its_judgement() -> Non
     assert controller.last_result is not None
     assert controller.last_result.plan.verb.value == "rollback"
     assert controller.last_result.outcome.value == "refused"
+
+
+def test_every_kind_of_item_the_watch_ingests_is_recorded_and_read_back(tmp_path: Path) -> None:
+    from sources.model import Discovered, FleetChange
+
+    change = FleetChange(
+        source="discovery",
+        context="prod-eu",
+        added=(Discovered("prod-eu:shop/web-1", "shop", "web-1", "prod-eu:shop/web-*", None),),
+        removed=("prod-eu:shop/web-0",),
+        listed=("prod-eu:shop/web-*",),
+        at=T0,
+    )
+    items = [*mid_deploy_script(), *bad_release_signals(minutes=1), change]
+    recorder = Recorder(tmp_path / "r.gz", FrozenClock())
+    recorder.start(settings(signals=True))
+    for item in items:
+        recorder.item(item)
+    recorder.close()
+    back = [item for _, item in read_recording(tmp_path / "r.gz").items()]
+    assert back == items

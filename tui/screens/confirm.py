@@ -82,6 +82,7 @@ class ConfirmScreen(ModalScreen[bool]):
                     "environment",
                     clean(plan.environment) + ("  PRODUCTION" if plan.production else ""),
                 ),
+                *((("account", clean(plan.where)),) if plan.context is not None else ()),
                 ("cluster", clean(plan.cluster)),
                 ("service", clean(plan.service)),
                 ("revision", clean(plan.change)),

@@ -12,12 +12,15 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, ClassVar
 
+from rich.text import Text
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.message import Message
 from textual.screen import Screen
+from textual.widgets import Input
 
 from engine.actions import Outcome, Plan, Verb
+from engine.contexts import ContextLabels
 from engine.store import EcsStatus, Store
 from engine.wiring import freshness
 from tui.screens.confirm import ConfirmScreen
@@ -25,8 +28,9 @@ from tui.screens.evidence import EvidenceScreen, evidence_text
 from tui.screens.history import HistoryFeed, HistoryMemory, HistoryScreen
 from tui.screens.smoke import SmokeScreen
 from widgets.actionbar import ActionBar, KeyHints, action_lines
-from widgets.deployments import DeploymentsPane
+from widgets.deployments import SORT_NAME, SORT_URGENCY, DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
+from widgets.filterbar import FilterInput, context_lines
 from widgets.footer import KeyFooter
 from widgets.panes import NotConfigured
 from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, VerdictBanner
@@ -123,9 +127,11 @@ def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus], *, short: boo
     """
     counts: dict[EcsStatus, int] = {}
     for key in store.services:
+        if key in store.entries:  # a discovery entry, not a service
+            continue
         status = statuses.get(key, EcsStatus.NO_DATA)
         counts[status] = counts.get(status, 0) + 1
-    n = len(store.services)
+    n = len(store.services) - len(store.entries)
     parts = [f"{n} svc" if short else f"{n} service{'s' if n != 1 else ''}"]
     for status in (
         EcsStatus.FAILED,
@@ -141,7 +147,7 @@ def fleet_summary(store: Store, statuses: Mapping[str, EcsStatus], *, short: boo
     ):
         if counts.get(status):
             parts.append(f"{counts[status]} {SHORT_STATUS[status] if short else status.value}")
-    stale = sum(1 for s in store.services.values() if s.stale)
+    stale = sum(1 for k, s in store.services.items() if s.stale and k not in store.entries)
     if stale:
         parts.append(f"{stale} STALE")
     return " · ".join(parts)
@@ -213,6 +219,20 @@ class DashboardScreen(Screen[None]):
             id="smoke",
             show=False,
         ),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            show=False,
+            tooltip="Filter the deployments by name, cluster, context or state (esc clears)",
+        ),
+        Binding(
+            "o",
+            "sort",
+            "Sort",
+            show=False,
+            tooltip="Order the deployments by urgency or by name",
+        ),
     ]
 
     def __init__(self, settings: Settings, controller: Controller) -> None:
@@ -242,6 +262,10 @@ class DashboardScreen(Screen[None]):
         self.history_feed: Callable[[], HistoryFeed] | None = None
         """Builds what the history screen follows (default: the history source of the
         config; tests give a scripted one)."""
+        self._deployments.contexts = ContextLabels(controller.contexts)
+        self._deployments.set_fleet(
+            (ref.key for ref in settings.services if ref.discovers), self.store.discovered
+        )
         controller.listen(self._on_watch)
 
     @property
@@ -264,6 +288,7 @@ class DashboardScreen(Screen[None]):
             environment=env.name,
             production=env.production,
             read_only=self.controller.read_only,
+            contexts=[(c.name, c.production) for c in self.settings.aws_contexts],
         )
         yield VerdictBanner()
         yield ActionBar()
@@ -271,6 +296,7 @@ class DashboardScreen(Screen[None]):
             with Vertical(id="left"):
                 with Vertical(id="deployments-pane", classes="pane") as pane:
                     pane.border_title = "Deployments · ECS"
+                    yield FilterInput()
                     yield self._deployments
                 with Vertical(id="events-pane", classes="pane") as pane:
                     pane.border_title = "Service events"
@@ -485,6 +511,54 @@ class DashboardScreen(Screen[None]):
             self.notify("no [[smoke]] suite runs on the key (on = [...])", timeout=6)
         self.app.push_screen(SmokeScreen(self.controller, self.settings.keys.smoke))
 
+    # ---- find and order (the deployments pane) -------------------------------------
+
+    def action_filter(self) -> None:
+        self.query_one(FilterInput).open()
+
+    def action_sort(self) -> None:
+        pane = self._deployments
+        pane.set_sort(SORT_NAME if pane.sort == SORT_URGENCY else SORT_URGENCY)
+        self._title_deployments()
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if isinstance(event.input, FilterInput):
+            event.stop()
+            self._deployments.set_filter(event.value.strip())
+            self._title_deployments()
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if isinstance(event.input, FilterInput):
+            event.stop()
+            self._deployments.focus()
+
+    def on_filter_input_cleared(self, event: FilterInput.Cleared) -> None:
+        event.stop()
+        self._deployments.set_filter("")
+        self._deployments.focus()
+        self._title_deployments()
+
+    def _show_contexts(self) -> None:
+        """Each named context's service count and STALE count, in the top bar."""
+        if not self.settings.aws_contexts:
+            return
+        bar = self.query_one(TopBar)
+        for index, (name, words, stale) in enumerate(
+            context_lines(
+                self.settings.aws_contexts,
+                self.controller.contexts,
+                self.store,
+                self._deployments.entries,
+            )
+        ):
+            bar.show_context(index, f"{name} {words}", stale=stale)
+
+    def _title_deployments(self) -> None:
+        pane = self._deployments
+        plain = pane.filter_text == "" and pane.sort == SORT_URGENCY
+        title = "Deployments · ECS" if plain else pane.title
+        self.query_one("#deployments-pane").border_title = Text(title)
+
     def action_freeze(self) -> None:
         self.frozen = not self.frozen
         self.query_one(TopBar).frozen = self.frozen
@@ -505,12 +579,16 @@ class DashboardScreen(Screen[None]):
         self._missed_flush = False
         now = self.clock()
         dirty = self.store.take_dirty()
+        removed = self.store.take_removed()
+        if removed:  # discovery: services that left
+            self._deployments.remove_services(removed)
         if dirty:
             with self.app.batch_update():
                 self._deployments.update_states((self.store.services[k] for k in dirty), now)
                 self.query_one(TopBar).summary = fleet_summary(
                     self.store, self._statuses(), short=self.compact
                 )
+                self._show_contexts()
         self._sync_judgement(now)
         self._events.extend(self.store.take_events())
         self._queue_events()
