@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import random
 import ssl
@@ -105,8 +106,26 @@ def encode_item(item: Item) -> bytes:
     return b'{"v":%d,"kind":"%s","item":%s}' % (VERSION, kind.encode(), body)
 
 
-def decode_item(payload: bytes) -> Item:
-    """The item a message carries.
+def encode_items(items: Sequence[Item]) -> bytes:
+    """Recent items of one kind and key, oldest first: ``{"v": 1, "kind": .., "items": [..]}``.
+
+    A retained state carries the recent history its rules read (probe rounds, Sentry
+    polls, ECS polls), so a viewer that starts late judges the same windows.
+    """
+    if not items:
+        raise ValueError("no items")
+    kind = kind_of(items[0])
+    adapter = _ADAPTERS[kind]
+    body = b",".join(adapter.dump_json(item) for item in items)
+    return b'{"v":%d,"kind":"%s","items":[%s]}' % (VERSION, kind.encode(), body)
+
+
+MAX_ITEMS = 10_000
+"""Most items one message may carry."""
+
+
+def decode_items(payload: bytes) -> list[Item]:
+    """The items a message carries (one or a history), oldest first.
 
     Raises:
         BadMessage: It is oversized, not JSON, of another version or kind, or invalid.
@@ -116,11 +135,25 @@ def decode_item(payload: bytes) -> Item:
     adapter = _ADAPTERS.get(kind) if isinstance(kind, str) else None
     if adapter is None:
         raise BadMessage(f"unknown kind {kind!r}")
+    if "items" in message:
+        bodies = message["items"]
+        if not isinstance(bodies, list) or not 0 < len(bodies) <= MAX_ITEMS:
+            raise BadMessage(f"items: expected a list of 1 to {MAX_ITEMS}")
+    else:
+        bodies = [message.get("item")]
     try:
-        item: Item = adapter.validate_python(message.get("item"))
+        return [adapter.validate_python(body) for body in bodies]
     except ValidationError as exc:
         raise BadMessage(f"invalid {kind}: {exc.error_count()} error(s)") from None
-    return item
+
+
+def decode_item(payload: bytes) -> Item:
+    """The one item a message carries (the newest of a history).
+
+    Raises:
+        BadMessage: It is oversized, not JSON, of another version or kind, or invalid.
+    """
+    return decode_items(payload)[-1]
 
 
 def encode(message: dict[str, Any]) -> bytes:
@@ -304,6 +337,13 @@ class Topics:
         return unquote(topic.rsplit("/", 1)[-1])
 
 
+_QUIET = logging.getLogger("deploywatch.bus")
+_QUIET.addHandler(logging.NullHandler())
+_QUIET.propagate = False
+"""aiomqtt's own log lines (pending calls, reconnects) never reach a terminal: a bus
+client's state is shown as STALE and counted, not printed over the dashboard."""
+
+
 def tls_context(settings: BusSettings) -> ssl.SSLContext | None:
     """The TLS context of an ``mqtts://`` bus (system CAs unless ``ca=`` names a file)."""
     if not settings.tls:
@@ -342,6 +382,7 @@ def client(
         timeout=timeout,
         tls_context=tls_context(settings),
         will=aiomqtt.Will(will[0], will[1], qos=1, retain=True) if will else None,
+        logger=_QUIET,
     )
 
 
@@ -418,6 +459,8 @@ class BusSource:
         self.reconnects = 0
         self._last: dict[str, bytes] = {}
         """The payload last yielded per state topic (a re-delivery is not yielded twice)."""
+        self._seen: dict[str, datetime] = {}
+        """The newest item's time yielded per state topic (a history yields the rest)."""
 
     def failures(self, error: str, reason: str = "bus") -> list[SourceFailure]:
         """The failures that mark everything this viewer shows STALE."""
@@ -446,12 +489,16 @@ class BusSource:
                             yield item
             except error_class as exc:
                 self.connected.clear()
-                self._last.clear()  # after a gap every state is news again
+                self._forget()  # after a gap every state is news again
                 yield_error = f"broker {self.settings.url} unreachable: {exc}"
                 for failure in self.failures(yield_error):
                     yield failure
             await asyncio.sleep(backoff(attempt))
             attempt += 1
+
+    def _forget(self) -> None:
+        self._last.clear()
+        self._seen.clear()
 
     def _read(self, topic: str, payload: Any) -> Iterable[Item]:
         if not isinstance(payload, bytes | bytearray):
@@ -461,16 +508,22 @@ class BusSource:
             return self._relay_status(topic, bytes(payload))
         if not payload:
             self._last.pop(topic, None)
+            self._seen.pop(topic, None)
             return ()  # a cleared retained state
         if self._last.get(topic) == payload:
             return ()
         try:
-            item = decode_item(bytes(payload))
+            items = decode_items(bytes(payload))
         except BadMessage as exc:
             self.stats.count(exc, topic)
             return ()
         self._last[topic] = bytes(payload)
-        return (item,)
+        # A history: only what is newer than what this topic gave already.
+        seen = self._seen.get(topic)
+        fresh = [i for i in items if seen is None or i.at > seen] or items[-1:]
+        if fresh:
+            self._seen[topic] = max(i.at for i in fresh)
+        return fresh
 
     def _relay_status(self, topic: str, payload: bytes) -> Iterable[Item]:
         if not payload:
@@ -484,7 +537,7 @@ class BusSource:
         was, self.relay_online = self.relay_online, online
         if online or was is False:
             return ()
-        self._last.clear()
+        self._forget()
         reason = str(status.get("reason") or "no reason given")
         return self.failures(f"relay offline: {reason}")
 
@@ -503,8 +556,10 @@ __all__ = [
     "client",
     "decode",
     "decode_item",
+    "decode_items",
     "encode",
     "encode_item",
+    "encode_items",
     "kind_of",
     "parse_bus_url",
     "recovered_failures",
