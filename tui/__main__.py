@@ -14,7 +14,7 @@ from pathlib import Path
 
 from engine.config import DEFAULT_CONFIG, ConfigError, Settings, load_config, visible
 
-COMMANDS = ("run", "check-config", "demo", "sandbox", "gate")
+COMMANDS = ("run", "check-config", "demo", "sandbox", "gate", "relay", "announce")
 EXIT_CONFIG = 2
 
 
@@ -30,6 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         "--config", type=Path, default=DEFAULT_CONFIG, help="TOML config (default: %(default)s)"
     )
     run.add_argument("--read-only", action="store_true", help="refuse every action")
+    run.add_argument(
+        "--bus",
+        metavar="URL",
+        default=None,
+        help="view a relay's watch from an MQTT bus (read-only, no polling, no cloud credentials)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
@@ -50,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     from tui import gate
 
     gate.add_parser(sub)
+
+    from tui import bus_cli
+
+    bus_cli.add_parsers(sub)
 
     box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
     box.add_argument(
@@ -198,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
         from tui import gate
 
         return gate.run(args)
+    if args.command in ("relay", "announce"):
+        from tui import bus_cli
+
+        return bus_cli.run_relay(args) if args.command == "relay" else bus_cli.run_announce(args)
     if args.command == "sandbox":
         missing = _sandbox_missing()
         if missing is not None:
@@ -210,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
+    if args.bus:
+        from tui import bus_cli
+
+        return bus_cli.run_viewer(settings, args.bus)
     return _run_app(settings, read_only=args.read_only)
 
 
