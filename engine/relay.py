@@ -23,11 +23,14 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine.lock import LockArbiter
 from engine.verdict import Verdict
 from sources.bus import (
     MAX_PAYLOAD,
+    BadMessage,
     backoff,
     client,
+    decode,
     encode,
     encode_item,
     encode_items,
@@ -42,6 +45,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from engine.controller import Controller, Update
+    from engine.lock import Lock
     from sources.bus import BusSettings, Topics
     from sources.model import EcsEvent, Item, Source
 
@@ -106,6 +110,9 @@ class Relay:
         self._verdict: tuple[Verdict, tuple[str, ...]] | None = None
         self._wake = asyncio.Event()
         self.connected = asyncio.Event()
+        self.arbiter = LockArbiter()
+        self.dropped = 0
+        """Claims and presences that were malformed (counted, dropped)."""
         self.published = 0
         self.connections = 0
         controller.listen(self._on_update)
@@ -217,13 +224,18 @@ class Relay:
 
     async def run(self, sources: Sequence[Source]) -> None:
         """Run the watch over ``sources`` and publish it, until cancelled."""
-        publisher = asyncio.create_task(self._publish_forever(), name="relay-publisher")
+        helpers = [
+            asyncio.create_task(self._publish_forever(), name="relay-publisher"),
+            asyncio.create_task(self._expire_forever(), name="relay-lock-expiry"),
+        ]
         try:
             await self.controller.run([TeeSource(s, self) for s in sources])
         finally:
-            publisher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await publisher
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
 
     async def _publish_forever(self) -> None:
         error_class = mqtt_error()
@@ -279,15 +291,79 @@ class Relay:
             attempt += 1
 
     async def _subscribe(self, mqtt: Any) -> None:
-        """What the relay reads (the lock's claims and presences)."""
-        await mqtt.subscribe(self.topics.relay, qos=1)
+        """What the relay reads: the lock's claims and the clients' presences."""
+        await mqtt.subscribe(self.topics.claim_filter, qos=1)
+        await mqtt.subscribe(self.topics.presence_filter, qos=1)
 
     async def _listen(self, mqtt: Any) -> None:
         async for message in mqtt.messages:
-            self.on_message(str(message.topic), message.payload)
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                payload = b""
+            self.on_message(str(message.topic), bytes(payload))
 
-    def on_message(self, topic: str, payload: Any) -> None:
-        """A message on a topic the relay reads."""
+    def on_message(self, topic: str, payload: bytes) -> None:
+        """A claim or a presence (the arbiter's input); a malformed one is dropped."""
+        now = self.clock()
+        if topic.startswith(f"{self.topics.prefix}/presence/"):
+            if not payload:  # cleared: its last will, or a goodbye
+                gone = self.topics.last_segment(topic)
+                for service in self.arbiter.gone(gone):
+                    self._freed(service, "its holder's connection is gone")
+            return
+        if not topic.endswith("/claim"):
+            return
+        service = self.topics.last_segment(topic, strip="/claim")
+        try:
+            claim = decode(payload)
+            who, holder = str(claim["client"]), str(claim["holder"])
+        except (BadMessage, KeyError):
+            self.dropped += 1
+            return
+        if claim.get("release"):
+            if self.arbiter.release(service, who):
+                self._freed(service, f"released by {holder}")
+            return
+        lock = self.arbiter.claim(service, who, holder, now, takeover=bool(claim.get("takeover")))
+        if lock is not None:
+            self._granted(lock)
+
+    def _granted(self, lock: Lock) -> None:
+        body = {
+            "service": lock.service,
+            "client": lock.client,
+            "holder": lock.holder,
+            "since": lock.since.isoformat(),
+            "expires": lock.expires.isoformat(),
+            "taken_over_from": lock.taken_over_from,
+        }
+        before = self.current.get(self.topics.lock(lock.service))
+        self._retain(self.topics.lock(lock.service), encode(body))
+        if before is None or lock.taken_over_from is not None:
+            text = lock.words()
+            if lock.taken_over_from is not None:
+                text = (
+                    f"{lock.service}: {lock.holder} took the lock over from {lock.taken_over_from}"
+                )
+            self._send(self.topics.events, encode({"type": "lock", **body, "text": text}))
+            if lock.taken_over_from is not None:
+                self._send(self.topics.announce, encode({"type": "lock", **body, "text": text}))
+
+    def _freed(self, service: str, why: str) -> None:
+        self._retain(self.topics.lock(service), b"")
+        self._send(
+            self.topics.events,
+            encode({"type": "lock", "service": service, "text": f"{service}: unlocked ({why})"}),
+        )
+
+    async def _expire_forever(self) -> None:
+        while True:
+            now = self.clock()
+            due = self.arbiter.next_expiry()
+            wait = 5.0 if due is None else min(5.0, max(0.05, (due - now).total_seconds()))
+            await asyncio.sleep(wait)
+            for service in self.arbiter.expire(self.clock()):
+                self._freed(service, "expired")
 
     async def _drain(self, mqtt: Any) -> None:
         while True:

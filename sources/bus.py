@@ -22,6 +22,7 @@ when a bus is used. The bus carries state and coordination, never commands.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -542,6 +543,126 @@ class BusSource:
         return self.failures(f"relay offline: {reason}")
 
 
+@dataclass(frozen=True)
+class LockView:
+    """A service's lock as the arbiter published it."""
+
+    service: str
+    client: str
+    holder: str
+    since: datetime
+
+    def words(self) -> str:
+        """``web: locked by alice@bastion-1 since 02:03``."""
+        return f"{self.service}: locked by {self.holder} since {self.since.strftime('%H:%M')}"
+
+
+class LockClient:
+    """One deploywatch process's side of the operator lock.
+
+    It keeps a retained presence (cleared by its MQTT last will when its connection
+    drops, so the arbiter frees its locks), follows every service's lock, and claims,
+    renews or releases. The bus carries who may act, never what to do.
+
+    Args:
+        settings: The broker.
+        topics: The environment's topics.
+        holder: ``user@host``.
+        identifier: This process's client id (unique; random by default).
+    """
+
+    def __init__(
+        self, settings: BusSettings, topics: Topics, holder: str, identifier: str | None = None
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.holder = holder
+        self.identifier = identifier or f"dw-{os.getpid()}-{random.getrandbits(32):08x}"
+        self.locks: dict[str, LockView] = {}
+        self.changed = asyncio.Event()
+        self.connected = asyncio.Event()
+        self.stats = BusStats()
+        self._mqtt: aiomqtt.Client | None = None
+
+    def refusal(self, service: str) -> str | None:
+        """Why this process may not act on ``service`` now (``None``: it may)."""
+        lock = self.locks.get(service)
+        if lock is None or lock.client == self.identifier:
+            return None
+        return lock.words()
+
+    def mine(self, service: str) -> bool:
+        lock = self.locks.get(service)
+        return lock is not None and lock.client == self.identifier
+
+    async def claim(self, service: str, *, takeover: bool = False) -> None:
+        """Ask the arbiter for ``service``'s lock (its answer arrives as the lock)."""
+        await self._publish(
+            self.topics.lock_claim(service),
+            {"client": self.identifier, "holder": self.holder, "takeover": takeover},
+        )
+
+    async def release(self, service: str) -> None:
+        await self._publish(
+            self.topics.lock_claim(service),
+            {"client": self.identifier, "holder": self.holder, "release": True},
+        )
+
+    async def _publish(self, topic: str, body: dict[str, Any]) -> None:
+        if self._mqtt is None:
+            raise mqtt_error()("not connected to the bus")
+        await self._mqtt.publish(topic, encode(body), qos=1)
+
+    async def run(self) -> None:
+        """Stay connected (reconnecting with back-off) and follow the locks."""
+        error_class = mqtt_error()
+        attempt = 0
+        presence = self.topics.presence(self.identifier)
+        while True:
+            try:
+                async with client(
+                    self.settings, identifier=self.identifier, will=(presence, b"")
+                ) as mqtt:
+                    await mqtt.publish(
+                        presence, encode({"holder": self.holder}), qos=1, retain=True
+                    )
+                    await mqtt.subscribe(self.topics.lock_filter, qos=1)
+                    self._mqtt = mqtt
+                    attempt = 0
+                    self.connected.set()
+                    try:
+                        async for message in mqtt.messages:
+                            self._read(str(message.topic), message.payload)
+                    finally:
+                        self._mqtt = None
+                        self.connected.clear()
+                        with contextlib.suppress(Exception):
+                            await asyncio.wait_for(
+                                mqtt.publish(presence, b"", qos=1, retain=True), 2.0
+                            )
+            except error_class:
+                pass
+            await asyncio.sleep(backoff(attempt))
+            attempt += 1
+
+    def _read(self, topic: str, payload: Any) -> None:
+        service = self.topics.last_segment(topic)
+        if not payload:
+            self.locks.pop(service, None)
+        else:
+            try:
+                body = decode(bytes(payload))
+                self.locks[service] = LockView(
+                    service, str(body["client"]), str(body["holder"]),
+                    datetime.fromisoformat(str(body["since"])),
+                )  # fmt: skip
+            except (BadMessage, KeyError, ValueError, TypeError) as exc:
+                error = exc if isinstance(exc, BadMessage) else BadMessage(f"bad lock: {exc!r}")
+                self.stats.count(error, topic)
+                return
+        self.changed.set()
+
+
 __all__ = [
     "KINDS",
     "MAX_PAYLOAD",
@@ -551,6 +672,8 @@ __all__ = [
     "BusSettings",
     "BusSource",
     "BusStats",
+    "LockClient",
+    "LockView",
     "Topics",
     "backoff",
     "client",
