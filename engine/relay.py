@@ -185,8 +185,19 @@ class Relay:
                 self._retain(self.topics.verdict, encode(body))
                 if changed:
                     self._send(self.topics.events, encode({"type": "verdict", **body}))
+                    env = self.controller.settings.environment.name
+                    text = f"{env}: {report.verdict.value}"
+                    if report.reasons and report.verdict is not Verdict.HEALTHY:
+                        text += f" — {report.reasons[0]}"
+                    self._announce("verdict", text)
         result = update.result
         if result is not None:
+            plan = result.plan
+            self._announce(
+                "action",
+                f"{plan.label}: {plan.verb.value} {result.outcome.value}"
+                f" ({plan.from_revision} → {plan.to_revision}) — {result.message}",
+            )
             self._send(
                 self.topics.events,
                 encode(
@@ -200,6 +211,11 @@ class Relay:
                     }
                 ),
             )
+
+    def _announce(self, kind: str, text: str) -> None:
+        """One short human-readable line for the team's chat (``announce``)."""
+        body = {"type": kind, "text": text, "at": self.clock().isoformat()}
+        self._send(self.topics.announce, encode(body))
 
     def _retain(self, topic: str, payload: bytes) -> None:
         if self.current.get(topic) == payload:

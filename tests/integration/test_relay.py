@@ -163,3 +163,24 @@ async def test_a_broker_restart_mid_run_goes_stale_then_recovers_without_duplica
     # The relay published everything again; nothing is shown twice.
     assert world.viewer_watch.store.take_events() == []
     assert world.relay.connections >= 2
+
+
+async def test_the_relay_announces_a_failing_verdict_with_its_evidence(
+    world: World, broker: Broker
+) -> None:
+    from sources.bus import client, decode
+
+    async with client(world.bus) as mqtt:
+        await mqtt.subscribe(world.topics.announce, qos=1)
+        world.start_relay()
+        texts: list[str] = []
+        async with asyncio.timeout(WAIT):
+            async for message in mqtt.messages:
+                texts.append(decode(message.payload)["text"])
+                if "FAILING" in texts[-1]:
+                    break
+    assert texts[-1].startswith("sandbox-demo: FAILING — ")
+    assert (
+        texts[-1].removeprefix("sandbox-demo: FAILING — ")
+        == (world.relay_watch.snapshot.report.reasons[0])
+    )
