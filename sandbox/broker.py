@@ -11,6 +11,7 @@ certificate when ``require_certificate``; with ``passwords`` only those users co
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -80,6 +81,9 @@ class Broker:
         lines = [
             f"listener {self.port} 127.0.0.1",
             "persistence false",
+            # Started as root, mosquitto would drop to its own user and could not read
+            # this folder's files: it stays the user who started it.
+            f"user {getpass.getuser()}",
             "log_dest stderr",
             "log_type error",
             "log_type warning",
