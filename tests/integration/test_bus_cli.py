@@ -92,6 +92,8 @@ async def test_the_relay_publishes_the_sandbox_and_says_goodbye(
     broker: Broker, sandbox_process: StartSandboxProcess
 ) -> None:
     sandbox = await asyncio.to_thread(sandbox_process, "demo", 8.0)
+    # The sandbox runs a broker of its own and says where (this test uses its own).
+    assert str(sandbox.info.get("bus", "")).startswith("mqtt://127.0.0.1:")
     settings = await asyncio.to_thread(load_config, sandbox.config_path)
     env_name = settings.environment.name
     relay = await cli(
