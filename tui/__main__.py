@@ -36,6 +36,12 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="view a relay's watch from an MQTT bus (read-only, no polling, no cloud credentials)",
     )
+    run.add_argument(
+        "--operate",
+        action="store_true",
+        help="with --bus: act with your own AWS credentials, one operator per service "
+        "(the bus's lock)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
@@ -227,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bus:
         from tui import bus_cli
 
-        return bus_cli.run_viewer(settings, args.bus)
+        return bus_cli.run_viewer(settings, args.bus, operate=args.operate)
     return _run_app(settings, read_only=args.read_only)
 
 

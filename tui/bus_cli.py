@@ -144,17 +144,31 @@ def viewer_sources(settings: Settings, url: str) -> list[Any]:
     return [BusSource(bus, Topics(settings.environment.name), [s.key for s in settings.services])]
 
 
-def run_viewer(settings: Settings, url: str) -> int:
-    """``deploywatch run --bus URL``: the dashboard from the bus, read-only, no polling."""
-    from sources.bus import BusError
+def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
+    """``deploywatch run --bus URL``: the dashboard from the bus, no polling; read-only
+    unless ``operate``, where actions need the service's lock from the relay and are
+    sent with this operator's own AWS credentials."""
+    from sources.bus import BusError, LockClient, Topics
 
     try:
         sources = viewer_sources(settings, url)
+        bus = bus_settings(url)
     except BusError as exc:
         return _fail(str(exc), EXIT_USAGE)
     from tui.app import DeployWatchApp
 
-    app = DeployWatchApp(settings, sources, read_only=True)
+    lock = None
+    if operate:
+        holder = f"{os.environ.get('USER', '?')}@{os.uname().nodename}"
+        lock = LockClient(bus, Topics(settings.environment.name), holder)
+
+    class BusViewerApp(DeployWatchApp):
+        def on_mount(self) -> None:  # Textual also runs DeployWatchApp's on_mount
+            if lock is not None:
+                self.dashboard.operator_lock = lock
+                self.run_worker(lock.run(), name="lock", group="lock", exit_on_error=False)
+
+    app = BusViewerApp(settings, sources, read_only=not operate)
     app.run()
     return app.return_code or 0
 
