@@ -169,6 +169,7 @@ def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
                 self.run_worker(lock.run(), name="lock", group="lock", exit_on_error=False)
 
     app = BusViewerApp(settings, sources, read_only=not operate)
+    app.controller.automatic = False  # automatic actions are the relay's (relay --act)
     app.run()
     return app.return_code or 0
 
