@@ -20,10 +20,10 @@ import asyncio
 import contextlib
 from collections import OrderedDict, deque
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from engine.lock import LockArbiter
+from engine.lock import Lock, LockArbiter
 from engine.verdict import Verdict
 from sources.bus import (
     MAX_PAYLOAD,
@@ -42,10 +42,8 @@ from sources.model import EcsServiceSample, MetricSample, SourceFailure
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
-    from datetime import datetime
 
     from engine.controller import Controller, Update
-    from engine.lock import Lock
     from sources.bus import BusSettings, Topics
     from sources.model import EcsEvent, Item, Source
 
@@ -310,17 +308,22 @@ class Relay:
         """What the relay reads: the lock's claims and the clients' presences."""
         await mqtt.subscribe(self.topics.claim_filter, qos=1)
         await mqtt.subscribe(self.topics.presence_filter, qos=1)
+        await mqtt.subscribe(self.topics.lock_filter, qos=1)
 
     async def _listen(self, mqtt: Any) -> None:
         async for message in mqtt.messages:
             payload = message.payload
             if not isinstance(payload, bytes | bytearray):
                 payload = b""
-            self.on_message(str(message.topic), bytes(payload))
+            self.on_message(str(message.topic), bytes(payload), retained=bool(message.retain))
 
-    def on_message(self, topic: str, payload: bytes) -> None:
+    def on_message(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
         """A claim or a presence (the arbiter's input); a malformed one is dropped."""
         now = self.clock()
+        if topic.startswith(f"{self.topics.prefix}/lock/") and not topic.endswith("/claim"):
+            if retained and payload:
+                self._adopt(self.topics.last_segment(topic), payload)
+            return
         if topic.startswith(f"{self.topics.prefix}/presence/"):
             if not payload:  # cleared: its last will, or a goodbye
                 gone = self.topics.last_segment(topic)
@@ -343,6 +346,25 @@ class Relay:
         lock = self.arbiter.claim(service, who, holder, now, takeover=bool(claim.get("takeover")))
         if lock is not None:
             self._granted(lock)
+
+    def _adopt(self, service: str, payload: bytes) -> None:
+        """A lock granted before this relay started (a restart): it still holds."""
+        if service in self.arbiter.locks:
+            return
+        try:
+            body = decode(payload)
+            lock = Lock(
+                service,
+                str(body["client"]),
+                str(body["holder"]),
+                datetime.fromisoformat(str(body["since"])),
+                datetime.fromisoformat(str(body["expires"])),
+            )
+        except (BadMessage, KeyError, ValueError):
+            self.dropped += 1
+            return
+        self.arbiter.locks[service] = lock
+        self.current[self.topics.lock(service)] = payload
 
     def _granted(self, lock: Lock) -> None:
         body = {

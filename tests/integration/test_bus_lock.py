@@ -183,3 +183,38 @@ async def test_a_holder_whose_connection_dies_frees_the_lock(
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_a_restarted_relay_keeps_the_locks_it_granted(
+    tmp_path: Path, broker: Broker, running: Running, relay: Relay
+) -> None:
+    alice = await lock_client(broker, running, "alice@bastion-1")
+    bob = await lock_client(broker, running, "bob@bastion-2")
+    both = [alice, bob]
+    await alice.claim("demo/web")
+    await until(both, lambda: alice.mine("demo/web") and "demo/web" in bob.locks, "alice holds")
+    first = running.tasks.pop(0)  # the relay
+    first.cancel()
+    await asyncio.wait([first], timeout=WAIT)
+    clock = FrozenClock()
+    second = Relay(
+        Controller(
+            settings(),
+            clock=clock,
+            executor=lambda call: {},
+            audit=AuditLog(tmp_path / "audit2.jsonl"),
+            operator=lambda: "relay",
+            read_only=True,
+        ),
+        parse_bus_url(broker.url, {}),
+        TOPICS,
+        clock=clock,
+    )
+    running.start(second.run([]))
+    await asyncio.wait_for(second.connected.wait(), WAIT)
+    # (The broker sends the retained lock right after the new relay's subscription,
+    # before any claim published from here on.)
+    await bob.claim("demo/web")  # refused: alice still holds it
+    await alice.release("demo/web")  # honoured: the new relay knows she holds it
+    await until(both, lambda: "demo/web" not in bob.locks, "freed by alice's release")
+    assert not bob.mine("demo/web") and second.arbiter.locks == {}
