@@ -281,9 +281,13 @@ class Controller:
         audit: AuditLog,
         operator: Callable[[], str],
         read_only: bool = False,
+        automatic: bool = True,
     ) -> None:
         self.settings = settings
         self.clock = clock
+        self.automatic = automatic
+        """Whether rules' automatic actions and canary steps run here (a bus viewer's
+        watch only shows: the relay, or an operator, acts)."""
         self.store = Store(
             ((ref.key, ref.display) for ref in settings.services), build_rulebook(settings)
         )
@@ -612,6 +616,8 @@ class Controller:
         self, now: datetime, evidence: Sequence[Evidence], statuses: Mapping[str, EcsStatus]
     ) -> None:
         def can_act(key: str, verb: Verb) -> bool:
+            if not self.automatic:
+                return False
             return self.plan(verb, key).enabled and key not in self.sending
 
         for countdown in self.autopilot.update(now, evidence, can_act):
@@ -627,7 +633,7 @@ class Controller:
         failing = self.report.verdict is Verdict.FAILING
         for key, driver in self.canaries.items():
             weight = driver.due(now, failing)
-            if weight is None or key in self.sending:
+            if weight is None or key in self.sending or not self.automatic:
                 continue
             planned = self.plan(Verb.PROMOTE, key)
             if planned.enabled and planned.to_revision == f"canary {weight}%":

@@ -37,14 +37,9 @@ from typing import TYPE_CHECKING, Any
 from pydantic import TypeAdapter, ValidationError
 
 from engine.smoke import SmokeRun
-from sources.model import (
-    EcsServiceSample,
-    FleetChange,
-    MetricSample,
-    ProbeSample,
-    SentrySample,
-    SourceFailure,
-)
+from sources.bus import ADAPTERS as BUS_ADAPTERS
+from sources.bus import KINDS as BUS_KINDS
+from sources.model import FleetChange
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -67,16 +62,14 @@ counted): the watch never waits for a disk."""
 FLUSH_EVERY = 1.0
 """Seconds between two writes."""
 
-KINDS: dict[str, type[Any]] = {
-    "ecs": EcsServiceSample,
-    "metric": MetricSample,
-    "sentry": SentrySample,
-    "probe": ProbeSample,
-    "failure": SourceFailure,
-    "smoke": SmokeRun,
-    "fleet": FleetChange,
+KINDS: dict[str, type[Any]] = {**BUS_KINDS, "smoke": SmokeRun, "fleet": FleetChange}
+"""Every kind of item the watch ingests: the bus's source items, and smoke runs and
+discovery's fleet changes (which stay local to a watch)."""
+_ADAPTERS: dict[str, TypeAdapter[Any]] = {
+    **BUS_ADAPTERS,
+    "smoke": TypeAdapter(SmokeRun),
+    "fleet": TypeAdapter(FleetChange),
 }
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {kind: TypeAdapter(cls) for kind, cls in KINDS.items()}
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 
 

@@ -10,6 +10,7 @@ Without it, the endpoints, the config path and ``export`` lines are printed for 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import shlex
@@ -63,6 +64,8 @@ def describe(info: dict[str, Any]) -> list[str]:
         ),
         ("fault control", f"{info['faults']}"),
     ]
+    if info.get("bus"):
+        rows.append(("bus (MQTT)", f"{info['bus']}  (deploywatch relay --bus / run --bus)"))
     for name, service in info["services"].items():
         rows.append(
             (
@@ -168,8 +171,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.set()
 
         threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
-    with sandbox:
+    from sandbox.broker import Broker, BrokerError, mosquitto_path
+
+    broker = Broker() if mosquitto_path() is not None else None
+    with sandbox, contextlib.ExitStack() as cleanup:
         info = sandbox.info()
+        if broker is not None:  # the deployment bus: a relay and its viewers meet here
+            try:
+                info["bus"] = broker.start().url
+                cleanup.callback(broker.close)
+            except BrokerError as exc:
+                print(f"sandbox: no MQTT broker: {exc}", file=sys.stderr)
         if args.json:
             sys.stdout.write(json.dumps(info) + "\n")
             sys.stdout.flush()

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from engine.recording import Recorder
     from tui.app import DeployWatchApp
 
-COMMANDS = ("run", "check-config", "demo", "sandbox", "gate", "replay")
+COMMANDS = ("run", "check-config", "demo", "sandbox", "gate", "replay", "relay", "announce")
 EXIT_CONFIG = 2
 
 
@@ -37,6 +37,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--read-only", action="store_true", help="refuse every action")
     _record_option(run)
+    run.add_argument(
+        "--bus",
+        metavar="URL",
+        default=None,
+        help="view a relay's watch from an MQTT bus (read-only, no polling, no cloud credentials)",
+    )
+    run.add_argument(
+        "--operate",
+        action="store_true",
+        help="with --bus: act with your own AWS credentials, one operator per service "
+        "(the bus's lock)",
+    )
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file", type=Path, nargs="?", default=DEFAULT_CONFIG)
@@ -59,6 +71,10 @@ def _parser() -> argparse.ArgumentParser:
 
     _record_option(gate.add_parser(sub))
     replay.add_parser(sub)
+
+    from tui import bus_cli
+
+    bus_cli.add_parsers(sub)
 
     box = sub.add_parser("sandbox", help="run the rehearsal sandbox alone, without the TUI")
     box.add_argument(
@@ -251,6 +267,10 @@ def main(argv: list[str] | None = None) -> int:
         from tui import replay
 
         return replay.run(args)
+    if args.command in ("relay", "announce"):
+        from tui import bus_cli
+
+        return bus_cli.run_relay(args) if args.command == "relay" else bus_cli.run_announce(args)
     if args.command == "sandbox":
         missing = _sandbox_missing()
         if missing is not None:
@@ -263,6 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         settings = load_config(args.config)
     except ConfigError as exc:
         return _fail(str(exc))
+    if args.bus:
+        from tui import bus_cli
+
+        return bus_cli.run_viewer(settings, args.bus, operate=args.operate)
     return _run_app(settings, read_only=args.read_only, record=args.record)
 
 

@@ -176,6 +176,13 @@ def _judged(app: DeployWatchApp, word: str) -> Callable[[Pilot[None]], Awaitable
 
         await wait_until(pilot, final)
         await pilot.pause()
+        # Lay the screen out afresh for what it now holds: a pane whose content grew
+        # while it was being laid out can otherwise keep a scrollbar from that moment.
+        width, height = app.size
+        await pilot.resize_terminal(width + 1, height)
+        await pilot.pause()
+        await pilot.resize_terminal(width, height)
+        await pilot.pause()
         # Rows below a pane's view are measured lazily (when it scrolls): measure them
         # now, so the scrollbars do not depend on when the data came in; then wait
         # until two frames in a row are the same (bounded), so the picture is the

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from rich.text import Text
 from textual.binding import Binding
@@ -48,6 +48,17 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.controller import Controller, Snapshot, Update
     from sources.model import EcsEvent
+
+
+class OperatorLock(Protocol):
+    """The bus's operator lock, as the dashboard uses it (``sources.bus.LockClient``)."""
+
+    def refusal(self, service: str) -> str | None: ...
+
+    def mine(self, service: str) -> bool: ...
+
+    async def claim(self, service: str, *, takeover: bool = False) -> None: ...
+
 
 FLUSH_DELAY = 0.1
 """Seconds a burst of store changes is collected before one repaint (≤ 10 flushes/s)."""
@@ -244,6 +255,9 @@ class DashboardScreen(Screen[None]):
         self._flush_scheduled = False
         self._missed_flush = False
         self._focused_pane: DOMNode | None = None
+        self.operator_lock: OperatorLock | None = None
+        """The bus's operator lock when this dashboard acts in a team (``run --bus
+        --operate``): its actions need the service's lock (``tui/bus_cli.py``)."""
         self._events: deque[tuple[str, EcsEvent]] = deque(maxlen=EVENT_LOG_LINES)
         """Service events waiting for the next batch (the log keeps no more than these)."""
         self._events_scheduled = False
@@ -451,12 +465,24 @@ class DashboardScreen(Screen[None]):
                 markup=False,
             )
             return
+        lock = self.operator_lock
+        if lock is not None:
+            refusal = lock.refusal(key)
+            if refusal is not None:
+                self.notify(refusal, title=f"{planned.title}: refused", severity="warning")
+                return
+            if not lock.mine(key):  # claimed with the first action; granted by the relay
+                self.run_worker(lock.claim(key), group="lock", exit_on_error=False)
         if verb in (Verb.PAUSE, Verb.RESUME):
             # Holding or releasing our own automation changes no traffic: no dialog.
             self.controller.act(planned)
             return
 
         def confirmed(ok: bool | None) -> None:
+            if ok and lock is not None and not lock.mine(key):
+                why = lock.refusal(key) or "the bus's lock was not granted (is the relay up?)"
+                self.notify(why, title=f"{planned.title}: not sent", severity="warning")
+                return
             if ok:
                 self.controller.act(planned)
                 return

@@ -1,0 +1,110 @@
+"""The dashboard under the bus's operator lock: someone else's lock refuses the action
+keys with its holder's name; a free one is claimed with the first action."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
+from tui.app import DeployWatchApp
+from tui.screens.confirm import ConfirmScreen
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+    from typing import Any
+
+    from engine.actions import ApiCall
+
+SIZE = (200, 50)
+
+
+class FakeLock:
+    """The relay's arbiter and a LockClient in one: grants a free lock at once."""
+
+    def __init__(self, others: dict[str, str] | None = None) -> None:
+        self.others = dict(others or {})
+        self.held: set[str] = set()
+        self.claims: list[str] = []
+
+    def refusal(self, service: str) -> str | None:
+        holder = self.others.get(service)
+        return None if holder is None else f"{service}: locked by {holder} since 02:03"
+
+    def mine(self, service: str) -> bool:
+        return service in self.held
+
+    async def claim(self, service: str, *, takeover: bool = False) -> None:
+        self.claims.append(service)
+        if service not in self.others:
+            self.held.add(service)
+
+
+def make_app(tmp_path: Path, lock: FakeLock) -> tuple[DeployWatchApp, list[ApiCall]]:
+    calls: list[ApiCall] = []
+
+    def executor(call: ApiCall) -> Mapping[str, Any]:
+        calls.append(call)
+        return {}
+
+    app = DeployWatchApp(
+        settings(),
+        [FakeSource(mid_deploy_script())],
+        clock=FrozenClock(),
+        executor=executor,
+        audit_path=tmp_path / "audit.jsonl",
+    )
+    app.dashboard.operator_lock = lock
+    return app, calls
+
+
+def toasts(app: DeployWatchApp) -> str:
+    return " | ".join(str(n.message) for n in app._notifications)
+
+
+async def test_someone_elses_lock_refuses_r_with_the_holder(tmp_path: Path) -> None:
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+    app, calls = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.store.services["demo/web"].sample is not None)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: "locked by" in toasts(app))
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert "demo/web: locked by alice@bastion-1 since 02:03" in toasts(app)
+    assert calls == [] and lock.claims == []
+
+
+async def test_a_free_lock_is_claimed_with_the_first_action(tmp_path: Path) -> None:
+    lock = FakeLock()
+    app, calls = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.store.services["demo/web"].sample is not None)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(pilot, lambda: lock.mine("demo/web"))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: bool(calls))
+        await app.controller.settle()
+    assert lock.claims == ["demo/web"]
+    assert [c.operation for c in calls] == ["stop_service_deployment"]
+
+
+async def test_a_lock_not_granted_by_the_confirmation_sends_nothing(tmp_path: Path) -> None:
+    lock = FakeLock()
+
+    async def lost(service: str, *, takeover: bool = False) -> None:
+        lock.claims.append(service)
+        lock.others[service] = "bob@bastion-2"  # bob's claim arrived first
+
+    lock.claim = lost  # type: ignore[method-assign]
+    app, calls = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.store.services["demo/web"].sample is not None)
+        await pilot.press("R")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await wait_until(pilot, lambda: bool(lock.claims))
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "not sent" in " ".join(n.title for n in app._notifications))
+        assert "locked by bob@bastion-2" in toasts(app)
+        await app.controller.settle()
+    assert calls == []
