@@ -1,10 +1,14 @@
 """The dashboard under the bus's operator lock: someone else's lock refuses the action
-keys with its holder's name; a free one is claimed with the first action."""
+keys with its holder's name; a free one is claimed with the first action; every card
+shows its lock before a key is pressed."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from sources.bus import LockView
 from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
 from tui.app import DeployWatchApp
 from tui.screens.confirm import ConfirmScreen
@@ -17,6 +21,7 @@ if TYPE_CHECKING:
     from engine.actions import ApiCall
 
 SIZE = (200, 50)
+SINCE = datetime(2026, 1, 5, 2, 3, tzinfo=UTC)
 
 
 class FakeLock:
@@ -26,6 +31,12 @@ class FakeLock:
         self.others = dict(others or {})
         self.held: set[str] = set()
         self.claims: list[str] = []
+        self.changed = asyncio.Event()
+
+    @property
+    def locks(self) -> dict[str, LockView]:
+        mine = {s: LockView(s, "me", "me@here", SINCE) for s in self.held}
+        return mine | {s: LockView(s, "them", h, SINCE) for s, h in self.others.items()}
 
     def refusal(self, service: str) -> str | None:
         holder = self.others.get(service)
@@ -38,6 +49,7 @@ class FakeLock:
         self.claims.append(service)
         if service not in self.others:
             self.held.add(service)
+            self.changed.set()
 
 
 def make_app(tmp_path: Path, lock: FakeLock) -> tuple[DeployWatchApp, list[ApiCall]]:
@@ -108,3 +120,26 @@ async def test_a_lock_not_granted_by_the_confirmation_sends_nothing(tmp_path: Pa
         assert "locked by bob@bastion-2" in toasts(app)
         await app.controller.settle()
     assert calls == []
+
+
+def card(app: DeployWatchApp, key: str = "demo/web") -> str:
+    return app.dashboard._deployments.card_text(key).plain
+
+
+async def test_the_card_shows_the_lock_before_any_key(tmp_path: Path) -> None:
+    # A holder's name is outside text: shown literally, never as markup or escapes.
+    lock = FakeLock({"demo/web": "alice@bastion-1 [b]x[/b]\x1b[2J"})
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        assert "locked by alice@bastion-1 [b]x[/b]" in card(app)
+        assert "\x1b" not in card(app)
+        assert "locked by" not in card(app, "demo/api")
+        # Freed (its holder left): the card says nothing more.
+        lock.others.clear()
+        lock.changed.set()
+        await wait_until(pilot, lambda: "locked by" not in card(app))
+        # Ours, once the relay granted it.
+        lock.held.add("demo/api")
+        lock.changed.set()
+        await wait_until(pilot, lambda: "yours since 02:03" in card(app, "demo/api"))

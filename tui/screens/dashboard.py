@@ -27,6 +27,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.evidence import EvidenceScreen, evidence_text
 from tui.screens.history import HistoryFeed, HistoryMemory, HistoryScreen
 from tui.screens.smoke import SmokeScreen
+from tui.screens.takeover import card_locks
 from widgets.actionbar import ActionBar, KeyHints, action_lines
 from widgets.deployments import SORT_NAME, SORT_URGENCY, DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
@@ -37,6 +38,7 @@ from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, Ver
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Mapping
     from datetime import datetime
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.controller import Controller, Snapshot, Update
     from sources.model import EcsEvent
+    from tui.screens.takeover import HeldLock
 
 
 class OperatorLock(Protocol):
@@ -58,6 +61,12 @@ class OperatorLock(Protocol):
     def mine(self, service: str) -> bool: ...
 
     async def claim(self, service: str, *, takeover: bool = False) -> None: ...
+
+    @property
+    def locks(self) -> Mapping[str, HeldLock]: ...
+
+    @property
+    def changed(self) -> asyncio.Event: ...
 
 
 FLUSH_DELAY = 0.1
@@ -258,6 +267,7 @@ class DashboardScreen(Screen[None]):
         self.operator_lock: OperatorLock | None = None
         """The bus's operator lock when this dashboard acts in a team (``run --bus
         --operate``): its actions need the service's lock (``tui/bus_cli.py``)."""
+        self._lock_followed: OperatorLock | None = None
         self._events: deque[tuple[str, EcsEvent]] = deque(maxlen=EVENT_LOG_LINES)
         """Service events waiting for the next batch (the log keeps no more than these)."""
         self._events_scheduled = False
@@ -371,6 +381,7 @@ class DashboardScreen(Screen[None]):
         self._tick()
         self._flush()
         self._deployments.focus()
+        self._follow_lock()
 
     def _on_watch(self, update: Update) -> None:
         """Called by the watch (on the event loop): hand the update to the screen."""
@@ -490,6 +501,24 @@ class DashboardScreen(Screen[None]):
             self.run_worker(self._declined(planned), group="actions")
 
         self.app.push_screen(ConfirmScreen(planned), confirmed)
+
+    # ---- the bus's operator lock ---------------------------------------------------
+
+    def _follow_lock(self) -> None:
+        """Once there is an operator lock: show each card's lock, and again whenever
+        the bus says it changed."""
+        lock = self.operator_lock
+        if lock is None or lock is self._lock_followed:
+            return
+        self._lock_followed = lock
+        self._deployments.set_locks(card_locks(lock))
+        self.run_worker(self._lock_changes(lock), group="lock-view", exit_on_error=False)
+
+    async def _lock_changes(self, lock: OperatorLock) -> None:
+        while True:
+            await lock.changed.wait()
+            lock.changed.clear()
+            self._deployments.set_locks(card_locks(lock))
 
     async def _declined(self, planned: Plan) -> None:
         error = await self.controller.declined(planned)
@@ -660,6 +689,7 @@ class DashboardScreen(Screen[None]):
         """Once a second: the clock, the live durations and the countdowns on screen."""
         now = self.clock()
         self.query_one(TopBar).now = now
+        self._follow_lock()  # an operator lock handed over after the mount
         if self.app.screen is self and not self.frozen:
             self._deployments.tick(now)
             if self.store.signal_failures:
