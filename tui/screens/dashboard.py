@@ -27,7 +27,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.evidence import EvidenceScreen, evidence_text
 from tui.screens.history import HistoryFeed, HistoryMemory, HistoryScreen
 from tui.screens.smoke import SmokeScreen
-from tui.screens.takeover import card_locks
+from tui.screens.takeover import TakeoverScreen, card_locks, take_over
 from widgets.actionbar import ActionBar, KeyHints, action_lines
 from widgets.deployments import SORT_NAME, SORT_URGENCY, DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
@@ -252,6 +252,14 @@ class DashboardScreen(Screen[None]):
             "Sort",
             show=False,
             tooltip="Order the deployments by urgency or by name",
+        ),
+        Binding(
+            "L",
+            "takeover",
+            "Take over lock",
+            show=False,
+            tooltip="Take over the selected service's operator lock (bus; type its name)",
+            id="takeover",
         ),
     ]
 
@@ -480,7 +488,13 @@ class DashboardScreen(Screen[None]):
         if lock is not None:
             refusal = lock.refusal(key)
             if refusal is not None:
-                self.notify(refusal, title=f"{planned.title}: refused", severity="warning")
+                takeover = self.app.get_key_display(Binding(self.settings.keys.takeover, ""))
+                self.notify(
+                    f"{refusal} · {takeover} takes it over (type the service name)",
+                    title=f"{planned.title}: refused",
+                    severity="warning",
+                    markup=False,
+                )
                 return
             if not lock.mine(key):  # claimed with the first action; granted by the relay
                 self.run_worker(lock.claim(key), group="lock", exit_on_error=False)
@@ -504,6 +518,11 @@ class DashboardScreen(Screen[None]):
 
     # ---- the bus's operator lock ---------------------------------------------------
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "takeover":  # only under the bus's operator lock (run --bus --operate)
+            return self.operator_lock is not None
+        return True
+
     def _follow_lock(self) -> None:
         """Once there is an operator lock: show each card's lock, and again whenever
         the bus says it changed."""
@@ -511,6 +530,7 @@ class DashboardScreen(Screen[None]):
         if lock is None or lock is self._lock_followed:
             return
         self._lock_followed = lock
+        self.refresh_bindings()
         self._deployments.set_locks(card_locks(lock))
         self.run_worker(self._lock_changes(lock), group="lock-view", exit_on_error=False)
 
@@ -519,6 +539,43 @@ class DashboardScreen(Screen[None]):
             await lock.changed.wait()
             lock.changed.clear()
             self._deployments.set_locks(card_locks(lock))
+
+    def action_takeover(self) -> None:
+        """Take over the selected service's lock from its holder (a typed confirmation
+        naming both; audited either way)."""
+        lock = self.operator_lock
+        if lock is None:
+            return
+        key = self.selected
+        refusal = lock.refusal(key)
+        if refusal is None:
+            words = "yours already" if lock.mine(key) else "free: the first action claims it"
+            self.notify(f"{key}: the lock is {words}", title="Nothing to take over", markup=False)
+            return
+        held = lock.locks.get(key)
+        holder = held.holder if held is not None else "?"
+        planned = self.controller.plan(Verb.ROLLBACK, key)  # names the service only
+
+        def answered(ok: bool | None) -> None:
+            self.run_worker(
+                self._took_over(lock, planned, refusal, holder, bool(ok)), group="actions"
+            )
+
+        self.app.push_screen(TakeoverScreen(planned, refusal), answered)
+
+    async def _took_over(
+        self, lock: OperatorLock, planned: Plan, refusal: str, holder: str, ok: bool
+    ) -> None:
+        for notice in await take_over(
+            lock, self.controller.actions.record, planned, refusal, holder, ok
+        ):
+            self.notify(
+                notice.message,
+                title=notice.title,
+                severity=notice.severity,  # type: ignore[arg-type]
+                timeout=20 if notice.severity == "error" else 8,
+                markup=False,
+            )
 
     async def _declined(self, planned: Plan) -> None:
         error = await self.controller.declined(planned)
