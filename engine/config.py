@@ -573,6 +573,8 @@ class KeySettings(_Frozen):
     """Open the deployment history (recent deployments and their figures)."""
     smoke: str = "t"
     """Run the ``[[smoke]]`` suites that run on the key, and show their results."""
+    takeover: str = "L"
+    """Take over the selected service's operator lock (the bus, ``run --bus --operate``)."""
 
     @field_validator("*")
     @classmethod

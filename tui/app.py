@@ -135,6 +135,7 @@ class DeployWatchApp(App[None]):
                 "report": keys.report,
                 "history": keys.history,
                 "smoke": keys.smoke,
+                "takeover": keys.takeover,
             }
         )
         self.report_book = ReportBook(

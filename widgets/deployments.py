@@ -342,12 +342,23 @@ class DeploymentsPane(RowList, can_focus=True):
         """The operator moved the selection: it no longer follows the top card."""
         self.compact = False
         """Compact cards (a narrow terminal): see :class:`CardText`."""
+        self.locks: dict[str, tuple[str, bool]] = {}
+        """The bus's operator locks: each locked service's lock in words (``locked by
+        alice@bastion-1 since 02:03``, ``yours since 02:03``) and whether it is ours."""
 
     def set_compact(self, compact: bool) -> None:
         """Switch to compact cards or back (every card is built again)."""
         if compact != self.compact:
             self.compact = compact
             self.rebuild_rows()
+
+    def set_locks(self, locks: Mapping[str, tuple[str, bool]]) -> None:
+        """Show these operator locks on their cards (a card whose lock changed or was
+        freed is built again)."""
+        changed = [k for k in self.locks.keys() | locks.keys() if self.locks.get(k) != locks.get(k)]
+        self.locks = dict(locks)
+        if changed:
+            self.update_rows(changed)
 
     def update_states(self, states: Iterable[ServiceState], now: datetime) -> None:
         """Show the given services' new state (cards in view repaint what changed)."""
@@ -516,6 +527,10 @@ class DeploymentsPane(RowList, can_focus=True):
         if key == self.selected:
             # With the edge's ▶: the selection needs no colour to be seen.
             text.stylize("bold reverse", 0, len(clean(state.label)))
+        lock = self.locks.get(key)
+        if lock is not None:  # the bus's operator lock: who may act on this service
+            words, mine = lock
+            text.append(f"\n  {clean(words)}", self.tone("ok" if mine else "warn"))
         context = self.contexts.get(key)
         if context is not None:  # its account and region, production in the warning colour
             name, production = context

@@ -13,7 +13,9 @@ from engine.controller import Controller
 from engine.relay import Relay
 from sandbox.broker import Broker, mosquitto_path
 from sources.bus import LockClient, Topics, parse_bus_url
-from tests.fakes import FrozenClock, settings
+from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
+from tui.app import DeployWatchApp
+from tui.screens.takeover import TakeoverScreen
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -218,3 +220,38 @@ async def test_a_restarted_relay_keeps_the_locks_it_granted(
     await alice.release("demo/web")  # honoured: the new relay knows she holds it
     await until(both, lambda: "demo/web" not in bob.locks, "freed by alice's release")
     assert not bob.mine("demo/web") and second.arbiter.locks == {}
+
+
+async def test_the_dashboard_shows_a_lock_and_takes_it_over_through_the_relay(
+    tmp_path: Path, broker: Broker, running: Running, relay: Relay
+) -> None:
+    alice = await lock_client(broker, running, "alice@bastion-1")
+    await alice.claim("demo/web")
+    await until([alice], lambda: alice.mine("demo/web"), "alice holds web")
+    bob = await lock_client(broker, running, "bob@bastion-2")
+    app = DeployWatchApp(
+        settings(),
+        [FakeSource(mid_deploy_script())],
+        clock=FrozenClock(),
+        executor=lambda call: {},
+        audit_path=tmp_path / "operator-audit.jsonl",
+    )
+    app.dashboard.operator_lock = bob
+
+    def card() -> str:
+        return app.dashboard._deployments.card_text("demo/web").plain
+
+    async with app.run_test(size=(200, 50)) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1 since" in card(), WAIT)
+        await pilot.press("L")
+        await wait_until(pilot, lambda: isinstance(app.screen, TakeoverScreen), WAIT)
+        await pilot.press("w", "e", "b", "enter")
+        await wait_until(pilot, lambda: "yours since" in card(), WAIT)
+        assert bob.mine("demo/web")
+        await wait_until(pilot, lambda: not alice.mine("demo/web"), WAIT)
+    words = alice.refusal("demo/web")
+    assert words is not None and "locked by bob@bastion-2" in words
+    entries = AuditLog(tmp_path / "operator-audit.jsonl").read()
+    assert [(e["phase"], e["previous"], e["service"]) for e in entries] == [
+        ("takeover", "alice@bastion-1", "demo/web")
+    ]

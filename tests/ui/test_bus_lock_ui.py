@@ -1,13 +1,19 @@
 """The dashboard under the bus's operator lock: someone else's lock refuses the action
-keys with its holder's name; a free one is claimed with the first action."""
+keys with its holder's name; a free one is claimed with the first action; every card
+shows its lock before a key is pressed; a takeover takes the service's name typed."""
 
 from __future__ import annotations
 
+import asyncio
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from engine.audit import AuditLog
+from sources.bus import LockView
 from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
 from tui.app import DeployWatchApp
 from tui.screens.confirm import ConfirmScreen
+from tui.screens.takeover import TakeoverScreen
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -17,6 +23,7 @@ if TYPE_CHECKING:
     from engine.actions import ApiCall
 
 SIZE = (200, 50)
+SINCE = datetime(2026, 1, 5, 2, 3, tzinfo=UTC)
 
 
 class FakeLock:
@@ -26,6 +33,13 @@ class FakeLock:
         self.others = dict(others or {})
         self.held: set[str] = set()
         self.claims: list[str] = []
+        self.takeovers: list[str] = []
+        self.changed = asyncio.Event()
+
+    @property
+    def locks(self) -> dict[str, LockView]:
+        mine = {s: LockView(s, "me", "me@here", SINCE) for s in self.held}
+        return mine | {s: LockView(s, "them", h, SINCE) for s, h in self.others.items()}
 
     def refusal(self, service: str) -> str | None:
         holder = self.others.get(service)
@@ -36,8 +50,12 @@ class FakeLock:
 
     async def claim(self, service: str, *, takeover: bool = False) -> None:
         self.claims.append(service)
+        if takeover:
+            self.takeovers.append(service)
+            self.others.pop(service, None)
         if service not in self.others:
             self.held.add(service)
+            self.changed.set()
 
 
 def make_app(tmp_path: Path, lock: FakeLock) -> tuple[DeployWatchApp, list[ApiCall]]:
@@ -108,3 +126,89 @@ async def test_a_lock_not_granted_by_the_confirmation_sends_nothing(tmp_path: Pa
         assert "locked by bob@bastion-2" in toasts(app)
         await app.controller.settle()
     assert calls == []
+
+
+def card(app: DeployWatchApp, key: str = "demo/web") -> str:
+    return app.dashboard._deployments.card_text(key).plain
+
+
+async def test_the_card_shows_the_lock_before_any_key(tmp_path: Path) -> None:
+    # A holder's name is outside text: shown literally, never as markup or escapes.
+    lock = FakeLock({"demo/web": "alice@bastion-1 [b]x[/b]\x1b[2J"})
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        assert "locked by alice@bastion-1 [b]x[/b]" in card(app)
+        assert "\x1b" not in card(app)
+        assert "locked by" not in card(app, "demo/api")
+        # Freed (its holder left): the card says nothing more.
+        lock.others.clear()
+        lock.changed.set()
+        await wait_until(pilot, lambda: "locked by" not in card(app))
+        # Ours, once the relay granted it.
+        lock.held.add("demo/api")
+        lock.changed.set()
+        await wait_until(pilot, lambda: "yours since 02:03" in card(app, "demo/api"))
+
+
+async def test_a_takeover_takes_the_typed_name_and_is_audited(tmp_path: Path) -> None:
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+    app, calls = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        await pilot.press("R")
+        await wait_until(pilot, lambda: "L takes it over" in toasts(app))
+        await pilot.press("L")
+        await wait_until(pilot, lambda: isinstance(app.screen, TakeoverScreen))
+        dialog = app.screen.query_one("#confirm-target").render()
+        assert "alice@bastion-1" in str(dialog) and "web" in str(dialog)
+        # Neither y nor Enter nor a wrong name takes it; only "web", exactly.
+        await pilot.press("y", "enter")
+        assert isinstance(app.screen, TakeoverScreen)
+        await pilot.press("backspace", "enter", "w", "e", "b", "space", "enter")
+        assert isinstance(app.screen, TakeoverScreen) and lock.takeovers == []
+        await pilot.press("backspace", "enter")
+        await wait_until(pilot, lambda: lock.takeovers == ["demo/web"])
+        await wait_until(pilot, lambda: "yours since 02:03" in card(app))
+        await wait_until(pilot, lambda: "taken over from alice@bastion-1" in toasts(app))
+    assert calls == []  # a takeover sends nothing to AWS
+    entries = AuditLog(tmp_path / "audit.jsonl").read()
+    takeover = [e for e in entries if e["phase"] == "takeover"]
+    assert len(takeover) == 1
+    assert takeover[0]["previous"] == "alice@bastion-1"
+    assert takeover[0]["service"] == "demo/web"
+    assert takeover[0]["target"]["service"] == "web"
+
+
+async def test_a_declined_takeover_is_audited_and_takes_nothing(tmp_path: Path) -> None:
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        await pilot.press("L")
+        await wait_until(pilot, lambda: isinstance(app.screen, TakeoverScreen))
+        await pilot.press("escape")
+        await wait_until(pilot, lambda: "cancelled" in toasts(app))
+        entries = AuditLog(tmp_path / "audit.jsonl").read()
+        assert "locked by alice@bastion-1" in card(app)
+    assert lock.claims == []
+    declined = [e for e in entries if e["phase"] == "declined"]
+    assert [(e["action"], e["service"], e["holder"]) for e in declined] == [
+        ("takeover", "demo/web", "alice@bastion-1")
+    ]
+
+
+async def test_a_lock_that_changed_hands_during_the_takeover_is_not_taken(
+    tmp_path: Path,
+) -> None:
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        await pilot.press("L")
+        await wait_until(pilot, lambda: isinstance(app.screen, TakeoverScreen))
+        lock.others["demo/web"] = "bob@bastion-2"  # bob took it meanwhile
+        await pilot.press("w", "e", "b", "enter")
+        await wait_until(pilot, lambda: "the lock changed" in toasts(app))
+        assert "bob@bastion-2" in toasts(app)
+    assert lock.takeovers == []

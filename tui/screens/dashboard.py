@@ -27,6 +27,7 @@ from tui.screens.confirm import ConfirmScreen
 from tui.screens.evidence import EvidenceScreen, evidence_text
 from tui.screens.history import HistoryFeed, HistoryMemory, HistoryScreen
 from tui.screens.smoke import SmokeScreen
+from tui.screens.takeover import TakeoverScreen, card_locks, take_over
 from widgets.actionbar import ActionBar, KeyHints, action_lines
 from widgets.deployments import SORT_NAME, SORT_URGENCY, DeploymentsPane
 from widgets.events import EVENT_LOG_LINES, EventsLog
@@ -37,6 +38,7 @@ from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, Ver
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
+    import asyncio
     from collections.abc import Callable, Mapping
     from datetime import datetime
 
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
     from engine.config import Settings
     from engine.controller import Controller, Snapshot, Update
     from sources.model import EcsEvent
+    from tui.screens.takeover import HeldLock
 
 
 class OperatorLock(Protocol):
@@ -58,6 +61,12 @@ class OperatorLock(Protocol):
     def mine(self, service: str) -> bool: ...
 
     async def claim(self, service: str, *, takeover: bool = False) -> None: ...
+
+    @property
+    def locks(self) -> Mapping[str, HeldLock]: ...
+
+    @property
+    def changed(self) -> asyncio.Event: ...
 
 
 FLUSH_DELAY = 0.1
@@ -244,6 +253,14 @@ class DashboardScreen(Screen[None]):
             show=False,
             tooltip="Order the deployments by urgency or by name",
         ),
+        Binding(
+            "L",
+            "takeover",
+            "Take over lock",
+            show=False,
+            tooltip="Take over the selected service's operator lock (bus; type its name)",
+            id="takeover",
+        ),
     ]
 
     def __init__(self, settings: Settings, controller: Controller) -> None:
@@ -258,6 +275,7 @@ class DashboardScreen(Screen[None]):
         self.operator_lock: OperatorLock | None = None
         """The bus's operator lock when this dashboard acts in a team (``run --bus
         --operate``): its actions need the service's lock (``tui/bus_cli.py``)."""
+        self._lock_followed: OperatorLock | None = None
         self._events: deque[tuple[str, EcsEvent]] = deque(maxlen=EVENT_LOG_LINES)
         """Service events waiting for the next batch (the log keeps no more than these)."""
         self._events_scheduled = False
@@ -371,6 +389,7 @@ class DashboardScreen(Screen[None]):
         self._tick()
         self._flush()
         self._deployments.focus()
+        self._follow_lock()
 
     def _on_watch(self, update: Update) -> None:
         """Called by the watch (on the event loop): hand the update to the screen."""
@@ -469,7 +488,13 @@ class DashboardScreen(Screen[None]):
         if lock is not None:
             refusal = lock.refusal(key)
             if refusal is not None:
-                self.notify(refusal, title=f"{planned.title}: refused", severity="warning")
+                takeover = self.app.get_key_display(Binding(self.settings.keys.takeover, ""))
+                self.notify(
+                    f"{refusal} · {takeover} takes it over (type the service name)",
+                    title=f"{planned.title}: refused",
+                    severity="warning",
+                    markup=False,
+                )
                 return
             if not lock.mine(key):  # claimed with the first action; granted by the relay
                 self.run_worker(lock.claim(key), group="lock", exit_on_error=False)
@@ -490,6 +515,67 @@ class DashboardScreen(Screen[None]):
             self.run_worker(self._declined(planned), group="actions")
 
         self.app.push_screen(ConfirmScreen(planned), confirmed)
+
+    # ---- the bus's operator lock ---------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "takeover":  # only under the bus's operator lock (run --bus --operate)
+            return self.operator_lock is not None
+        return True
+
+    def _follow_lock(self) -> None:
+        """Once there is an operator lock: show each card's lock, and again whenever
+        the bus says it changed."""
+        lock = self.operator_lock
+        if lock is None or lock is self._lock_followed:
+            return
+        self._lock_followed = lock
+        self.refresh_bindings()
+        self._deployments.set_locks(card_locks(lock))
+        self.run_worker(self._lock_changes(lock), group="lock-view", exit_on_error=False)
+
+    async def _lock_changes(self, lock: OperatorLock) -> None:
+        while True:
+            await lock.changed.wait()
+            lock.changed.clear()
+            self._deployments.set_locks(card_locks(lock))
+
+    def action_takeover(self) -> None:
+        """Take over the selected service's lock from its holder (a typed confirmation
+        naming both; audited either way)."""
+        lock = self.operator_lock
+        if lock is None:
+            return
+        key = self.selected
+        refusal = lock.refusal(key)
+        if refusal is None:
+            words = "yours already" if lock.mine(key) else "free: the first action claims it"
+            self.notify(f"{key}: the lock is {words}", title="Nothing to take over", markup=False)
+            return
+        held = lock.locks.get(key)
+        holder = held.holder if held is not None else "?"
+        planned = self.controller.plan(Verb.ROLLBACK, key)  # names the service only
+
+        def answered(ok: bool | None) -> None:
+            self.run_worker(
+                self._took_over(lock, planned, refusal, holder, bool(ok)), group="actions"
+            )
+
+        self.app.push_screen(TakeoverScreen(planned, refusal), answered)
+
+    async def _took_over(
+        self, lock: OperatorLock, planned: Plan, refusal: str, holder: str, ok: bool
+    ) -> None:
+        for notice in await take_over(
+            lock, self.controller.actions.record, planned, refusal, holder, ok
+        ):
+            self.notify(
+                notice.message,
+                title=notice.title,
+                severity=notice.severity,  # type: ignore[arg-type]
+                timeout=20 if notice.severity == "error" else 8,
+                markup=False,
+            )
 
     async def _declined(self, planned: Plan) -> None:
         error = await self.controller.declined(planned)
@@ -660,6 +746,7 @@ class DashboardScreen(Screen[None]):
         """Once a second: the clock, the live durations and the countdowns on screen."""
         now = self.clock()
         self.query_one(TopBar).now = now
+        self._follow_lock()  # an operator lock handed over after the mount
         if self.app.screen is self and not self.frozen:
             self._deployments.tick(now)
             if self.store.signal_failures:
