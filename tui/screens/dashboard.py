@@ -566,6 +566,10 @@ class DashboardScreen(Screen[None]):
     async def _took_over(
         self, lock: OperatorLock, planned: Plan, refusal: str, holder: str, ok: bool
     ) -> None:
+        recorder = self.controller.recorder
+        if recorder is not None:  # a recording keeps every operator intent
+            what = "takeover" if ok else "declined"
+            recorder.intent(what, verb="takeover", service=planned.key, holder=holder)
         for notice in await take_over(
             lock, self.controller.actions.record, planned, refusal, holder, ok
         ):
