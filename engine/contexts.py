@@ -12,10 +12,12 @@ from sources.aws_actions import AwsActions
 from sources.aws_session import client_factory
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
+    from datetime import datetime
 
     from engine.actions import ApiCall, Plan
     from engine.config import AwsContext, Settings
+    from engine.controller import Controller
     from sources.model import FleetChange
 
 
@@ -132,3 +134,30 @@ def build_actions(settings: Settings) -> AwsActions | FleetActions:
             client_factory=make,
         )
     return FleetActions(executors, settings.aws_contexts[0].name)
+
+
+def headless_watch(
+    settings: Settings, *, clock: Callable[[], datetime], act: bool, face: str
+) -> tuple[Controller, AwsActions | FleetActions]:
+    """The watch a face without a screen runs (the gate, the relay): the config's
+    actions executor (one per ``[[aws]]`` context), the config's audit log, and
+    read-only unless the face may act.
+
+    Returns:
+        The controller and its executor (``resolve_operator()`` it before acting).
+    """
+    import os
+
+    from engine.audit import AuditLog, default_audit_path
+    from engine.controller import Controller
+
+    aws = build_actions(settings)
+    controller = Controller(
+        settings,
+        clock=clock,
+        executor=aws,
+        audit=AuditLog(settings.actions.audit_log or default_audit_path()),
+        operator=lambda: aws.operator or os.environ.get("USER", face),
+        read_only=not act,
+    )
+    return controller, aws

@@ -79,11 +79,9 @@ def now() -> datetime:
 
 def run_relay(args: argparse.Namespace) -> int:
     """``deploywatch relay``: runs until SIGINT/SIGTERM/SIGHUP (exit 128 + signal)."""
-    from engine.audit import AuditLog, default_audit_path
-    from engine.controller import Controller
+    from engine.contexts import headless_watch
     from engine.relay import Relay
     from engine.wiring import build_sources
-    from sources.aws_actions import AwsActions
     from sources.bus import BusError, Topics
 
     try:
@@ -91,21 +89,12 @@ def run_relay(args: argparse.Namespace) -> int:
         bus = bus_settings(args.bus)
     except (ConfigError, BusError) as exc:
         return _fail(str(exc), EXIT_USAGE)
-    aws = AwsActions(
-        region=settings.aws.region,
-        profile=settings.aws.profile,
-        endpoint_url=settings.aws.endpoint_url,
-    )
 
     async def main() -> int:
-        controller = Controller(
-            settings,
-            clock=now,
-            executor=aws,
-            audit=AuditLog(settings.actions.audit_log or default_audit_path()),
-            operator=lambda: aws.operator or os.environ.get("USER", "relay"),
-            read_only=not args.act,
-        )
+        # With [[aws]] contexts: each call with its own context's credentials.
+        controller, aws = headless_watch(settings, clock=now, act=args.act, face="relay")
+        if args.act:
+            await asyncio.to_thread(aws.resolve_operator)
         relay = Relay(controller, bus, Topics(settings.environment.name), clock=now)
         task = asyncio.current_task()
         assert task is not None

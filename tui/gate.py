@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import signal
 import sys
 import time
@@ -580,9 +579,7 @@ def _duration(option: str, value: str) -> timedelta:
 
 def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """``deploywatch gate``: returns the exit code."""
-    from engine.audit import AuditLog, default_audit_path
-    from engine.contexts import build_actions
-    from engine.controller import Controller
+    from engine.contexts import headless_watch
     from engine.wiring import build_sources
 
     try:
@@ -606,17 +603,9 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     def now() -> datetime:
         return datetime.now(UTC)
 
-    aws = build_actions(settings)  # with [[aws]] contexts: each call with its own
-
     async def main() -> int:
-        controller = Controller(
-            settings,
-            clock=now,
-            executor=aws,
-            audit=AuditLog(settings.actions.audit_log or default_audit_path()),
-            operator=lambda: aws.operator or os.environ.get("USER", "gate"),
-            read_only=not options.act,
-        )
+        # With [[aws]] contexts: each call with its own context's credentials.
+        controller, aws = headless_watch(settings, clock=now, act=options.act, face="gate")
         gate = Gate(controller, options, out, now)
         gate.emit(
             "start",
