@@ -15,6 +15,7 @@ import getpass
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -114,8 +115,13 @@ class Broker:
         if exe is None:
             raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
         conf = self._config(exe)
+        # Through a guard that ends the broker when our end of its stdin closes: a
+        # sandbox killed outright does not leave a broker behind.
         self.process = subprocess.Popen(
-            [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            [sys.executable, "-m", "sandbox.broker_guard", exe, "-c", str(conf)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -139,9 +145,11 @@ class Broker:
         process, self.process = self.process, None
         if process is None:
             return
+        if process.stdin is not None:
+            process.stdin.close()
         process.terminate()
         try:
-            process.wait(timeout=5)
+            process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
