@@ -145,7 +145,8 @@ def test_demo_story_through_the_sandbox_process(sandbox_process: StartSandboxPro
     config = tomllib.loads(proc.config_path.read_text(encoding="utf-8"))
     assert config["aws"] == {"region": "us-east-1", "endpoint_url": proc.aws_endpoint}
     assert proc.aws_endpoint.startswith("http://127.0.0.1:")
-    assert config["environment"] == {"name": "sandbox-demo", "production": False}
+    # The demo bakes web once its rollout completes (the scenario's bake_seconds).
+    assert config["environment"] == {"name": "sandbox-demo", "production": False, "bake": "45s"}
     assert [s["service"] for s in config["service"]] == ["web", "api"]
     text = proc.config_path.read_text()
     for secret in ("DD_API_KEY", "DD_APP_KEY", "SENTRY_AUTH_TOKEN"):
