@@ -69,6 +69,9 @@ DESCRIBE_LIMIT = 20
 _scheduler: Scheduler | None = None
 _codedeploy: CodeDeploySim | None = None
 _originals: dict[str, Any] = {}
+_restore: list[tuple[Any, str, Any]] = []
+"""What the patches replaced, in order (undone when the last scheduler leaves)."""
+_MISSING = object()
 
 
 def quiet_logs() -> None:
@@ -400,36 +403,54 @@ def _patch_once() -> None:
     _originals["call_action"] = BaseResponse.call_action
     _originals["create_service"] = cls.create_service
     _originals["update_service"] = cls.update_service
-    cls.call_action = _call_action
-    cls.create_service = _create_service
-    cls.update_service = _update_service
-    cls.list_service_deployments = _list_service_deployments
-    cls.describe_service_deployments = _describe_service_deployments
-    cls.stop_service_deployment = _stop_service_deployment
-    cls.continue_service_deployment = _continue_service_deployment
-    cls.describe_service_revisions = _describe_service_revisions
+    _set(cls, "call_action", _call_action)
+    _set(cls, "create_service", _create_service)
+    _set(cls, "update_service", _update_service)
+    _set(cls, "list_service_deployments", _list_service_deployments)
+    _set(cls, "describe_service_deployments", _describe_service_deployments)
+    _set(cls, "stop_service_deployment", _stop_service_deployment)
+    _set(cls, "continue_service_deployment", _continue_service_deployment)
+    _set(cls, "describe_service_revisions", _describe_service_revisions)
     cd: Any = CodeDeployResponse
     _originals["cd_call_action"] = BaseResponse.call_action
     _originals["cd_create_deployment"] = cd.create_deployment
     _originals["cd_deployment_info"] = codedeploy_responses._deployment_info
-    cd.call_action = _cd_call_action
-    cd.create_deployment = _cd_create_deployment
-    cd.continue_deployment = _cd_continue_deployment
-    cd.stop_deployment = _cd_stop_deployment
-    cd.list_deployment_targets = _cd_list_deployment_targets
-    cd.get_deployment_target = _cd_get_deployment_target
-    cd.batch_get_deployment_targets = _cd_batch_get_deployment_targets
-    codedeploy_responses._deployment_info = _cd_deployment_info
+    _set(cd, "call_action", _cd_call_action)
+    _set(cd, "create_deployment", _cd_create_deployment)
+    _set(cd, "continue_deployment", _cd_continue_deployment)
+    _set(cd, "stop_deployment", _cd_stop_deployment)
+    _set(cd, "list_deployment_targets", _cd_list_deployment_targets)
+    _set(cd, "get_deployment_target", _cd_get_deployment_target)
+    _set(cd, "batch_get_deployment_targets", _cd_batch_get_deployment_targets)
+    _set(codedeploy_responses, "_deployment_info", _cd_deployment_info)
     elb: Any = ELBV2Response
     _originals["elb_call_action"] = BaseResponse.call_action
     _originals["elb_modify_listener"] = elb.modify_listener
     _originals["elb_modify_rule"] = elb.modify_rule
-    elb.call_action = _elb_call_action
-    elb.modify_listener = _elb_modify_listener
-    elb.modify_rule = _elb_modify_rule
+    _set(elb, "call_action", _elb_call_action)
+    _set(elb, "modify_listener", _elb_modify_listener)
+    _set(elb, "modify_rule", _elb_modify_rule)
     # moto advances a task one lifecycle state per describe_tasks; the scheduler owns
     # task states, so freeze moto's own progression.
     state_manager.set_transition("ecs::task", {"progression": "manual", "times": 2**62})
+
+
+def _set(target: Any, name: str, value: Any) -> None:
+    """Patch ``target.name``, remembering what was there (see :func:`_unpatch`)."""
+    _restore.append((target, name, target.__dict__.get(name, _MISSING)))
+    setattr(target, name, value)
+
+
+def _unpatch() -> None:
+    """Plain moto again: every patched attribute as it was, moto's own task progression."""
+    while _restore:
+        target, name, before = _restore.pop()
+        if before is _MISSING:
+            delattr(target, name)
+        else:
+            setattr(target, name, before)
+    _originals.clear()
+    state_manager.unset_transition("ecs::task")
 
 
 def install_ecs_extensions(scheduler: Scheduler) -> None:
@@ -471,6 +492,10 @@ def uninstall_ecs_extensions(scheduler: Scheduler) -> None:
         _scheduler = None
     if _codedeploy is not None and _codedeploy.scheduler is scheduler:
         _codedeploy = None
+    if _scheduler is None:
+        # Another test (or bench) in this process may want plain moto: the extensions'
+        # service-deployment calls would otherwise answer "service not found".
+        _unpatch()
 
 
 def reset_ecs_backend(account_id: str, region: str) -> None:

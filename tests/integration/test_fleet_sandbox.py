@@ -79,9 +79,11 @@ async def settle(sources: list[EcsSource], controller: Controller) -> None:
         ):
             return
     missing = [k for k in controller.store.discovered if services[k].sample is None]
+    failures = [services[k].failure for k in missing]
+    why = {f.error for f in failures if f is not None}
     raise AssertionError(
         f"the fleet never had a sample for every service ({len(missing)} missing, "
-        f"{len(controller.store.discovered)} discovered)"
+        f"{len(controller.store.discovered)} discovered; failures: {sorted(why)[:3]})"
     )
 
 
