@@ -548,7 +548,7 @@ def config_text(
                 no_data="ok",
             )
     lines += _rule("new Sentry issues", "sentry:new_issues", ">=", 1, 0, "warn", no_data="ok")
-    if smoke_dir is not None:
+    if smoke_dir is not None and scenario.smoke:
         lines += smoke_tables(scenario, urls, smoke_dir)
     for service in scenario.services:
         if service.compare is not None:

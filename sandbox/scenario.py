@@ -356,6 +356,8 @@ class Scenario:
     timeline: tuple[TimelineAction, ...] = ()
     faults: tuple[FaultSpec, ...] = ()
     bake_seconds: float = 0.0
+    smoke: bool = True
+    """Whether the written config runs the sandbox's smoke suite (and judges it)."""
     """The bake window the written deploywatch config asks for (real seconds: it is
     the watcher's setting, not the sandbox's time)."""
 
@@ -871,7 +873,10 @@ def parse_scenario(path: Path, text: str) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         raise ScenarioError(f"{path}: invalid TOML: {exc}") from exc
     root = _Table(path, data)
-    root.check_keys({"description", "cluster", "service", "timeline", "fault", "bake_seconds"})
+    root.check_keys(
+        {"description", "cluster", "service", "timeline", "fault", "bake_seconds", "smoke"}
+    )
+    smoke = root.boolean("smoke", True)
     description = root.string("description")
     if "\n" in description:
         raise root.error("description", "must be one line")
@@ -899,6 +904,7 @@ def parse_scenario(path: Path, text: str) -> Scenario:
         services=tuple(services.values()),
         timeline=tuple(sorted(timeline, key=lambda a: a.at)),
         bake_seconds=root.number("bake_seconds", 0.0),
+        smoke=smoke,
     )
     endpoints = scenario.fault_endpoints()
     faults = [_load_fault(t, endpoints) for t in root.tables("fault")]
