@@ -354,7 +354,7 @@ async def replay_offline(
     controller = Controller(
         settings,
         clock=clock,
-        executor=_never,
+        executor=never_calls_aws,
         audit=AuditLog(Path("/dev/null")),
         operator=lambda: "replay",
         read_only=True,
@@ -437,5 +437,7 @@ class PlaybackSource:
         await asyncio.Event().wait()  # the end of the recording: nothing more comes
 
 
-def _never(call: Any) -> dict[str, Any]:
+def never_calls_aws(call: Any) -> dict[str, Any]:
+    """A replay's executor: it is read-only, so this is never reached; if it were, it
+    refuses rather than calling AWS."""
     raise RuntimeError("a replay never calls AWS")

@@ -26,7 +26,7 @@ from sources.ecs import revision_of
 
 if TYPE_CHECKING:
     from engine.audit import AuditLog
-    from engine.controller import Controller, Snapshot
+    from engine.controller import Controller, Snapshot, Update
     from sources.model import SentryIssue, ServiceDeployment
 
 NOT_MEASURED = "not measured"
@@ -128,6 +128,16 @@ class ReportBook:
         elif not down and self._probe_down_since is not None:
             self.downtime += now - self._probe_down_since
             self._probe_down_since = None
+
+    def follow(self) -> None:
+        """Observe every judgement of the watch from now on (a face that has nothing
+        else to do with its updates)."""
+
+        def on_update(update: Update) -> None:
+            if update.snapshot is not None:
+                self.observe(update.snapshot, self.controller.clock())
+
+        self.controller.listen(on_update)
 
     def close(self, now: datetime) -> None:
         """The watch ended: a probe still down counts until now."""

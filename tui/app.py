@@ -37,7 +37,6 @@ if TYPE_CHECKING:
 
     from engine.actions import ApiCall
     from engine.config import Settings
-    from engine.controller import Update
     from sources.model import Source
 
 
@@ -142,11 +141,7 @@ class DeployWatchApp(App[None]):
             self.controller, tuple(ref.key for ref in settings.services), clock()
         )
         self.report_base = default_report_base(settings.environment.name, clock())
-        self.controller.listen(self._observe_for_report)
-
-    def _observe_for_report(self, update: Update) -> None:
-        if update.snapshot is not None:
-            self.report_book.observe(update.snapshot, self.clock())
+        self.report_book.follow()
 
     def report_data(self, audit_records: list[dict[str, Any]] | None) -> dict[str, Any]:
         """The deployment report of this watch so far (on the event loop: it reads the

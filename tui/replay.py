@@ -101,9 +101,7 @@ async def _headless(recording: Recording, settings: Any, args: argparse.Namespac
             controller, tuple(ref.key for ref in settings.services), recording.started
         )
         books.append(book)
-        controller.listen(
-            lambda u: book.observe(u.snapshot, controller.clock()) if u.snapshot else None
-        )
+        book.follow()
 
     timeline, controller = await replay_offline(recording, settings, on_start=observe)
     code = 0
@@ -148,7 +146,7 @@ def verdicts_agree(
 def replay_app(recording: Recording, settings: Any, speed: float) -> DeployWatchApp:
     """The dashboard playing ``recording`` back: read-only, on the recording's clock,
     its environment named ``replay …``."""
-    from engine.recording import PlaybackClock, PlaybackSource
+    from engine.recording import PlaybackClock, PlaybackSource, never_calls_aws
     from tui.app import DeployWatchApp
 
     clock = PlaybackClock(recording.started, speed)
@@ -156,7 +154,7 @@ def replay_app(recording: Recording, settings: Any, speed: float) -> DeployWatch
     env = settings.environment.model_copy(update={"name": name})
     settings = settings.model_copy(update={"environment": env})
     source = PlaybackSource(recording, clock)
-    app = DeployWatchApp(settings, [source], clock=clock, read_only=True, executor=_never)
+    app = DeployWatchApp(settings, [source], clock=clock, read_only=True, executor=never_calls_aws)
     app.controller.runs_commands = False  # smoke results come from the recording
     source.smoke = app.controller.ingest
     return app
@@ -166,7 +164,3 @@ def _dashboard(recording: Recording, settings: Any, speed: float) -> int:
     app = replay_app(recording, settings, speed)
     app.run()
     return app.return_code or 0
-
-
-def _never(call: Any) -> dict[str, Any]:
-    raise RuntimeError("a replay never calls AWS")
