@@ -563,11 +563,17 @@ class Controller:
         — another service's trouble neither fails nor pauses its bake."""
         targets = self.autopilot.rule_targets
         pending = {c.key for c in self.autopilot.pending()}
+        # Evidence by the service it targets, once per judgement (not once per service).
+        # (Indexes keep the judgement's order: worst first.)
+        by_target: dict[str | None, list[int]] = {}
+        for index, ev in enumerate(self.evidence):
+            by_target.setdefault(targets.get(ev.rule), []).append(index)
+        untargeted = by_target.get(None, [])
         for key, bake in self.bakes.items():
             state = self.store.services[key]
             status = statuses.get(key, EcsStatus.NO_DATA)
             done = status.is_healthy and self.ours(key)
-            mine = [ev for ev in self.evidence if targets.get(ev.rule) in (key, None)]
+            mine = [self.evidence[i] for i in sorted([*by_target.get(key, []), *untargeted])]
             critical = [ev for ev in mine if ev.state is RuleState.CRITICAL]
             unwell = [ev for ev in mine if ev.state is not RuleState.OK]
             if critical:
