@@ -110,7 +110,7 @@ async def test_shift_r_names_the_target_and_y_rolls_back(tmp_path: Path) -> None
         await pilot.pause()
         assert isinstance(app.screen, ConfirmScreen) and rec.calls == []
         await pilot.press("y")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: "rollback DONE" in bar(app))
         assert not isinstance(app.screen, ConfirmScreen)
         assert [c.operation for c in rec.calls] == ["stop_service_deployment"]
         assert rec.calls[0].params["stopType"] == "ROLLBACK"
@@ -134,7 +134,7 @@ async def test_production_needs_the_service_name_typed(tmp_path: Path) -> None:
         field = app.screen.query_one("#confirm-input", Input)
         field.value = ""
         await pilot.press("w", "e", "b", "enter")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: len(rec.calls) == 1)
         assert [c.operation for c in rec.calls] == ["stop_service_deployment"]
 
 
@@ -159,12 +159,14 @@ async def test_read_only_refuses_in_the_engine_and_audits(tmp_path: Path) -> Non
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("R")
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: "rollback REFUSED" in bar(app))
         assert not isinstance(app.screen, ConfirmScreen)
-        assert "rollback REFUSED" in bar(app) and "read-only" in bar(app)
+        assert "read-only" in bar(app)
         # The palette path goes through the same engine.
         app.dashboard.act_on(Verb.ROLLBACK, "demo/api")
-        await pilot.pause(0.3)
+        await wait_until(
+            pilot, lambda: len(AuditLog(tmp_path / "audit.jsonl").read()) == 2, timeout=10
+        )
     assert rec.calls == []
     entries = AuditLog(tmp_path / "audit.jsonl").read()
     assert [e["phase"] for e in entries] == ["refused", "refused"]
@@ -290,21 +292,28 @@ async def test_alb_canary_advances_holds_and_rolls_back(tmp_path: Path) -> None:
         await advance(pilot, app, clock, 600)
         assert len(rec.calls) == 1 and "paused: P promotes" in bar(app)
         await pilot.press("p")  # hold our automation: no dialog, no AWS call
-        await pilot.pause(0.3)
+        await wait_until(pilot, lambda: "held by the operator" in bar(app))
         assert "held by the operator: r resumes" in bar(app) and len(rec.calls) == 1
         # The result names where the traffic stays, never an unknown "? → ?".
         await wait_until(pilot, lambda: "web canary 25% at " in bar(app))
         assert "pause DONE" in bar(app) and "?" not in bar(app)
         await pilot.press("r")
-        await pilot.pause(0.3)
-        assert "paused: P promotes" in bar(app)
+        await wait_until(pilot, lambda: "paused: P promotes" in bar(app))
         await wait_until(pilot, lambda: "resume DONE" in bar(app))
         assert "web canary 25% at " in bar(app) and "?" not in bar(app)
         await pilot.press("R")
         assert isinstance(app.screen, ConfirmScreen)
         assert "canary 25% → canary 0%" in confirm_text(app)
         await pilot.press("y")
-        await pilot.pause(0.3)
+        await wait_until(
+            pilot,
+            lambda: (
+                rec.calls[-1].params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"][0][
+                    "Weight"
+                ]
+                == 100
+            ),
+        )
         assert [
             g["Weight"]
             for g in rec.calls[-1].params["DefaultActions"][0]["ForwardConfig"]["TargetGroups"]
