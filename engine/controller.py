@@ -534,7 +534,12 @@ class Controller:
             evidence += self.compare.evaluate(now, self.store.source_error)
             evidence.sort(key=lambda e: e.state.rank)
         self.evidence = tuple(evidence)
-        self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence))
+        stale = {
+            key: state.failure.reason
+            for key in statuses
+            if (state := self.store.services[key]).failure is not None
+        }
+        self.report = judge(evidence, statuses, self._rolled_back_words(statuses, evidence), stale)
         self._automate(now, evidence, statuses)
         self._bake(now, statuses)
         self._publish(now)

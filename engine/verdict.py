@@ -4,7 +4,8 @@ Order of precedence, most serious first: FAILING (a critical rule breached, or E
 itself says the deployment failed, is rolling back, or its rollback failed), DEGRADED (a
 warning rule breached), ROLLED BACK (ECS rolled a deployment back and it is over: the old
 revision serves, nothing to do now but look), NO DATA (some rule cannot be judged, or ECS
-has not answered), HEALTHY (every rule has fresh data and is OK, and ECS is not failing).
+has not answered, or its latest answer for a service failed), HEALTHY (every rule has
+fresh data and is OK, and ECS answers and is not failing).
 
 HEALTHY is never a default: it is earned by evidence.
 """
@@ -76,6 +77,7 @@ def judge(
     evidence: Iterable[Evidence],
     ecs: Mapping[str, EcsStatus],
     rolled_back: Mapping[str, str] | None = None,
+    stale: Mapping[str, str] | None = None,
 ) -> Report:
     """Combine rule evidence and ECS's own status into one verdict.
 
@@ -84,6 +86,8 @@ def judge(
         ecs: Each service's deployment status, by service key.
         rolled_back: For a service that ECS rolled back, how and when in words
             (``rolled back to web:1 at 02:04:10 by the circuit breaker``).
+        stale: For a service whose latest ECS fetch failed, why (its status is then
+            the last one known: it can still say FAILING, never vouch for HEALTHY).
 
     Returns:
         The report.
@@ -94,6 +98,7 @@ def judge(
     warn = [e for e in evidence if e.state is RuleState.WARN]
     blind = [e for e in evidence if e.state in (RuleState.NO_DATA, RuleState.STALE)]
     ecs_blind = [k for k, s in ecs.items() if s is EcsStatus.NO_DATA]
+    ecs_stale = [(k, why) for k, why in (stale or {}).items() if k in ecs and k not in ecs_blind]
 
     ecs_lines = tuple(f"ECS {key}: {_ECS_WORDS[status]}" for key, status in ecs_bad)
     words = rolled_back or {}
@@ -112,8 +117,9 @@ def judge(
     if rolled_lines:
         lines = rolled_lines + tuple(e.summary() for e in blind)
         return Report(Verdict.ROLLED_BACK, lines, ())
-    if blind or ecs_blind or not ecs:
+    if blind or ecs_blind or ecs_stale or not ecs:
         lines = tuple(e.summary() for e in blind)
         lines += tuple(f"ECS {key}: no answer yet" for key in ecs_blind)
+        lines += tuple(f"ECS {key}: STALE, {why}" for key, why in ecs_stale)
         return Report(Verdict.NO_DATA, lines, tuple(blind))
     return Report(Verdict.HEALTHY, (), ())

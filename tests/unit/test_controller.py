@@ -21,7 +21,7 @@ from engine.actions import Outcome, Verb
 from engine.audit import AuditLog
 from engine.controller import Controller, Update
 from engine.verdict import Verdict
-from sources.model import AlbWeights
+from sources.model import AlbWeights, SourceFailure
 from tests.fakes import (
     T0,
     FakeSource,
@@ -370,3 +370,25 @@ async def test_a_finished_rollback_is_a_calm_state_that_says_how_and_when(
         "ECS demo/web: rolled back to web:1 at 02:00:40 by the circuit breaker; "
         "the old revision serves"
     )
+
+
+async def test_with_no_rules_a_stale_ecs_answer_is_no_data_never_healthy(
+    tmp_path: Path,
+) -> None:
+    """HEALTHY is earned: with no rules, only ECS vouches for a service, and a service
+    whose latest ECS fetch failed cannot be vouched for (its last status still counts)."""
+    controller, _rec, clock = watch(tmp_path, settings())
+    steady = [deployment("web:2")]
+    controller.ingest(sample("demo/web", steady))
+    controller.ingest(sample("demo/api", steady))
+    assert controller.step().verdict is Verdict.HEALTHY
+    clock.advance(5)
+    controller.ingest(
+        SourceFailure("ecs", "demo/api", "ThrottlingException", "rate exceeded", clock())
+    )
+    snapshot = controller.step()
+    assert snapshot.verdict is Verdict.NO_DATA
+    assert controller.report.reasons == ("ECS demo/api: STALE, rate exceeded",)
+    clock.advance(5)
+    controller.ingest(sample("demo/api", steady))  # it answers again: HEALTHY again
+    assert controller.step().verdict is Verdict.HEALTHY
