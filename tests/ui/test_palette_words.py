@@ -35,3 +35,17 @@ async def test_an_entry_never_shows_an_unknown_revision(
             assert "not possible:" in e  # and why, in words
         await pilot.press("escape")
     assert rec.calls == []
+
+
+async def test_textual_stock_entries_are_not_among_the_verbs(tmp_path: Path) -> None:
+    """Maximize, Screenshot, Keys "for the focused widget", Theme... are left out; ours
+    (Help, Quit, the verbs) are there. An empty query lists everything the palette has."""
+    app, rec = make_app(tmp_path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        entries = await palette_entries(pilot, app, "", "Quit", "Help", "Roll back web")
+        titles = [e.splitlines()[0] for e in entries]
+        for stock in ("Maximize", "Screenshot", "Keys", "Theme", "Minimize"):
+            assert not any(stock in t for t in titles), titles
+        await pilot.press("escape")
+    assert rec.calls == []
