@@ -17,8 +17,9 @@ MAX_ERROR_LEN = 240
 MIN_SECRET_LEN = 8
 """Secrets shorter than this are not scrubbed from text (they would mangle words)."""
 MAX_RAW_LEN = 16_384
-"""Upstream text beyond this is never looked at (a huge body must not cost a scan);
-it is far past :data:`MAX_ERROR_LEN`, so nothing beyond it is ever shown either."""
+"""Upstream text beyond this is never looked at (a huge body must not cost a scan), so
+nothing beyond it is ever shown. What lies just before it can be (whitespace and HTML
+collapse): the cut never leaves part of a secret (see ``_raw_cut``)."""
 SECRET_ENV = (
     "DD_API_KEY",
     "DD_APP_KEY",
@@ -93,8 +94,7 @@ def scrub(
     Returns:
         The text, whole length, secrets masked.
     """
-    values = {s for s in (*secrets, *env_secrets(environ)) if s and len(s) >= MIN_SECRET_LEN}
-    for value in sorted(values, key=len, reverse=True):  # a longer secret may hold a shorter
+    for value in _known(secrets, environ):
         text = text.replace(value, MASK)
     text = _HEADER_VALUE.sub(lambda m: m.group(1) + MASK, text)
     return _SCHEME_VALUE.sub(lambda m: f"{m.group(1)} {MASK}", text)
@@ -119,8 +119,49 @@ def public_text(
     Returns:
         One short line with no secret in it.
     """
-    text = text[:MAX_RAW_LEN]
+    secrets = tuple(secrets)  # read twice: at the raw cut and in the scrub
+    text = _raw_cut(text, secrets, environ)
     text = _SPACE.sub(" ", scrub(without_html(text), secrets, environ=environ)).strip()
     if len(text) > limit:
         text = text[: max(0, limit - 1)].rstrip() + "…"
     return text
+
+
+def _known(secrets: Iterable[str | None], environ: Mapping[str, str] | None) -> list[str]:
+    """The secrets to mask, longest first (a longer secret may hold a shorter)."""
+    values = {s for s in (*secrets, *env_secrets(environ)) if s and len(s) >= MIN_SECRET_LEN}
+    return sorted(values, key=len, reverse=True)
+
+
+def _raw_cut(text: str, secrets: Iterable[str | None], environ: Mapping[str, str] | None) -> str:
+    """``text`` within :data:`MAX_RAW_LEN`, never ending in part of a secret.
+
+    The cut moves before a known secret it would split (its first characters would no
+    longer be found to mask), and a value the cut leaves shorter than a secret is dropped (an unknown
+    credential cut short would no longer look like one). What lay 16 KiB in can still
+    reach the pane: whitespace and HTML collapse.
+    """
+    if len(text) <= MAX_RAW_LEN:
+        return text
+    known = _known(secrets, environ)
+    cut, moved = MAX_RAW_LEN, True
+    while moved:  # the cut moves before any known secret it splits (each moves it once)
+        moved = False
+        for value in known:
+            start = text.find(value, max(0, cut - len(value) + 1), cut + len(value) - 1)
+            if start != -1 and start < cut:
+                cut, moved = start, True
+    head = text[:cut]
+    # The value the cut ends in, if shorter than a secret: a credential's first
+    # characters would no longer look like one to the scrub. A longer one still does.
+    run = 0
+    while run < min(MIN_SECRET_LEN, len(head)) and not _ends_value(head[-1 - run]):
+        run += 1
+    if run < MIN_SECRET_LEN:
+        head = head[: len(head) - run]
+    return head + "…"
+
+
+def _ends_value(char: str) -> bool:
+    """Whether ``char`` ends a header-shaped value (see ``_HEADER_VALUE``)."""
+    return char.isspace() or char in "\"',;}"
