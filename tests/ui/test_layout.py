@@ -143,8 +143,7 @@ async def test_compact_banner_and_bar_take_a_line_each_and_e_shows_everything() 
 async def test_footer_keeps_quit_and_help_at_80x24() -> None:
     app = DeployWatchApp(settings(), [FakeSource(mid_deploy_script())], clock=FrozenClock())
     async with app.run_test(size=SMALL) as pilot:
-        await pilot.pause(0.2)
-        await pilot.pause()
+        await wait_until(pilot, lambda: "Quit" in screen_lines(app)[-1])
         footer = screen_lines(app)[-1]
         assert footer.startswith(" q Quit") or footer.startswith("q Quit"), footer
         assert "? Help" in footer
