@@ -28,6 +28,7 @@ SECRET_ENV = (
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
+    "DEPLOYWATCH_MQTT_PASSWORD",
 )
 """Environment variables whose values never appear in a pane."""
 MASK = "***"

@@ -49,3 +49,12 @@ def test_an_html_page_is_its_title_on_one_line() -> None:
 def test_long_text_is_cut_to_one_line_with_an_ellipsis() -> None:
     text = public_text("a\nb\t" + "c" * 1000, environ={})
     assert text.startswith("a b c") and text.endswith("…") and len(text) == MAX_ERROR_LEN
+
+
+def test_the_bus_password_is_a_known_secret_too() -> None:
+    password = "mqtt-S3cret-pass"
+    text = public_text(
+        f"connection refused for {password} at the broker",
+        environ={"DEPLOYWATCH_MQTT_PASSWORD": password},
+    )
+    assert password not in text and "***" in text
