@@ -30,15 +30,16 @@ import random
 import ssl
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from sources.model import (
     EcsServiceSample,
     Item,
     MetricSample,
+    PipelineEvent,
     ProbeSample,
     SentrySample,
     SourceFailure,
@@ -182,6 +183,57 @@ def decode(payload: bytes | bytearray | str) -> dict[str, Any]:
     return message
 
 
+PIPELINE_EVENTS = ("started", "finished", "failed", "rolled-back")
+"""What ``deploywatch announce --event`` may say."""
+
+PIPELINE_LIMITS = {"service": 200, "version": 200, "commit": 100, "url": 2000, "by": 200}
+"""Most characters of each field of a pipeline event (``announce`` refuses longer ones;
+on receipt a longer one makes the message malformed)."""
+
+
+class _PipelineMessage(BaseModel):
+    """A pipeline event as ``deploywatch announce`` publishes it on ``events``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=100)]
+    service: Annotated[str, Field(min_length=1, max_length=PIPELINE_LIMITS["service"])]
+    event: Literal["started", "finished", "failed", "rolled-back"]
+    at: datetime
+    version: Annotated[str, Field(max_length=PIPELINE_LIMITS["version"])] | None = None
+    commit: Annotated[str, Field(max_length=PIPELINE_LIMITS["commit"])] | None = None
+    url: Annotated[str, Field(max_length=PIPELINE_LIMITS["url"])] | None = None
+    by: Annotated[str, Field(max_length=PIPELINE_LIMITS["by"])] | None = None
+
+
+def decode_pipeline(payload: bytes | bytearray | str) -> PipelineEvent | None:
+    """The pipeline event an ``events`` message carries; ``None`` for the relay's own
+    events (ECS events, verdicts, actions, locks), which a viewer reads elsewhere.
+
+    Raises:
+        BadMessage: It is oversized, not JSON, of another version, or a pipeline event
+            that is invalid (a field missing, too long, of the wrong type).
+    """
+    message = decode(payload)
+    if message.get("type") != "pipeline":
+        return None
+    try:
+        body = _PipelineMessage.model_validate(message)
+    except ValidationError as exc:
+        raise BadMessage(f"invalid pipeline event: {exc.error_count()} error(s)") from None
+    at = body.at if body.at.tzinfo is not None else body.at.replace(tzinfo=UTC)
+    return PipelineEvent(
+        id=body.id,
+        service=body.service,
+        event=body.event,
+        at=at,
+        version=body.version,
+        commit=body.commit,
+        url=body.url,
+        by=body.by,
+    )
+
+
 def state_key(item: Item) -> tuple[str, str]:
     """``(kind, key)``: what a retained state message is the latest of."""
     if isinstance(item, EcsServiceSample):
@@ -192,6 +244,8 @@ def state_key(item: Item) -> tuple[str, str]:
         return "sentry", item.service or "-"
     if isinstance(item, ProbeSample):
         return "probe", item.probe
+    if isinstance(item, PipelineEvent):
+        raise TypeError("a pipeline event is a stream message, not a retained state")
     return "failure", f"{item.source}/{item.key or '-'}"
 
 
@@ -482,6 +536,7 @@ class BusSource:
                     # after the retained state it makes STALE.
                     await mqtt.subscribe(self.topics.state_filter, qos=1)
                     await mqtt.subscribe(self.topics.relay, qos=1)
+                    await mqtt.subscribe(self.topics.events, qos=1)  # pipeline events
                     if attempt:
                         self.reconnects += 1
                     attempt = 0
@@ -508,6 +563,8 @@ class BusSource:
         self.stats.received += 1
         if topic == self.topics.relay:
             return self._relay_status(topic, bytes(payload))
+        if topic == self.topics.events:
+            return self._pipeline(topic, bytes(payload))
         if not payload:
             self._last.pop(topic, None)
             self._seen.pop(topic, None)
@@ -526,6 +583,16 @@ class BusSource:
         if fresh:
             self._seen[topic] = max(i.at for i in fresh)
         return fresh
+
+    def _pipeline(self, topic: str, payload: bytes) -> Iterable[Item]:
+        """A pipeline event (``deploywatch announce``) from the events stream; the
+        relay's own events are not items (a viewer judges from the retained state)."""
+        try:
+            event = decode_pipeline(payload)
+        except BadMessage as exc:
+            self.stats.count(exc, topic)
+            return ()
+        return () if event is None else (event,)
 
     def _relay_status(self, topic: str, payload: bytes) -> Iterable[Item]:
         if not payload:
@@ -667,6 +734,8 @@ class LockClient:
 __all__ = [
     "KINDS",
     "MAX_PAYLOAD",
+    "PIPELINE_EVENTS",
+    "PIPELINE_LIMITS",
     "VERSION",
     "BadMessage",
     "BusError",
@@ -681,6 +750,7 @@ __all__ = [
     "decode",
     "decode_item",
     "decode_items",
+    "decode_pipeline",
     "encode",
     "encode_item",
     "encode_items",
