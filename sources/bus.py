@@ -29,7 +29,7 @@ import os
 import random
 import ssl
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
@@ -619,10 +619,37 @@ class LockView:
     client: str
     holder: str
     since: datetime
+    expires: datetime | None = None
+    """When the arbiter frees it unless renewed (``None``: it did not say)."""
+    ttl: timedelta | None = None
+    """The arbiter's TTL: ``expires`` is this long after its last grant or renewal."""
+
+    @property
+    def renewed(self) -> datetime | None:
+        """When the arbiter last granted or renewed it."""
+        if self.expires is None or self.ttl is None:
+            return None
+        return self.expires - self.ttl
 
     def words(self) -> str:
         """``web: locked by alice@bastion-1 since 02:03``."""
         return f"{self.service}: locked by {self.holder} since {self.since.strftime('%H:%M')}"
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError("a time without its zone")
+    return when
+
+
+def _positive(ttl: timedelta) -> timedelta:
+    if ttl <= timedelta(0):
+        raise ValueError("a TTL that is not positive")
+    return ttl
+
+
+RENEW_EVERY = 5.0
+"""Seconds between two looks at whether a lock of ours is due for renewal."""
 
 
 class LockClient:
@@ -631,6 +658,12 @@ class LockClient:
     It keeps a retained presence (cleared by its MQTT last will when its connection
     drops, so the arbiter frees its locks), follows every service's lock, and claims,
     renews or releases. The bus carries who may act, never what to do.
+
+    Renewal: a lock of ours is renewed once a third of its TTL has passed since the
+    arbiter last granted or renewed it, but only when the operator was active
+    (:meth:`touch`: a key, an action) since then. A dashboard left open with nobody at
+    it therefore loses its locks a TTL (at most 4/3 of one) after the operator's last
+    key, as a forgotten lock should; one in use never does.
 
     Args:
         settings: The broker.
@@ -650,6 +683,9 @@ class LockClient:
         self.changed = asyncio.Event()
         self.connected = asyncio.Event()
         self.stats = BusStats()
+        self.active_at: datetime | None = None
+        """When the operator last did something here (see :meth:`touch`)."""
+        self._renew_sent: dict[str, datetime] = {}
         self._mqtt: aiomqtt.Client | None = None
 
     def refusal(self, service: str) -> str | None:
@@ -671,10 +707,53 @@ class LockClient:
         )
 
     async def release(self, service: str) -> None:
+        """Give ``service``'s lock back (the arbiter honours it only from its holder)."""
         await self._publish(
             self.topics.lock_claim(service),
             {"client": self.identifier, "holder": self.holder, "release": True},
         )
+
+    async def renew(self, service: str) -> None:
+        """Extend ``service``'s lock by a TTL (only its holder's, only while held)."""
+        await self._publish(
+            self.topics.lock_claim(service),
+            {"client": self.identifier, "holder": self.holder, "renew": True},
+        )
+
+    def touch(self, now: datetime) -> None:
+        """The operator did something: the locks they hold stay theirs."""
+        self.active_at = now
+
+    def renewals(self, now: datetime) -> list[str]:
+        """The services whose lock (ours) to renew now (see the class's doc)."""
+        due = []
+        for service, lock in self.locks.items():
+            renewed = lock.renewed
+            if lock.client != self.identifier or renewed is None or lock.ttl is None:
+                continue
+            if self.active_at is None or self.active_at <= renewed:
+                continue  # nobody at the keyboard since: let it run out
+            third = lock.ttl / 3
+            sent = self._renew_sent.get(service)
+            if now - renewed >= third and (sent is None or now - sent >= third):
+                due.append(service)
+        return due
+
+    async def keep(
+        self, clock: Callable[[], datetime] = utc_now, every: float = RENEW_EVERY
+    ) -> None:
+        """Renew our locks while the operator is active (until cancelled); a renewal
+        that cannot be sent now is tried again on the next look."""
+        error_class = mqtt_error()
+        while True:
+            await asyncio.sleep(every)
+            now = clock()
+            for service in self.renewals(now):
+                try:
+                    await self.renew(service)
+                except error_class:
+                    continue
+                self._renew_sent[service] = now
 
     async def _publish(self, topic: str, body: dict[str, Any]) -> None:
         if self._mqtt is None:
@@ -720,11 +799,14 @@ class LockClient:
         else:
             try:
                 body = decode(bytes(payload))
+                expires, ttl = body.get("expires"), body.get("ttl_s")
                 self.locks[service] = LockView(
                     service, str(body["client"]), str(body["holder"]),
                     datetime.fromisoformat(str(body["since"])),
+                    _aware(datetime.fromisoformat(str(expires))) if expires is not None else None,
+                    _positive(timedelta(seconds=float(ttl))) if ttl is not None else None,
                 )  # fmt: skip
-            except (BadMessage, KeyError, ValueError, TypeError) as exc:
+            except (BadMessage, KeyError, ValueError, TypeError, OverflowError) as exc:
                 error = exc if isinstance(exc, BadMessage) else BadMessage(f"bad lock: {exc!r}")
                 self.stats.count(error, topic)
                 return

@@ -156,6 +156,8 @@ def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
             if lock is not None:
                 self.dashboard.operator_lock = lock
                 self.run_worker(lock.run(), name="lock", group="lock", exit_on_error=False)
+                # Renewed while the operator uses this dashboard; else it expires.
+                self.run_worker(lock.keep(), name="lock-renew", group="lock", exit_on_error=False)
 
     app = BusViewerApp(settings, sources, read_only=not operate)
     app.controller.automatic = False  # automatic actions are the relay's (relay --act)

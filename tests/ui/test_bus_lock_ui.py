@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from engine.actions import Verb
 from engine.audit import AuditLog
 from sources.bus import LockView
 from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
@@ -34,6 +35,8 @@ class FakeLock:
         self.held: set[str] = set()
         self.claims: list[str] = []
         self.takeovers: list[str] = []
+        self.released: list[str] = []
+        self.touched: list[datetime] = []
         self.changed = asyncio.Event()
 
     @property
@@ -56,6 +59,14 @@ class FakeLock:
         if service not in self.others:
             self.held.add(service)
             self.changed.set()
+
+    async def release(self, service: str) -> None:
+        self.released.append(service)
+        self.held.discard(service)
+        self.changed.set()
+
+    def touch(self, now: datetime) -> None:
+        self.touched.append(now)
 
 
 def make_app(tmp_path: Path, lock: FakeLock) -> tuple[DeployWatchApp, list[ApiCall]]:
@@ -212,3 +223,37 @@ async def test_a_lock_that_changed_hands_during_the_takeover_is_not_taken(
         await wait_until(pilot, lambda: "the lock changed" in toasts(app))
         assert "bob@bastion-2" in toasts(app)
     assert lock.takeovers == []
+
+
+async def test_u_releases_ones_own_lock_and_not_someone_elses(tmp_path: Path) -> None:
+    lock = FakeLock({"demo/api": "alice@bastion-1"})
+    lock.held.add("demo/web")
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "yours since 02:03" in card(app))
+        assert "U" in app.screen.active_bindings  # in the help, under --operate
+        await pilot.press("U")
+        await wait_until(pilot, lambda: lock.released == ["demo/web"])
+        await wait_until(pilot, lambda: "yours" not in card(app))
+        await wait_until(pilot, lambda: "released" in toasts(app))
+        await pilot.press("j")  # demo/api: alice's
+        await wait_until(pilot, lambda: app.dashboard.selected == "demo/api")
+        await pilot.press("U")
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in toasts(app))
+        assert "Nothing to release" in " ".join(n.title for n in app._notifications)
+    assert lock.released == ["demo/web"]
+
+
+async def test_the_operators_keys_keep_their_locks_alive(tmp_path: Path) -> None:
+    """Every key on the dashboard (and every action) says the operator is there: the
+    lock client renews their locks then (``LockClient.keep``), and only then."""
+    lock = FakeLock()
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.store.services["demo/web"].sample is not None)
+        assert lock.touched == []  # nothing pressed yet: nobody is known to be there
+        await pilot.press("j")
+        await wait_until(pilot, lambda: len(lock.touched) == 1)
+        app.dashboard.act_on(Verb.PAUSE, "demo/web")  # from the command palette
+        await wait_until(pilot, lambda: len(lock.touched) == 2)
+    assert set(lock.touched) == {app.clock()}
