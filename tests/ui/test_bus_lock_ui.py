@@ -42,7 +42,7 @@ class FakeLock:
     @property
     def locks(self) -> dict[str, LockView]:
         mine = {s: LockView(s, "me", "me@here", SINCE) for s in self.held}
-        return mine | {s: LockView(s, "them", h, SINCE) for s, h in self.others.items()}
+        return mine | {s: LockView(s, f"client-of-{h}", h, SINCE) for s, h in self.others.items()}
 
     def refusal(self, service: str) -> str | None:
         holder = self.others.get(service)
@@ -189,6 +189,10 @@ async def test_a_takeover_takes_the_typed_name_and_is_audited(tmp_path: Path) ->
     assert takeover[0]["previous"] == "alice@bastion-1"
     assert takeover[0]["service"] == "demo/web"
     assert takeover[0]["target"]["service"] == "web"
+    # The relay's answer, audited apart: granted, tied to the claim.
+    (granted,) = [e for e in entries if e["phase"] == "takeover granted"]
+    assert granted["claim"] == takeover[0]["claim"] and granted["since"] == SINCE.isoformat()
+    assert (granted["service"], granted["previous"]) == ("demo/web", "alice@bastion-1")
 
 
 async def test_a_declined_takeover_is_audited_and_takes_nothing(tmp_path: Path) -> None:
@@ -257,3 +261,54 @@ async def test_the_operators_keys_keep_their_locks_alive(tmp_path: Path) -> None
         app.dashboard.act_on(Verb.PAUSE, "demo/web")  # from the command palette
         await wait_until(pilot, lambda: len(lock.touched) == 2)
     assert set(lock.touched) == {app.clock()}
+
+
+async def takeover_audited(tmp_path: Path, lock: FakeLock, phase: str) -> dict[str, Any]:
+    app, _ = make_app(tmp_path, lock)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+
+    def entry() -> dict[str, Any] | None:
+        return next((e for e in audit.read() if e["phase"] == phase), None)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        await pilot.press("L")
+        await wait_until(pilot, lambda: isinstance(app.screen, TakeoverScreen))
+        await pilot.press("w", "e", "b", "enter")
+        await wait_until(pilot, lambda: entry() is not None, 20.0)
+    found = entry()
+    assert found is not None
+    claims = [e["claim"] for e in audit.read() if e["phase"] == "takeover"]
+    assert claims == [found["claim"]]
+    return found
+
+
+async def test_a_takeover_the_relay_never_answers_is_audited_as_unanswered(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("tui.screens.takeover.ANSWER_WAIT", 0.5)
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+
+    async def unheard(service: str, *, takeover: bool = False) -> None:
+        lock.claims.append(service)  # sent; the relay is down
+
+    lock.claim = unheard  # type: ignore[method-assign]
+    found = await takeover_audited(tmp_path, lock, "takeover unanswered")
+    assert (found["service"], found["previous"], found["waited_s"]) == (
+        "demo/web", "alice@bastion-1", 0.5,
+    )  # fmt: skip
+
+
+async def test_a_takeover_the_relay_gave_to_someone_else_is_audited_as_refused(
+    tmp_path: Path,
+) -> None:
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+
+    async def beaten(service: str, *, takeover: bool = False) -> None:
+        lock.claims.append(service)
+        lock.others[service] = "carol@bastion-3"  # carol's takeover won
+        lock.changed.set()
+
+    lock.claim = beaten  # type: ignore[method-assign]
+    found = await takeover_audited(tmp_path, lock, "takeover refused")
+    assert (found["holder"], found["previous"]) == ("carol@bastion-3", "alice@bastion-1")

@@ -621,7 +621,7 @@ class DashboardScreen(Screen[None]):
         if recorder is not None:  # a recording keeps every operator intent
             what = "takeover" if ok else "declined"
             recorder.intent(what, verb="takeover", service=planned.key, holder=holder)
-        for notice in await take_over(
+        async for notice in take_over(
             lock, self.controller.actions.record, planned, refusal, holder, ok
         ):
             self.notify(
