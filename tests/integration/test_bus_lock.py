@@ -11,7 +11,7 @@ import pytest
 from engine.audit import AuditLog
 from engine.controller import Controller
 from engine.relay import Relay
-from sandbox.broker import Broker, mosquitto_path
+from sandbox.broker import Broker, broker_kind
 from sources.bus import LockClient, Topics, parse_bus_url
 from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
 from tui.app import DeployWatchApp
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed"),
+    pytest.mark.skipif(broker_kind() is None, reason="no MQTT broker installed"),
 ]
 
 WAIT = 20.0
