@@ -148,7 +148,10 @@ def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
 
     lock = None
     if operate:
-        holder = f"{os.environ.get('USER', '?')}@{os.uname().nodename}"
+        # DEPLOYWATCH_HOLDER: a name for a shared account (or each pane of a demo).
+        holder = os.environ.get("DEPLOYWATCH_HOLDER") or (
+            f"{os.environ.get('USER', '?')}@{os.uname().nodename}"
+        )
         lock = LockClient(bus, Topics(settings.environment.name), holder)
 
     class BusViewerApp(DeployWatchApp):
