@@ -575,6 +575,8 @@ class KeySettings(_Frozen):
     """Run the ``[[smoke]]`` suites that run on the key, and show their results."""
     takeover: str = "L"
     """Take over the selected service's operator lock (the bus, ``run --bus --operate``)."""
+    release: str = "U"
+    """Give the selected service's operator lock back (the bus, ``run --bus --operate``)."""
 
     @field_validator("*")
     @classmethod

@@ -73,6 +73,17 @@ class LockArbiter:
         self.locks[service] = lock
         return lock
 
+    def renew(self, service: str, client: str, now: datetime) -> Lock | None:
+        """Its holder's dashboard extends it (the operator is still at work); ``None``
+        when ``client`` does not hold it now (never held, expired, freed or taken over:
+        a renewal never grants a lock)."""
+        current = self.locks.get(service)
+        if current is None or current.client != client or current.expires <= now:
+            return None
+        lock = Lock(service, client, current.holder, current.since, now + self.ttl)
+        self.locks[service] = lock
+        return lock
+
     def release(self, service: str, client: str) -> bool:
         """The holder gives it back; returns whether it held it."""
         current = self.locks.get(service)

@@ -39,7 +39,7 @@ from pydantic import TypeAdapter, ValidationError
 from engine.smoke import SmokeRun
 from sources.bus import ADAPTERS as BUS_ADAPTERS
 from sources.bus import KINDS as BUS_KINDS
-from sources.model import FleetChange
+from sources.model import FleetChange, PipelineEvent
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Iterator
@@ -65,10 +65,12 @@ FLUSH_EVERY = 1.0
 KINDS: dict[str, type[Any]] = {**BUS_KINDS, "smoke": SmokeRun, "fleet": FleetChange}
 """Every kind of item the watch ingests: the bus's source items, and smoke runs and
 discovery's fleet changes (which stay local to a watch)."""
+KINDS["pipeline"] = PipelineEvent  # a viewer's pipeline announcements (from the bus)
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {
     **BUS_ADAPTERS,
     "smoke": TypeAdapter(SmokeRun),
     "fleet": TypeAdapter(FleetChange),
+    "pipeline": TypeAdapter(PipelineEvent),
 }
 _USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
 

@@ -347,6 +347,11 @@ class Relay:
             if self.arbiter.release(service, who):
                 self._freed(service, f"released by {holder}")
             return
+        if claim.get("renew"):  # only its holder's, only while held
+            renewed = self.arbiter.renew(service, who, now)
+            if renewed is not None:
+                self._granted(renewed)
+            return
         lock = self.arbiter.claim(service, who, holder, now, takeover=bool(claim.get("takeover")))
         if lock is not None:
             self._granted(lock)
@@ -377,6 +382,7 @@ class Relay:
             "holder": lock.holder,
             "since": lock.since.isoformat(),
             "expires": lock.expires.isoformat(),
+            "ttl_s": self.arbiter.ttl.total_seconds(),
             "taken_over_from": lock.taken_over_from,
         }
         before = self.current.get(self.topics.lock(lock.service))

@@ -25,9 +25,11 @@ from engine.verdict import Verdict
 from sources.ecs import revision_of
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from engine.audit import AuditLog
     from engine.controller import Controller, Snapshot, Update
-    from sources.model import SentryIssue, ServiceDeployment
+    from sources.model import PipelineEvent, SentryIssue, ServiceDeployment
 
 NOT_MEASURED = "not measured"
 
@@ -299,6 +301,7 @@ class ReportBook:
             "sentry_issues": issues if sentry is not None else None,
             "actions": actions,
             "mttr": mttr,
+            "pipeline_events": pipeline_events(store.pipeline),
             "bake": [
                 {
                     "service": view.key,
@@ -315,6 +318,23 @@ class ReportBook:
                 if view.key in self.services
             ],
         }
+
+
+def pipeline_events(events: Iterable[PipelineEvent]) -> list[dict[str, Any]]:
+    """The pipelines' announcements the watch received while it watched (``deploywatch
+    announce`` on the bus), oldest first, each field cleaned: they are outside text."""
+    return [
+        {
+            "at": event.at.isoformat(timespec="seconds"),
+            "service": clean(event.service, 200),
+            "event": clean(event.event, 40),
+            "version": clean(event.version, 200) or None,
+            "commit": clean(event.commit, 100) or None,
+            "url": clean(event.url, 2000) or None,
+            "by": clean(event.by, 200) or None,
+        }
+        for event in events
+    ]
 
 
 def watch_outcome(snapshot: Snapshot) -> tuple[str, str]:
@@ -384,6 +404,11 @@ def _dur(seconds: float | None) -> str:
     if hours:
         return f"{hours}h{minutes:02d}m{secs:02d}s"
     return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+def _cell(value: object) -> str:
+    """Outside text in a Markdown table cell: cleaned, on one line, its pipes escaped."""
+    return clean(value).replace("|", "\\|")
 
 
 def render_markdown(data: dict[str, Any]) -> str:
@@ -493,6 +518,14 @@ def render_markdown(data: dict[str, Any]) -> str:
                 f"- {clean(m['service'])}: breach {m['breach'] or 'none'} · decided "
                 f"{m['decided'] or '—'} · recovered {m['recovered'] or 'not yet'}"
             )
+    if data.get("pipeline_events"):
+        lines += ["", "## Pipeline events", ""]
+        lines.append("| time | service | event | version | commit | by | link |")
+        lines.append("|---|---|---|---|---|---|---|")
+        for p in data["pipeline_events"]:
+            cells = [p["at"], p["service"], p["event"]]
+            cells += [p.get(k) or "" for k in ("version", "commit", "by", "url")]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     if data.get("history"):
         from engine.history import render_markdown as history_markdown
 

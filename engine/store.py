@@ -21,6 +21,7 @@ from sources.model import (
     EcsServiceSample,
     FleetChange,
     MetricSample,
+    PipelineEvent,
     ProbeSample,
     Sample,
     SentrySample,
@@ -37,6 +38,8 @@ SEEN_EVENTS_MAX = 20_000
 (ECS itself returns a service's newest 100 events); the oldest are forgotten first."""
 PENDING_EVENTS_MAX = 2000
 """Bound on events waiting for the screen; beyond it the oldest are dropped (counted)."""
+PIPELINE_MAX = 500
+"""Bound on the pipeline events kept for the report (the oldest are forgotten first)."""
 
 
 class EcsStatus(Enum):
@@ -206,6 +209,8 @@ class Store:
         self.dropped_events = 0
         self._seen_events: OrderedDict[tuple[str, str], None] = OrderedDict()
         """Event ids already taken, oldest first (bounded by SEEN_EVENTS_MAX)."""
+        self.pipeline: deque[PipelineEvent] = deque(maxlen=PIPELINE_MAX)
+        """Pipeline announcements from the bus (``deploywatch announce``), oldest first."""
         self.ingested = 0
         self.signal_version = 0
         """Counts changes to the signal panes' data (metrics, errors, probes)."""
@@ -237,6 +242,8 @@ class Store:
             return self._fail(item)
         if isinstance(item, FleetChange):
             return self._fleet(item)
+        if isinstance(item, PipelineEvent):
+            return self._pipeline(item)
         if not isinstance(item, EcsServiceSample):
             return self._ingest_signal(item)
         state = self.services.get(item.key)
@@ -295,6 +302,24 @@ class Store:
                 self._dirty.add(key)
                 changed = True
         return changed
+
+    def _pipeline(self, event: PipelineEvent) -> bool:
+        """A pipeline's announcement: a line in the events pane (under the service it
+        names: its key, or the ECS name of one watched service) and kept for the report.
+        The text is outside text: the events pane and the report clean it."""
+        key = event.service
+        if key not in self.services:
+            named = [k for k, s in self.services.items() if s.label == key]
+            key = named[0] if len(named) == 1 else key
+        if not self._first_sight(key, f"pipeline:{event.id}"):
+            return False
+        self.pipeline.append(event)
+        if len(self._pending_events) == self._pending_events.maxlen:
+            self.dropped_events += 1
+        self._pending_events.append(
+            (key, EcsEvent(f"pipeline:{event.id}", event.at, event.words()))
+        )
+        return True
 
     def take_removed(self) -> set[str]:
         """Keys of discovered services that left since the last call."""

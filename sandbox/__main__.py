@@ -65,7 +65,8 @@ def describe(info: dict[str, Any]) -> list[str]:
         ("fault control", f"{info['faults']}"),
     ]
     if info.get("bus"):
-        rows.append(("bus (MQTT)", f"{info['bus']}  (deploywatch relay --bus / run --bus)"))
+        kind = info.get("bus_broker") or "mosquitto"
+        rows.append(("bus (MQTT)", f"{info['bus']}  ({kind}; deploywatch relay --bus / run --bus)"))
     for name, service in info["services"].items():
         rows.append(
             (
@@ -171,14 +172,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             stop.set()
 
         threading.Thread(target=watch_stdin, name="stdin-eof", daemon=True).start()
-    from sandbox.broker import Broker, BrokerError, mosquitto_path
+    from sandbox.broker import Broker, BrokerError, broker_kind
 
-    broker = Broker() if mosquitto_path() is not None else None
+    broker = Broker() if broker_kind() is not None else None  # mosquitto, else amqtt
     with sandbox, contextlib.ExitStack() as cleanup:
         info = sandbox.info()
         if broker is not None:  # the deployment bus: a relay and its viewers meet here
             try:
                 info["bus"] = broker.start().url
+                info["bus_broker"] = broker.kind
                 cleanup.callback(broker.close)
             except BrokerError as exc:
                 print(f"sandbox: no MQTT broker: {exc}", file=sys.stderr)

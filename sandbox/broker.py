@@ -1,4 +1,9 @@
-"""A real MQTT broker on 127.0.0.1 for rehearsals and tests: mosquitto.
+"""A real MQTT broker on 127.0.0.1 for rehearsals and tests: mosquitto, else amqtt.
+
+Without mosquitto (or with ``DEPLOYWATCH_BROKER=amqtt``) the broker is amqtt, a
+Python broker, in a child process of its own (``sandbox/amqtt_broker.py``): plain
+MQTT with anonymous clients and retained messages in memory; TLS and passwords need
+mosquitto.
 
 ``Broker(port).start()`` writes a config into a folder of its own, starts mosquitto and
 waits (bounded) until it accepts connections; ``stop()`` ends it, ``restart()`` starts
@@ -12,6 +17,8 @@ certificate when ``require_certificate``; with ``passwords`` only those users co
 from __future__ import annotations
 
 import getpass
+import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -32,6 +39,24 @@ class BrokerError(Exception):
 def mosquitto_path() -> str | None:
     """The mosquitto executable, if installed (Debian puts it in /usr/sbin)."""
     return shutil.which("mosquitto") or shutil.which("mosquitto", path="/usr/sbin:/usr/local/sbin")
+
+
+ENV_BROKER = "DEPLOYWATCH_BROKER"
+"""``mosquitto`` or ``amqtt``: which broker to run (default: mosquitto when installed)."""
+
+
+def amqtt_available() -> bool:
+    """Whether amqtt is installed (the ``sandbox`` extra brings it)."""
+    return importlib.util.find_spec("amqtt") is not None
+
+
+def broker_kind() -> str | None:
+    """The broker this machine runs: ``mosquitto``, else ``amqtt``; ``None``: neither
+    is installed (``DEPLOYWATCH_BROKER`` picks one)."""
+    wanted = os.environ.get(ENV_BROKER, "").strip().lower()
+    if wanted == "amqtt" or (wanted != "mosquitto" and mosquitto_path() is None):
+        return "amqtt" if amqtt_available() else None
+    return "mosquitto" if mosquitto_path() is not None else None
 
 
 def free_port() -> int:
@@ -73,6 +98,8 @@ class Broker:
         self.passwords = passwords
         self.folder = Path(tempfile.mkdtemp(prefix="deploywatch-broker-"))
         self.process: subprocess.Popen[bytes] | None = None
+        self.kind: str | None = None
+        """``mosquitto`` or ``amqtt``, once started."""
 
     @property
     def url(self) -> str:
@@ -109,16 +136,31 @@ class Broker:
         conf.write_text("\n".join(lines) + "\n")
         return conf
 
-    def start(self) -> Broker:
-        """Start it and wait until it accepts connections."""
+    def _command(self) -> list[str]:
+        kind = broker_kind()
         exe = mosquitto_path()
-        if exe is None:
-            raise BrokerError("mosquitto is not installed (apt-get install mosquitto)")
+        if kind == "amqtt":
+            if self.tls is not None or self.passwords is not None:
+                raise BrokerError("TLS and passwords need mosquitto (apt-get install mosquitto)")
+            self.kind = kind
+            # It ends itself when our end of its stdin closes (as the guard below).
+            return [sys.executable, "-m", "sandbox.amqtt_broker", str(self.port)]
+        if kind is None or exe is None:
+            raise BrokerError(
+                "no MQTT broker: install mosquitto (apt-get install mosquitto) or amqtt "
+                "(pip install 'deploywatch[sandbox]')"
+            )
+        self.kind = kind
         conf = self._config(exe)
         # Through a guard that ends the broker when our end of its stdin closes: a
         # sandbox killed outright does not leave a broker behind.
+        return [sys.executable, "-m", "sandbox.broker_guard", exe, "-c", str(conf)]
+
+    def start(self) -> Broker:
+        """Start it and wait until it accepts connections."""
+        command = self._command()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.broker_guard", exe, "-c", str(conf)],
+            command,
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -131,14 +173,14 @@ class Broker:
                     if self.process.stderr
                     else ""
                 )
-                raise BrokerError(f"mosquitto exited at once: {err.strip()[-300:]}")
+                raise BrokerError(f"{self.kind} exited at once: {err.strip()[-300:]}")
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     return self
             except OSError:
                 time.sleep(0.05)
         self.stop()
-        raise BrokerError(f"mosquitto did not listen on port {self.port} within {START_TIMEOUT}s")
+        raise BrokerError(f"{self.kind} did not listen on port {self.port} within {START_TIMEOUT}s")
 
     def stop(self) -> None:
         """End it (bounded) and wait for it."""

@@ -1,9 +1,11 @@
 """Runs a broker (mosquitto) and ends it with its owner.
 
 ``python -m sandbox.broker_guard EXE ARGS...`` starts ``EXE ARGS...`` and ends it
-(SIGTERM, then SIGKILL after 5 s) when this process gets SIGTERM or SIGINT, or when its
-stdin reaches EOF: the owner holds the other end of that pipe, so a sandbox killed
-outright (SIGKILL) still takes its broker with it, as its service processes do.
+(SIGTERM, then SIGKILL after 5 s) when this process gets SIGTERM, SIGINT or SIGHUP, or
+when its stdin reaches EOF: the owner holds the other end of that pipe, so a sandbox
+killed outright (SIGKILL) still takes its broker with it, as its service processes do.
+SIGHUP matters: a closed terminal (tmux's kill-server, a dropped SSH session) sends it
+to the whole process group, and mosquitto takes it as "reload the config" and stays.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, end)
     signal.signal(signal.SIGINT, end)
+    signal.signal(signal.SIGHUP, end)
 
     def watch_stdin() -> None:
         while sys.stdin.buffer.read(4096):

@@ -29,16 +29,17 @@ import os
 import random
 import ssl
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from sources.model import (
     EcsServiceSample,
     Item,
     MetricSample,
+    PipelineEvent,
     ProbeSample,
     SentrySample,
     SourceFailure,
@@ -182,6 +183,57 @@ def decode(payload: bytes | bytearray | str) -> dict[str, Any]:
     return message
 
 
+PIPELINE_EVENTS = ("started", "finished", "failed", "rolled-back")
+"""What ``deploywatch announce --event`` may say."""
+
+PIPELINE_LIMITS = {"service": 200, "version": 200, "commit": 100, "url": 2000, "by": 200}
+"""Most characters of each field of a pipeline event (``announce`` refuses longer ones;
+on receipt a longer one makes the message malformed)."""
+
+
+class _PipelineMessage(BaseModel):
+    """A pipeline event as ``deploywatch announce`` publishes it on ``events``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: Annotated[str, Field(min_length=1, max_length=100)]
+    service: Annotated[str, Field(min_length=1, max_length=PIPELINE_LIMITS["service"])]
+    event: Literal["started", "finished", "failed", "rolled-back"]
+    at: datetime
+    version: Annotated[str, Field(max_length=PIPELINE_LIMITS["version"])] | None = None
+    commit: Annotated[str, Field(max_length=PIPELINE_LIMITS["commit"])] | None = None
+    url: Annotated[str, Field(max_length=PIPELINE_LIMITS["url"])] | None = None
+    by: Annotated[str, Field(max_length=PIPELINE_LIMITS["by"])] | None = None
+
+
+def decode_pipeline(payload: bytes | bytearray | str) -> PipelineEvent | None:
+    """The pipeline event an ``events`` message carries; ``None`` for the relay's own
+    events (ECS events, verdicts, actions, locks), which a viewer reads elsewhere.
+
+    Raises:
+        BadMessage: It is oversized, not JSON, of another version, or a pipeline event
+            that is invalid (a field missing, too long, of the wrong type).
+    """
+    message = decode(payload)
+    if message.get("type") != "pipeline":
+        return None
+    try:
+        body = _PipelineMessage.model_validate(message)
+    except ValidationError as exc:
+        raise BadMessage(f"invalid pipeline event: {exc.error_count()} error(s)") from None
+    at = body.at if body.at.tzinfo is not None else body.at.replace(tzinfo=UTC)
+    return PipelineEvent(
+        id=body.id,
+        service=body.service,
+        event=body.event,
+        at=at,
+        version=body.version,
+        commit=body.commit,
+        url=body.url,
+        by=body.by,
+    )
+
+
 def state_key(item: Item) -> tuple[str, str]:
     """``(kind, key)``: what a retained state message is the latest of."""
     if isinstance(item, EcsServiceSample):
@@ -192,6 +244,8 @@ def state_key(item: Item) -> tuple[str, str]:
         return "sentry", item.service or "-"
     if isinstance(item, ProbeSample):
         return "probe", item.probe
+    if isinstance(item, PipelineEvent):
+        raise TypeError("a pipeline event is a stream message, not a retained state")
     return "failure", f"{item.source}/{item.key or '-'}"
 
 
@@ -482,6 +536,7 @@ class BusSource:
                     # after the retained state it makes STALE.
                     await mqtt.subscribe(self.topics.state_filter, qos=1)
                     await mqtt.subscribe(self.topics.relay, qos=1)
+                    await mqtt.subscribe(self.topics.events, qos=1)  # pipeline events
                     if attempt:
                         self.reconnects += 1
                     attempt = 0
@@ -508,6 +563,8 @@ class BusSource:
         self.stats.received += 1
         if topic == self.topics.relay:
             return self._relay_status(topic, bytes(payload))
+        if topic == self.topics.events:
+            return self._pipeline(topic, bytes(payload))
         if not payload:
             self._last.pop(topic, None)
             self._seen.pop(topic, None)
@@ -526,6 +583,16 @@ class BusSource:
         if fresh:
             self._seen[topic] = max(i.at for i in fresh)
         return fresh
+
+    def _pipeline(self, topic: str, payload: bytes) -> Iterable[Item]:
+        """A pipeline event (``deploywatch announce``) from the events stream; the
+        relay's own events are not items (a viewer judges from the retained state)."""
+        try:
+            event = decode_pipeline(payload)
+        except BadMessage as exc:
+            self.stats.count(exc, topic)
+            return ()
+        return () if event is None else (event,)
 
     def _relay_status(self, topic: str, payload: bytes) -> Iterable[Item]:
         if not payload:
@@ -552,10 +619,37 @@ class LockView:
     client: str
     holder: str
     since: datetime
+    expires: datetime | None = None
+    """When the arbiter frees it unless renewed (``None``: it did not say)."""
+    ttl: timedelta | None = None
+    """The arbiter's TTL: ``expires`` is this long after its last grant or renewal."""
+
+    @property
+    def renewed(self) -> datetime | None:
+        """When the arbiter last granted or renewed it."""
+        if self.expires is None or self.ttl is None:
+            return None
+        return self.expires - self.ttl
 
     def words(self) -> str:
         """``web: locked by alice@bastion-1 since 02:03``."""
         return f"{self.service}: locked by {self.holder} since {self.since.strftime('%H:%M')}"
+
+
+def _aware(when: datetime) -> datetime:
+    if when.tzinfo is None:
+        raise ValueError("a time without its zone")
+    return when
+
+
+def _positive(ttl: timedelta) -> timedelta:
+    if ttl <= timedelta(0):
+        raise ValueError("a TTL that is not positive")
+    return ttl
+
+
+RENEW_EVERY = 5.0
+"""Seconds between two looks at whether a lock of ours is due for renewal."""
 
 
 class LockClient:
@@ -564,6 +658,12 @@ class LockClient:
     It keeps a retained presence (cleared by its MQTT last will when its connection
     drops, so the arbiter frees its locks), follows every service's lock, and claims,
     renews or releases. The bus carries who may act, never what to do.
+
+    Renewal: a lock of ours is renewed once a third of its TTL has passed since the
+    arbiter last granted or renewed it, but only when the operator was active
+    (:meth:`touch`: a key, an action) since then. A dashboard left open with nobody at
+    it therefore loses its locks a TTL (at most 4/3 of one) after the operator's last
+    key, as a forgotten lock should; one in use never does.
 
     Args:
         settings: The broker.
@@ -583,6 +683,9 @@ class LockClient:
         self.changed = asyncio.Event()
         self.connected = asyncio.Event()
         self.stats = BusStats()
+        self.active_at: datetime | None = None
+        """When the operator last did something here (see :meth:`touch`)."""
+        self._renew_sent: dict[str, datetime] = {}
         self._mqtt: aiomqtt.Client | None = None
 
     def refusal(self, service: str) -> str | None:
@@ -604,10 +707,53 @@ class LockClient:
         )
 
     async def release(self, service: str) -> None:
+        """Give ``service``'s lock back (the arbiter honours it only from its holder)."""
         await self._publish(
             self.topics.lock_claim(service),
             {"client": self.identifier, "holder": self.holder, "release": True},
         )
+
+    async def renew(self, service: str) -> None:
+        """Extend ``service``'s lock by a TTL (only its holder's, only while held)."""
+        await self._publish(
+            self.topics.lock_claim(service),
+            {"client": self.identifier, "holder": self.holder, "renew": True},
+        )
+
+    def touch(self, now: datetime) -> None:
+        """The operator did something: the locks they hold stay theirs."""
+        self.active_at = now
+
+    def renewals(self, now: datetime) -> list[str]:
+        """The services whose lock (ours) to renew now (see the class's doc)."""
+        due = []
+        for service, lock in self.locks.items():
+            renewed = lock.renewed
+            if lock.client != self.identifier or renewed is None or lock.ttl is None:
+                continue
+            if self.active_at is None or self.active_at <= renewed:
+                continue  # nobody at the keyboard since: let it run out
+            third = lock.ttl / 3
+            sent = self._renew_sent.get(service)
+            if now - renewed >= third and (sent is None or now - sent >= third):
+                due.append(service)
+        return due
+
+    async def keep(
+        self, clock: Callable[[], datetime] = utc_now, every: float = RENEW_EVERY
+    ) -> None:
+        """Renew our locks while the operator is active (until cancelled); a renewal
+        that cannot be sent now is tried again on the next look."""
+        error_class = mqtt_error()
+        while True:
+            await asyncio.sleep(every)
+            now = clock()
+            for service in self.renewals(now):
+                try:
+                    await self.renew(service)
+                except error_class:
+                    continue
+                self._renew_sent[service] = now
 
     async def _publish(self, topic: str, body: dict[str, Any]) -> None:
         if self._mqtt is None:
@@ -653,11 +799,14 @@ class LockClient:
         else:
             try:
                 body = decode(bytes(payload))
+                expires, ttl = body.get("expires"), body.get("ttl_s")
                 self.locks[service] = LockView(
                     service, str(body["client"]), str(body["holder"]),
                     datetime.fromisoformat(str(body["since"])),
+                    _aware(datetime.fromisoformat(str(expires))) if expires is not None else None,
+                    _positive(timedelta(seconds=float(ttl))) if ttl is not None else None,
                 )  # fmt: skip
-            except (BadMessage, KeyError, ValueError, TypeError) as exc:
+            except (BadMessage, KeyError, ValueError, TypeError, OverflowError) as exc:
                 error = exc if isinstance(exc, BadMessage) else BadMessage(f"bad lock: {exc!r}")
                 self.stats.count(error, topic)
                 return
@@ -667,6 +816,8 @@ class LockClient:
 __all__ = [
     "KINDS",
     "MAX_PAYLOAD",
+    "PIPELINE_EVENTS",
+    "PIPELINE_LIMITS",
     "VERSION",
     "BadMessage",
     "BusError",
@@ -681,6 +832,7 @@ __all__ = [
     "decode",
     "decode_item",
     "decode_items",
+    "decode_pipeline",
     "encode",
     "encode_item",
     "encode_items",

@@ -370,7 +370,54 @@ class FleetChange:
         return None
 
 
-Item = Sample | SourceFailure | FleetChange
+@dataclass(frozen=True, slots=True)
+class PipelineEvent:
+    """A pipeline's word on the bus (``deploywatch announce``): a deploy of ``service``
+    started, finished, failed or was rolled back. Every field is outside text."""
+
+    id: str
+    """Unique per announcement (a re-delivery is shown once)."""
+    service: str
+    """As the pipeline named it: a service key or an ECS service name."""
+    event: str
+    """``started``, ``finished``, ``failed`` or ``rolled-back``."""
+    at: datetime
+    version: str | None = None
+    commit: str | None = None
+    url: str | None = None
+    by: str | None = None
+    """``user@host`` of the pipeline step."""
+
+    @property
+    def key(self) -> str:
+        return self.service
+
+    def words(self) -> str:
+        """``pipeline: deploy started v2 @ 0123456789ab by ci@runner-3 <url>`` (raw: the
+        caller cleans it, like every outside text)."""
+        what = PIPELINE_WORDS.get(self.event, self.event)
+        text = f"pipeline: {what}"
+        if self.version:
+            text += f" {self.version}"
+        if self.commit:
+            text += f" @ {self.commit[:12]}"
+        if self.by:
+            text += f" by {self.by}"
+        if self.url:
+            text += f" {self.url}"
+        return text
+
+
+PIPELINE_WORDS = {
+    "started": "deploy started",
+    "finished": "deploy finished",
+    "failed": "deploy FAILED",
+    "rolled-back": "deploy rolled back",
+}
+"""A pipeline event's words, by its name."""
+
+
+Item = Sample | SourceFailure | FleetChange | PipelineEvent
 """What ``Source.stream()`` yields."""
 
 

@@ -65,6 +65,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="rehearse as production: destructive actions ask for the service name",
     )
+    demo.add_argument(
+        "--viewers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rehearse the deployment bus: a relay, this dashboard and N more in tmux "
+        "panes beside it (inside tmux)",
+    )
     _record_option(demo)
 
     from tui import gate, replay
@@ -201,6 +209,13 @@ def _demo(args: argparse.Namespace) -> int:
         return _fail(
             f"no scenario {args.scenario!r}; expected one of: {names} (or a scenario .toml file)"
         )
+    if args.viewers:
+        from tui.demo_bus import DemoBusError, check_viewers
+
+        try:
+            check_viewers(args.viewers, os.environ)
+        except DemoBusError as exc:
+            return _fail(str(exc), 2)
     # The sandbox takes any credentials; never let a real profile or IMDS be used.
     os.environ.pop("AWS_PROFILE", None)
     os.environ.update(
@@ -227,6 +242,10 @@ def _demo(args: argparse.Namespace) -> int:
         if args.production:
             env = settings.environment.model_copy(update={"production": True})
             settings = settings.model_copy(update={"environment": env})
+        if args.viewers:
+            from tui.demo_bus import demo_over_the_bus
+
+            return demo_over_the_bus(settings, sandbox, args.viewers, read_only=args.read_only)
         return _run_app(settings, read_only=args.read_only, record=args.record)
     except ConfigError as exc:
         return _fail(str(exc))

@@ -135,6 +135,7 @@ class DeployWatchApp(App[None]):
                 "history": keys.history,
                 "smoke": keys.smoke,
                 "takeover": keys.takeover,
+                "release": keys.release,
             }
         )
         self.report_book = ReportBook(

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from sources.bus import BusSettings
 
 EXIT_USAGE = 2
+PIPELINE_EVENT_NAMES = ("started", "finished", "failed", "rolled-back")
+"""``announce --event`` (as ``sources.bus.PIPELINE_EVENTS``, without importing the bus)."""
 EXIT_BROKER = 1
 
 BUS_HELP = (
@@ -53,9 +55,7 @@ def add_parsers(sub: Any) -> None:
         "--config", type=Path, default=DEFAULT_CONFIG, help="TOML config naming the environment"
     )
     announce.add_argument("--service", required=True)
-    announce.add_argument(
-        "--event", required=True, choices=("started", "finished", "failed", "rolled-back")
-    )
+    announce.add_argument("--event", required=True, choices=PIPELINE_EVENT_NAMES)
     announce.add_argument("--version", default=None)
     announce.add_argument("--commit", default=None)
     announce.add_argument("--url", default=None)
@@ -148,7 +148,10 @@ def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
 
     lock = None
     if operate:
-        holder = f"{os.environ.get('USER', '?')}@{os.uname().nodename}"
+        # DEPLOYWATCH_HOLDER: a name for a shared account (or each pane of a demo).
+        holder = os.environ.get("DEPLOYWATCH_HOLDER") or (
+            f"{os.environ.get('USER', '?')}@{os.uname().nodename}"
+        )
         lock = LockClient(bus, Topics(settings.environment.name), holder)
 
     class BusViewerApp(DeployWatchApp):
@@ -156,6 +159,8 @@ def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
             if lock is not None:
                 self.dashboard.operator_lock = lock
                 self.run_worker(lock.run(), name="lock", group="lock", exit_on_error=False)
+                # Renewed while the operator uses this dashboard; else it expires.
+                self.run_worker(lock.keep(), name="lock-renew", group="lock", exit_on_error=False)
 
     app = BusViewerApp(settings, sources, read_only=not operate)
     app.controller.automatic = False  # automatic actions are the relay's (relay --act)
@@ -166,8 +171,15 @@ def run_viewer(settings: Settings, url: str, *, operate: bool = False) -> int:
 def run_announce(args: argparse.Namespace) -> int:
     """``deploywatch announce``: exit 0 once the broker acknowledged, 2 on usage, 1 on a
     broker error."""
-    from sources.bus import BusError, Topics, client, encode, mqtt_error
+    import uuid
 
+    from sources.bus import PIPELINE_LIMITS, BusError, Topics, client, encode, mqtt_error
+
+    for name, limit in PIPELINE_LIMITS.items():
+        value = getattr(args, name, None)
+        if value is not None and len(value) > limit:
+            # Every viewer would drop it as malformed: refused here, said plainly.
+            return _fail(f"--{name} is longer than {limit} characters", EXIT_USAGE)
     try:
         bus = bus_settings(args.bus)
         env = args.env
@@ -189,13 +201,14 @@ def run_announce(args: argparse.Namespace) -> int:
         text += f" {args.url}"
     body = {
         "type": "pipeline",
+        "id": uuid.uuid4().hex,  # a re-delivery is shown once
         "service": args.service,
         "event": args.event,
         "version": args.version,
         "commit": args.commit,
         "url": args.url,
         "text": text,
-        "by": f"{os.environ.get('USER', '?')}@{os.uname().nodename}",
+        "by": f"{os.environ.get('USER', '?')}@{os.uname().nodename}"[: PIPELINE_LIMITS["by"]],
         "at": now().isoformat(),
     }
     topics = Topics(env)

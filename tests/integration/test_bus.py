@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from sandbox.broker import Broker, mosquitto_path
+from sandbox.broker import Broker, broker_kind
 from sources.bus import (
     MAX_PAYLOAD,
     BusSource,
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed"),
+    pytest.mark.skipif(broker_kind() is None, reason="no MQTT broker installed"),
 ]
 
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)

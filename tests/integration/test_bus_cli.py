@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from engine.config import load_config
-from sandbox.broker import Broker, mosquitto_path
+from sandbox.broker import Broker, broker_kind
 from sources.bus import BusSource, Topics, client, decode, parse_bus_url
 from sources.model import EcsServiceSample
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed"),
+    pytest.mark.skipif(broker_kind() is None, reason="no MQTT broker installed"),
 ]
 
 WAIT = 60.0

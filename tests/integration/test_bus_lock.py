@@ -11,7 +11,7 @@ import pytest
 from engine.audit import AuditLog
 from engine.controller import Controller
 from engine.relay import Relay
-from sandbox.broker import Broker, mosquitto_path
+from sandbox.broker import Broker, broker_kind
 from sources.bus import LockClient, Topics, parse_bus_url
 from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
 from tui.app import DeployWatchApp
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(mosquitto_path() is None, reason="mosquitto is not installed"),
+    pytest.mark.skipif(broker_kind() is None, reason="no MQTT broker installed"),
 ]
 
 WAIT = 20.0
@@ -249,9 +249,15 @@ async def test_the_dashboard_shows_a_lock_and_takes_it_over_through_the_relay(
         await wait_until(pilot, lambda: "yours since" in card(), WAIT)
         assert bob.mine("demo/web")
         await wait_until(pilot, lambda: not alice.mine("demo/web"), WAIT)
+        audit = AuditLog(tmp_path / "operator-audit.jsonl")
+        await wait_until(pilot, lambda: len(audit.read()) == 2, WAIT)
     words = alice.refusal("demo/web")
     assert words is not None and "locked by bob@bastion-2" in words
-    entries = AuditLog(tmp_path / "operator-audit.jsonl").read()
+    entries = audit.read()
     assert [(e["phase"], e["previous"], e["service"]) for e in entries] == [
-        ("takeover", "alice@bastion-1", "demo/web")
+        ("takeover", "alice@bastion-1", "demo/web"),
+        ("takeover granted", "alice@bastion-1", "demo/web"),  # the relay's answer
     ]
+    granted = relay.arbiter.locks["demo/web"]
+    assert entries[1]["since"] == granted.since.isoformat()
+    assert entries[1]["expires"] == granted.expires.isoformat()

@@ -8,6 +8,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from engine.actions import Verb
 from engine.audit import AuditLog
 from sources.bus import LockView
 from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
@@ -34,12 +35,14 @@ class FakeLock:
         self.held: set[str] = set()
         self.claims: list[str] = []
         self.takeovers: list[str] = []
+        self.released: list[str] = []
+        self.touched: list[datetime] = []
         self.changed = asyncio.Event()
 
     @property
     def locks(self) -> dict[str, LockView]:
         mine = {s: LockView(s, "me", "me@here", SINCE) for s in self.held}
-        return mine | {s: LockView(s, "them", h, SINCE) for s, h in self.others.items()}
+        return mine | {s: LockView(s, f"client-of-{h}", h, SINCE) for s, h in self.others.items()}
 
     def refusal(self, service: str) -> str | None:
         holder = self.others.get(service)
@@ -56,6 +59,14 @@ class FakeLock:
         if service not in self.others:
             self.held.add(service)
             self.changed.set()
+
+    async def release(self, service: str) -> None:
+        self.released.append(service)
+        self.held.discard(service)
+        self.changed.set()
+
+    def touch(self, now: datetime) -> None:
+        self.touched.append(now)
 
 
 def make_app(tmp_path: Path, lock: FakeLock) -> tuple[DeployWatchApp, list[ApiCall]]:
@@ -178,6 +189,10 @@ async def test_a_takeover_takes_the_typed_name_and_is_audited(tmp_path: Path) ->
     assert takeover[0]["previous"] == "alice@bastion-1"
     assert takeover[0]["service"] == "demo/web"
     assert takeover[0]["target"]["service"] == "web"
+    # The relay's answer, audited apart: granted, tied to the claim.
+    (granted,) = [e for e in entries if e["phase"] == "takeover granted"]
+    assert granted["claim"] == takeover[0]["claim"] and granted["since"] == SINCE.isoformat()
+    assert (granted["service"], granted["previous"]) == ("demo/web", "alice@bastion-1")
 
 
 async def test_a_declined_takeover_is_audited_and_takes_nothing(tmp_path: Path) -> None:
@@ -212,3 +227,88 @@ async def test_a_lock_that_changed_hands_during_the_takeover_is_not_taken(
         await wait_until(pilot, lambda: "the lock changed" in toasts(app))
         assert "bob@bastion-2" in toasts(app)
     assert lock.takeovers == []
+
+
+async def test_u_releases_ones_own_lock_and_not_someone_elses(tmp_path: Path) -> None:
+    lock = FakeLock({"demo/api": "alice@bastion-1"})
+    lock.held.add("demo/web")
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "yours since 02:03" in card(app))
+        assert "U" in app.screen.active_bindings  # in the help, under --operate
+        await pilot.press("U")
+        await wait_until(pilot, lambda: lock.released == ["demo/web"])
+        await wait_until(pilot, lambda: "yours" not in card(app))
+        await wait_until(pilot, lambda: "released" in toasts(app))
+        await pilot.press("j")  # demo/api: alice's
+        await wait_until(pilot, lambda: app.dashboard.selected == "demo/api")
+        await pilot.press("U")
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in toasts(app))
+        assert "Nothing to release" in " ".join(n.title for n in app._notifications)
+    assert lock.released == ["demo/web"]
+
+
+async def test_the_operators_keys_keep_their_locks_alive(tmp_path: Path) -> None:
+    """Every key on the dashboard (and every action) says the operator is there: the
+    lock client renews their locks then (``LockClient.keep``), and only then."""
+    lock = FakeLock()
+    app, _ = make_app(tmp_path, lock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.store.services["demo/web"].sample is not None)
+        assert lock.touched == []  # nothing pressed yet: nobody is known to be there
+        await pilot.press("j")
+        await wait_until(pilot, lambda: len(lock.touched) == 1)
+        app.dashboard.act_on(Verb.PAUSE, "demo/web")  # from the command palette
+        await wait_until(pilot, lambda: len(lock.touched) == 2)
+    assert set(lock.touched) == {app.clock()}
+
+
+async def takeover_audited(tmp_path: Path, lock: FakeLock, phase: str) -> dict[str, Any]:
+    app, _ = make_app(tmp_path, lock)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+
+    def entry() -> dict[str, Any] | None:
+        return next((e for e in audit.read() if e["phase"] == phase), None)
+
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: "locked by alice@bastion-1" in card(app))
+        await pilot.press("L")
+        await wait_until(pilot, lambda: isinstance(app.screen, TakeoverScreen))
+        await pilot.press("w", "e", "b", "enter")
+        await wait_until(pilot, lambda: entry() is not None, 20.0)
+    found = entry()
+    assert found is not None
+    claims = [e["claim"] for e in audit.read() if e["phase"] == "takeover"]
+    assert claims == [found["claim"]]
+    return found
+
+
+async def test_a_takeover_the_relay_never_answers_is_audited_as_unanswered(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    monkeypatch.setattr("tui.screens.takeover.ANSWER_WAIT", 0.5)
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+
+    async def unheard(service: str, *, takeover: bool = False) -> None:
+        lock.claims.append(service)  # sent; the relay is down
+
+    lock.claim = unheard  # type: ignore[method-assign]
+    found = await takeover_audited(tmp_path, lock, "takeover unanswered")
+    assert (found["service"], found["previous"], found["waited_s"]) == (
+        "demo/web", "alice@bastion-1", 0.5,
+    )  # fmt: skip
+
+
+async def test_a_takeover_the_relay_gave_to_someone_else_is_audited_as_refused(
+    tmp_path: Path,
+) -> None:
+    lock = FakeLock({"demo/web": "alice@bastion-1"})
+
+    async def beaten(service: str, *, takeover: bool = False) -> None:
+        lock.claims.append(service)
+        lock.others[service] = "carol@bastion-3"  # carol's takeover won
+        lock.changed.set()
+
+    lock.claim = beaten  # type: ignore[method-assign]
+    found = await takeover_audited(tmp_path, lock, "takeover refused")
+    assert (found["holder"], found["previous"]) == ("carol@bastion-3", "alice@bastion-1")

@@ -34,6 +34,7 @@ from widgets.events import EVENT_LOG_LINES, EventsLog
 from widgets.filterbar import FilterInput, context_lines
 from widgets.footer import KeyFooter
 from widgets.panes import NotConfigured
+from widgets.safe import LONG, clean
 from widgets.signals import ErrorsPane, MetricsPane, MetricView, ProbesPane, VerdictBanner
 from widgets.topbar import TopBar
 
@@ -61,6 +62,10 @@ class OperatorLock(Protocol):
     def mine(self, service: str) -> bool: ...
 
     async def claim(self, service: str, *, takeover: bool = False) -> None: ...
+
+    async def release(self, service: str) -> None: ...
+
+    def touch(self, now: datetime) -> None: ...
 
     @property
     def locks(self) -> Mapping[str, HeldLock]: ...
@@ -260,6 +265,15 @@ class DashboardScreen(Screen[None]):
             show=False,
             tooltip="Take over the selected service's operator lock (bus; type its name)",
             id="takeover",
+        ),
+        Binding(
+            "U",
+            "release_lock",
+            "Release lock",
+            show=False,
+            tooltip="Give the selected service's operator lock back (bus); it is renewed "
+            "while you use this dashboard, else it expires",
+            id="release",
         ),
     ]
 
@@ -470,6 +484,8 @@ class DashboardScreen(Screen[None]):
 
     def act_on(self, verb: Verb, key: str) -> None:
         """Ask for ``verb`` on ``key`` (from a key or the command palette)."""
+        if self.operator_lock is not None:
+            self.operator_lock.touch(self.clock())
         planned = self.controller.plan(verb, key)
         if self.controller.read_only:
             # Refused by the engine itself, so the refusal is audited like any other.
@@ -519,9 +535,44 @@ class DashboardScreen(Screen[None]):
     # ---- the bus's operator lock ---------------------------------------------------
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "takeover":  # only under the bus's operator lock (run --bus --operate)
+        if action in ("takeover", "release_lock"):  # only under the bus's operator lock
             return self.operator_lock is not None
         return True
+
+    def on_key(self) -> None:
+        """Someone is at this dashboard: the operator locks it holds are renewed
+        (``LockClient.keep``); one left alone lets them expire."""
+        if self.operator_lock is not None:
+            self.operator_lock.touch(self.clock())
+
+    def action_release_lock(self) -> None:
+        """Give the selected service's lock back (only the holder's release counts)."""
+        lock = self.operator_lock
+        if lock is None:
+            return
+        key = self.selected
+        if not lock.mine(key):
+            why = lock.refusal(key) or f"{key}: the lock is free"
+            self.notify(why, title="Nothing to release: the lock is not yours", markup=False)
+            return
+        self.run_worker(self._release(lock, key), group="lock", exit_on_error=False)
+
+    async def _release(self, lock: OperatorLock, key: str) -> None:
+        try:
+            await lock.release(key)
+        except Exception as exc:  # not connected to the bus...
+            self.notify(
+                clean(f"{type(exc).__name__}: {exc}", LONG),
+                title=f"{key}: the lock was not released",
+                severity="error",
+                markup=False,
+            )
+            return
+        self.notify(
+            f"{key}: released; the card clears once the relay frees it",
+            title="Lock released",
+            markup=False,
+        )
 
     def _follow_lock(self) -> None:
         """Once there is an operator lock: show each card's lock, and again whenever
@@ -570,7 +621,7 @@ class DashboardScreen(Screen[None]):
         if recorder is not None:  # a recording keeps every operator intent
             what = "takeover" if ok else "declined"
             recorder.intent(what, verb="takeover", service=planned.key, holder=holder)
-        for notice in await take_over(
+        async for notice in take_over(
             lock, self.controller.actions.record, planned, refusal, holder, ok
         ):
             self.notify(

@@ -14,6 +14,10 @@ Holder names come from the bus, so they are outside text: cleaned, shown literal
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -24,8 +28,7 @@ from tui.screens.confirm import ConfirmBox, ConfirmScreen
 from widgets.safe import LONG, clean
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Awaitable, Callable, Mapping
+    from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
     from datetime import datetime
 
     from textual.app import ComposeResult
@@ -33,14 +36,24 @@ if TYPE_CHECKING:
     from engine.actions import Plan
 
 
+ANSWER_WAIT = 10.0
+"""Seconds a takeover waits for the relay's answer before it is audited as unanswered."""
+
+
 class HeldLock(Protocol):
     """A service's lock as the bus says it (``sources.bus.LockView``)."""
+
+    @property
+    def client(self) -> str: ...
 
     @property
     def holder(self) -> str: ...
 
     @property
     def since(self) -> datetime: ...
+
+    @property
+    def expires(self) -> datetime | None: ...
 
 
 class LockState(Protocol):
@@ -143,8 +156,10 @@ async def take_over(
     refusal: str,
     holder: str,
     confirmed: bool,
-) -> list[Notice]:
-    """Carry out the operator's answer to a :class:`TakeoverScreen`.
+    wait: float | None = None,
+) -> AsyncIterator[Notice]:
+    """Carry out the operator's answer to a :class:`TakeoverScreen`: what to tell the
+    operator, as it happens (the claim sent, then the relay's answer, each audited).
 
     Args:
         lock: The operator lock.
@@ -153,14 +168,16 @@ async def take_over(
         refusal: The lock the confirmation named, in words.
         holder: Its holder (``user@host``), for the audit log.
         confirmed: Whether the operator typed the name (else declined).
-
-    Returns:
-        What to tell the operator.
+        wait: Seconds to wait for the relay's answer (default :data:`ANSWER_WAIT`).
     """
     key = plan.key
     title = f"Take over the lock of {plan.label}"
     target = plan.audit_target()
     notices: list[Notice] = []
+    claim = uuid.uuid4().hex[:12]  # ties the claim's and the answer's audit entries
+    held = lock.locks.get(key)
+    previous_client = held.client if held is not None else None
+    sent: str | None = None
     if not confirmed:
         error = await record(
             "declined",
@@ -175,12 +192,11 @@ async def take_over(
         # Freed, renewed by someone else or taken while the dialog was open: the
         # operator confirmed taking it from the holder it named, not from another.
         now = lock.refusal(key) or "it is free now"
-        notices.append(
-            Notice(f"the lock changed while you confirmed: {now}", f"{title}: not sent", "warning")
+        yield Notice(
+            f"the lock changed while you confirmed: {now}", f"{title}: not sent", "warning"
         )
-        return notices
+        return
     else:
-        sent: str | None = None
         try:
             await lock.claim(key, takeover=True)
         except Exception as exc:  # not connected to the bus, the broker refused it...
@@ -190,6 +206,7 @@ async def take_over(
             service=key,
             previous=holder,
             target=target,
+            claim=claim,
             **({"error": f"not sent: {sent}"} if sent is not None else {}),
         )
         if sent is None:
@@ -204,7 +221,97 @@ async def take_over(
             notices.append(Notice(sent, f"{title}: not sent", "error"))
     if error is not None:
         notices.append(Notice(error, "Audit log", "error"))
+    for notice in notices:
+        yield notice
+    if confirmed and sent is None:
+        for notice in await takeover_answer(
+            lock, record, plan, holder, previous_client, claim, wait
+        ):
+            yield notice
+
+
+async def takeover_answer(
+    lock: LockState,
+    record: Callable[..., Awaitable[str | None]],
+    plan: Plan,
+    holder: str,
+    previous_client: str | None,
+    claim: str | None = None,
+    wait: float | None = None,
+) -> list[Notice]:
+    """Wait for the relay's answer to a takeover just sent, and audit it: ``takeover
+    granted`` (the lock is ours: since and until when, as the relay says), ``takeover
+    refused`` (someone else holds it now) or ``takeover unanswered`` (no answer within
+    :data:`ANSWER_WAIT` seconds: is the relay up?).
+
+    Args:
+        lock: The operator lock.
+        record: The action engine's audit helper.
+        plan: Names the service.
+        holder: The holder taken over from (``user@host``).
+        previous_client: That holder's bus client id (its lock, unanswered, stays).
+        claim: The id the ``takeover`` entry carries (ties both entries together).
+        wait: Seconds to wait (default :data:`ANSWER_WAIT`).
+    """
+    key = plan.key
+    title = f"Take over the lock of {plan.label}"
+    wait = ANSWER_WAIT if wait is None else wait
+    deadline = time.monotonic() + wait
+    held = None
+    while True:
+        held = lock.locks.get(key)
+        if lock.mine(key):
+            break
+        if held is not None and held.client != previous_client:
+            break  # a third operator's: the relay gave it to them, not to us
+        left = deadline - time.monotonic()
+        if left <= 0:
+            held = None
+            break
+        # Polled as well: the dashboard's own follower clears the same event.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(lock.changed.wait(), min(left, 0.25))
+    fields = {"service": key, "previous": holder, "target": plan.audit_target(), "claim": claim}
+    if held is not None and lock.mine(key):
+        expires = held.expires
+        error = await record(
+            "takeover granted",
+            since=held.since.isoformat(),
+            expires=expires.isoformat() if expires is not None else None,
+            **fields,
+        )
+        notices = [Notice(f"the relay granted it: {plan.key} is yours", title)]
+    elif held is not None:
+        error = await record("takeover refused", holder=held.holder, **fields)
+        notices = [
+            Notice(
+                f"the relay gave it to {clean(held.holder, 80)}",
+                f"{title}: refused",
+                "warning",
+            )
+        ]
+    else:
+        error = await record("takeover unanswered", waited_s=wait, **fields)
+        notices = [
+            Notice(
+                f"no answer from the relay within {wait:g}s (is it up?); the card says "
+                "whose lock it is",
+                f"{title}: unanswered",
+                "warning",
+            )
+        ]
+    if error is not None:
+        notices.append(Notice(error, "Audit log", "error"))
     return notices
 
 
-__all__ = ["LockState", "Notice", "TakeoverScreen", "card_locks", "lock_words", "take_over"]
+__all__ = [
+    "ANSWER_WAIT",
+    "LockState",
+    "Notice",
+    "TakeoverScreen",
+    "card_locks",
+    "lock_words",
+    "take_over",
+    "takeover_answer",
+]
