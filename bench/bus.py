@@ -134,6 +134,8 @@ async def relay_main(args: argparse.Namespace) -> dict[str, Any]:
                 str(per),
                 "--seconds",
                 str(args.seconds + args.warmup),
+                "--warmup",
+                str(args.warmup),
                 *(["--late"] if i == 0 else []),
                 stdout=subprocess.PIPE,
             )
@@ -146,10 +148,12 @@ async def relay_main(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(task, return_exceptions=True)
         latencies: list[float] = []
         first_full: list[float] = []
+        viewer_cpu: list[float] = []
         for out, _ in outs:
             got = json.loads(out.decode().strip().splitlines()[-1])
             latencies += got["latencies"]
             first_full += got["first_full"]
+            viewer_cpu.append(got["cpu"])
         latencies.sort()
 
         def pct(q: float) -> float | None:
@@ -162,6 +166,10 @@ async def relay_main(args: argparse.Namespace) -> dict[str, Any]:
             "relay_to_viewer_p50_ms": pct(0.5),
             "relay_to_viewer_p95_ms": pct(0.95),
             "relay_to_viewer_samples": len(latencies),
+            # What one viewer process costs (its bus client and decoding): the sum over
+            # every viewer is what the machines running them pay, here one 2-core box.
+            "viewer_process_cpu_pct_mean": round(100 * sum(viewer_cpu) / len(viewer_cpu), 1),
+            "viewer_processes_cpu_pct_total": round(100 * sum(viewer_cpu), 1),
             "late_viewer_first_full_view_ms": round(1000 * first_full[0], 1)
             if first_full
             else None,
@@ -194,6 +202,10 @@ async def child_main(args: argparse.Namespace) -> dict[str, Any]:
     latencies: list[float] = []
     first_full: list[float] = []
 
+    # Twenty viewers start at once on a small machine: their own imports and the
+    # retained state's burst must not be counted as the bus's latency.
+    measuring = asyncio.Event()
+
     async def view(measure: bool) -> None:
         source = BusSource(bus, Topics("bench"), keys)
         seen: set[str] = set()
@@ -205,11 +217,13 @@ async def child_main(args: argparse.Namespace) -> dict[str, Any]:
                 seen.add(item.key)
                 if len(seen) == len(keys):
                     first_full.append(time.monotonic() - started)
-            elif measure:
+            elif measure and measuring.is_set():
                 latencies.append((now() - item.at).total_seconds())
 
     tasks = [asyncio.create_task(view(True)) for _ in range(args.viewers)]
-    await asyncio.sleep(args.seconds)
+    await asyncio.sleep(args.warmup)
+    measuring.set()
+    cpu = await cpu_over(max(1.0, args.seconds - args.warmup))
     late = []
     first_full.clear()
     if args.late:
@@ -218,7 +232,7 @@ async def child_main(args: argparse.Namespace) -> dict[str, Any]:
     for task in [*tasks, *late]:
         task.cancel()
     await asyncio.gather(*tasks, *late, return_exceptions=True)
-    return {"latencies": latencies, "first_full": first_full}
+    return {"latencies": latencies, "first_full": first_full, "cpu": cpu}
 
 
 def main() -> int:
