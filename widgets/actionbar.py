@@ -104,6 +104,7 @@ class KeyHints:
     """The keys the hints name, as the live keymap has them (``[keys]`` remaps them)."""
 
     promote: str = "P"
+    rollback: str = "R"
     resume: str = "r"
     cancel: str = "c"
     evidence: str = "e"

@@ -15,6 +15,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from engine.store import EcsStatus, ServiceState
+from widgets.actionbar import KeyHints
 from widgets.format import age_text, bar_cells, count, since
 from widgets.rowlist import RowList
 from widgets.safe import LONG, clean
@@ -109,11 +110,14 @@ class CardText:
         tone: Callable[[str], str],
         *,
         compact: bool = False,
+        keys: KeyHints | None = None,
     ) -> None:
         self.state = state
         self.now = now
         self.tone = tone
         self.compact = compact
+        self.keys = keys or KeyHints()
+        """The keys the card's hints name, as the live keymap has them."""
         """A narrow terminal: a shorter bar, no column padding, no image (the image is
         in the task definition named on the line)."""
 
@@ -162,7 +166,9 @@ class CardText:
             if cd.rollback_of:
                 text.append(f"  rollback of {clean(cd.rollback_of)}", self.tone("warn"))
             if cd.status == "Ready":
-                text.append("  waiting to reroute traffic: P promotes", self.tone("warn"))
+                text.append(
+                    f"  waiting to reroute traffic: {self.keys.promote} promotes", self.tone("warn")
+                )
             elif cd.termination_wait and cd.in_flight:
                 text.append(
                     "  traffic moved; original task set kept until its wait ends",
@@ -249,7 +255,8 @@ class CardText:
             parts.append((f"traffic {sources} {100 - weight:g}% / {target} {weight:g}%", "label"))
         hook = sd.awaiting_hook
         if hook is not None and sd.status in ("PENDING", "IN_PROGRESS"):
-            waits = "hook waiting: P promotes, R rolls back"
+            keys = self.keys
+            waits = f"hook waiting: {keys.promote} promotes, {keys.rollback} rolls back"
             if hook.expires_at is not None:
                 action = hook.timeout_action or "ROLLBACK"
                 waits += f" (else {action} at {hook.expires_at.strftime('%H:%M:%S')})"
@@ -330,6 +337,8 @@ class DeploymentsPane(RowList, can_focus=True):
         """Keys of the discovery entries: their card shows only while STALE."""
         self.discovered: Mapping[str, Discovered] = {}
         """The services discovery found (their ``only_active`` window)."""
+        self.key_hints = KeyHints()
+        """The keys the cards' hints name (the screen sets the live keymap's)."""
         self._states = {state.key: state for state in states}
         self._config_order = {key: n for n, key in enumerate(self._states)}
         self._urgency = {key: urgency(state) for key, state in self._states.items()}
@@ -523,7 +532,9 @@ class DeploymentsPane(RowList, can_focus=True):
 
     def row_text(self, key: str, width: int) -> Text:
         state = self._states[key]
-        text = CardText(state, self._now, self.tone, compact=self.compact).build()
+        text = CardText(
+            state, self._now, self.tone, compact=self.compact, keys=self.key_hints
+        ).build()
         if key == self.selected:
             # With the edge's ▶: the selection needs no colour to be seen.
             text.stylize("bold reverse", 0, len(clean(state.label)))

@@ -398,6 +398,7 @@ class DashboardScreen(Screen[None]):
         self.query_one(TopBar).summary = fleet_summary(self.store, self._statuses(), short=compact)
 
     def on_mount(self) -> None:
+        self._deployments.key_hints = self.key_hints()
         self._set_compact(is_compact(*self.app.size))
         self.set_interval(1.0, self._tick, name="clock")
         self._tick()
@@ -468,6 +469,7 @@ class DashboardScreen(Screen[None]):
 
         return KeyHints(
             promote=shown(keys.promote),
+            rollback=shown(keys.rollback),
             resume=shown(keys.resume),
             cancel=shown(keys.cancel),
             evidence=shown(keys.evidence),
