@@ -16,9 +16,11 @@ from rich.text import Text
 from textual.containers import Vertical
 
 from engine.compare import CompareEvidence, Outcome
+from engine.durations import ago_words as ago
+from engine.durations import span_words as age_text
 from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
-from widgets.format import age_text, number, spark, threshold_ceiling
+from widgets.format import number, spark, threshold_ceiling
 from widgets.rowlist import RowList
 from widgets.safe import clean
 from widgets.tones import Toned
@@ -554,16 +556,6 @@ class ErrorsPane(Toned):
         if hidden > 0:
             text.append(f"\n        and {hidden} more", self.tone("muted"))
         return text
-
-
-def ago(seconds: float) -> str:
-    """How long ago, to the minute past the first one: ``40s``, ``12m``, ``1h05m``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def since_words(start: datetime, now: datetime) -> str:
