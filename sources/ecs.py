@@ -36,6 +36,8 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
+from sources.aws_session import AwsContextSpec
+from sources.aws_session import client_factory as boto_client_factory
 from sources.discovery import DEFAULT_LIMIT, Discovery, list_matching, service_key
 from sources.model import (
     AlbWeights,
@@ -603,8 +605,15 @@ class EcsSource:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_concurrency = max_concurrency
-        self._client_factory = client_factory or self._default_client
-        self._aux_factory = aux_factory or self._default_aux_client
+        boto_clients = boto_client_factory(
+            AwsContextSpec(region, profile, endpoint_url),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            max_pool_connections=max(10, max_concurrency),
+        )
+        self._client_factory = client_factory or (lambda: boto_clients("ecs"))
+        self._aux_factory = aux_factory or boto_clients
         self._aux_clients: dict[str, Any] = {}
         self._clock = clock
         self._client: Any = None
@@ -714,23 +723,6 @@ class EcsSource:
             for i in range(0, len(members), DESCRIBE_BATCH):
                 batches.append((cluster, tuple(members[i : i + DESCRIBE_BATCH])))
         return batches
-
-    def _default_client(self) -> Any:
-        import boto3  # lazy: heavy, and never needed before the first poll
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(
-            "ecs",
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                max_pool_connections=max(10, self.max_concurrency),
-                user_agent_appid="deploywatch",
-            ),
-        )
 
     def client(self) -> Any:
         """The ECS client, built on first use (call from a worker thread)."""
@@ -1309,23 +1301,6 @@ class EcsSource:
             if name not in self._aux_clients:
                 self._aux_clients[name] = self._aux_factory(name)
             return self._aux_clients[name]
-
-    def _default_aux_client(self, name: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(
-            name,
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                max_pool_connections=max(10, self.max_concurrency),
-                user_agent_appid="deploywatch",
-            ),
-        )
 
 
 def _in_flight(deployments: Iterable[dict[str, Any]]) -> bool:
