@@ -438,10 +438,6 @@ class RuleBook:
                 soonest = when
         return soonest
 
-    def subjects(self) -> Iterable[str]:
-        """Every subject some rule reads."""
-        return self._keep.keys()
-
 
 def _badness(evidence: Evidence) -> tuple[int, float]:
     """Worst state first; among equals, the one breaching longest."""

@@ -560,27 +560,6 @@ class SentryApp:
 
     # ------------------------------------------------------------------ model
 
-    def add_project(self, slug: str, project_id: int | None = None) -> int:
-        """Register a project.
-
-        Args:
-            slug: Project slug (also its name).
-            project_id: Its id (next free one when omitted).
-
-        Returns:
-            The project id.
-        """
-        with self._lock:
-            for pid, existing in self.projects.items():
-                if existing == slug and project_id in (None, pid):
-                    return pid
-            if project_id is None:
-                project_id = max(self.projects, default=0) + 1
-            if project_id in self.projects:
-                raise ValueError(f"project id {project_id} is taken")
-            self.projects[project_id] = slug
-            return project_id
-
     def project_id(self, slug: str) -> int:
         """The id of the project ``slug``.
 
@@ -688,18 +667,6 @@ class SentryApp:
         """Every stored event, in arrival order."""
         with self._lock:
             return list(self._events)
-
-    def set_status(self, issue_id: int, status: str) -> None:
-        """Set an issue's status.
-
-        Args:
-            issue_id: The issue.
-            status: ``unresolved``, ``resolved`` or ``ignored``.
-        """
-        if status not in _STATUSES:
-            raise ValueError(f"status must be one of {sorted(_STATUSES)}")
-        with self._lock:
-            self._issues[issue_id].status = status
 
     def wait_for_events(self, count: int, timeout: float) -> bool:
         """Wait until at least ``count`` events are stored.
