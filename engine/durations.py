@@ -3,7 +3,7 @@
 - :func:`span_words` — how long something took or has lasted: ``7s``, ``4m05s``,
   ``1h02m`` (STALE ages, MTTR, history durations, smoke runs, the report).
 - :func:`window_words` — a configured window as it was written: ``5m``, ``1h``, ``90s`` is
-  ``1m30s`` (rule and comparison evidence).
+  ``1m30s`` (rule and comparison evidence, the Sentry pane's bucket size).
 - :func:`clock_words` — a countdown's time left: ``12:31``, ``1:02:03``.
 - :func:`elapsed_clock` — a card's elapsed time: ``0:07``, ``12:03``, ``1h04m``, ``3d02h``.
 - :func:`ago_words` — how long ago, to the minute past the first one: ``40s``, ``12m``.
@@ -38,11 +38,16 @@ def span_words(span: timedelta | float | None, unknown: str = "?") -> str:
     return f"{secs}s"
 
 
-def window_words(span: timedelta | None) -> str:
-    """A window in its simplest words: ``5m``, ``1h``, ``45s``, ``1m30s``; ``?`` when unknown."""
+def window_words(span: timedelta | float | None) -> str:
+    """A window (or a bucket size) in its simplest words: ``5m``, ``1h``, ``45s``,
+    ``1m30s``; ``?`` when unknown.
+
+    Args:
+        span: The window, as a timedelta or in seconds.
+    """
     if span is None:
         return "?"
-    seconds = int(span.total_seconds())
+    seconds = int(span.total_seconds() if isinstance(span, timedelta) else span)
     if seconds % 3600 == 0 and seconds >= 3600:
         return f"{seconds // 3600}h"
     if seconds % 60 == 0 and seconds >= 60:

@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from engine.compare import CompareEvidence, Outcome
 from engine.durations import ago_words as ago
 from engine.durations import span_words as age_text
+from engine.durations import window_words as _per
 from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
 from widgets.format import number, spark, threshold_ceiling
@@ -589,15 +590,6 @@ def errors_since(sample: SentrySample) -> tuple[float | None, bool]:
     if not known:
         return None, False
     return sum(known), len(known) < len(counted)
-
-
-def _per(seconds: int) -> str:
-    """A bucket size in words: ``1m``, ``5m``, ``1h``, ``30s``."""
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
 
 
 class ProbesPane(RowList):
