@@ -1,4 +1,5 @@
-"""A private 200x50 tmux server (own socket) for the benches, and the harness runner.
+"""A private 200x50 tmux server (own socket) for the benches and the end-to-end tests,
+and the benches' harness runner.
 
 Keys go through a tmux *control-mode* client (``tmux -C``): a ``send-keys`` is one line
 written to its stdin, so no process is spawned per key and the sender's timestamp is
@@ -11,6 +12,7 @@ import contextlib
 import itertools
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -79,6 +81,30 @@ class Tmux:
         """Whether the pane's command has exited."""
         out = self.run("display-message", "-p", "-t", self.target, "#{pane_dead}", check=False)
         return out.strip() == "1"
+
+    def keys(self, *keys: str) -> None:
+        """Type keys (tmux key names) with one ``send-keys`` process."""
+        self.run("send-keys", "-t", self.target, *keys)
+
+    def wait_for(self, predicate: re.Pattern[str], timeout: float) -> str:
+        """The screen once ``predicate`` is on it; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        screen = ""
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate.search(screen):
+                return screen
+            time.sleep(0.5)
+        raise AssertionError(f"not on screen within {timeout:g}s: {predicate.pattern}\n{screen}")
+
+    def wait_gone(self, pattern: re.Pattern[str], timeout: float) -> None:
+        """Return once ``pattern`` is off the screen; fails after ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not pattern.search(self.screen()):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"still on screen after {timeout:g}s: {pattern.pattern}")
 
     def control(self) -> None:
         """Attach a control-mode client (its output is drained and thrown away)."""

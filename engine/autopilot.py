@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from engine.actions import Verb
+from engine.durations import span_words
 from engine.rules import RuleState
 
 if TYPE_CHECKING:
@@ -190,15 +191,3 @@ class MttrClock:
         rec = self.services.get(key)
         if rec is not None and rec.decided is not None and rec.recovered is None:
             rec.recovered = at
-
-
-def span_words(delta: timedelta) -> str:
-    """``1h02m``, ``4m05s``, ``7s`` (never negative)."""
-    seconds = max(0, int(delta.total_seconds()))
-    minutes, secs = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m"
-    if minutes:
-        return f"{minutes}m{secs:02d}s"
-    return f"{secs}s"

@@ -44,6 +44,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from engine.durations import window_words
 from engine.rules import Evidence, NoDataPolicy, RuleState
 from engine.wiring import freshness
 
@@ -237,7 +238,7 @@ def judge_samples(
             canary_n=can_n,
             reason=(
                 f"too few samples: {can_n}/{base_n}, need {rule.min_samples} per side "
-                f"in {_span(rule.window)}"
+                f"in {window_words(rule.window)}"
             ),
         )
     center = statistics.median if rule.statistic == "median" else statistics.fmean
@@ -674,10 +675,3 @@ def build_comparebook(settings: Settings, book: RuleBook) -> CompareBook:
         pass_score=settings.judge.pass_score,
         marginal_score=settings.judge.marginal_score,
     )
-
-
-def _span(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    if seconds % 60 == 0 and seconds >= 60:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine.durations import span_words
 from engine.wiring import _ecs_source, utc_now
 from sources.history import HistoryEntry, HistorySample, HistorySource
 
@@ -117,17 +118,9 @@ def _show(value: float, unit: str) -> str:
 
 
 def duration_words(seconds: float | None) -> str:
-    """``42s``, ``3m05s``, ``1h02m``; ``?`` when unknown."""
-    if seconds is None:
-        return "?"
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.0f}s"
-    if seconds < 3600:
-        minutes, secs = divmod(round(seconds), 60)
-        return f"{minutes}m{secs:02d}s"
-    hours, rest = divmod(round(seconds), 3600)
-    return f"{hours}h{rest // 60:02d}m"
+    """``42s``, ``3m05s``, ``1h02m`` to the nearest second (a median or a mean is not
+    truncated); ``?`` when unknown."""
+    return span_words(None if seconds is None else round(seconds))
 
 
 def acts_from_audit(entries: Iterable[dict[str, Any]]) -> list[Act]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from engine.actions import IN_FLIGHT, deployment_kind
 from engine.bake import BakeState
+from engine.durations import span_words
 from engine.rules import RuleState
 from engine.text import clean
 from engine.verdict import Verdict
@@ -396,14 +397,7 @@ def _value(value: float | None, unit: str) -> str:
 
 
 def _dur(seconds: float | None) -> str:
-    if seconds is None:
-        return NOT_MEASURED
-    whole = int(seconds)
-    minutes, secs = divmod(whole, 60)
-    hours, minutes = divmod(minutes, 60)
-    if hours:
-        return f"{hours}h{minutes:02d}m{secs:02d}s"
-    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+    return span_words(seconds, NOT_MEASURED)
 
 
 def _cell(value: object) -> str:

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from engine.durations import window_words as _dur
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
@@ -436,10 +438,6 @@ class RuleBook:
                 soonest = when
         return soonest
 
-    def subjects(self) -> Iterable[str]:
-        """Every subject some rule reads."""
-        return self._keep.keys()
-
 
 def _badness(evidence: Evidence) -> tuple[int, float]:
     """Worst state first; among equals, the one breaching longest."""
@@ -449,16 +447,3 @@ def _badness(evidence: Evidence) -> tuple[int, float]:
 
 def _fmt(value: float) -> str:
     return f"{value:.4g}"
-
-
-def _dur(span: timedelta | None) -> str:
-    if span is None:
-        return "?"
-    seconds = int(span.total_seconds())
-    if seconds % 3600 == 0 and seconds >= 3600:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0 and seconds >= 60:
-        return f"{seconds // 60}m"
-    if seconds < 60:
-        return f"{seconds}s"
-    return f"{seconds // 60}m{seconds % 60:02d}s"

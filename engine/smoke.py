@@ -27,6 +27,8 @@ from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from engine.durations import span_words
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
@@ -112,7 +114,7 @@ class SmokeRun:
 
     def summary(self, now: datetime) -> str:
         """One line: ``checkout: FAILED 2 passed, 1 failed · test_checkout: assert 500 == 200``."""
-        took = _seconds(self.elapsed(now))
+        took = span_words(self.elapsed(now))
         if self.state is SmokeState.RUNNING:
             return f"{self.name}: running {took}"
         counts = self.counts
@@ -126,13 +128,6 @@ class SmokeRun:
         elif self.error:
             words += f" · {self.error}"
         return f"{self.name}: {words}"
-
-
-def _seconds(value: float) -> str:
-    if value < 60:
-        return f"{value:.0f}s"
-    minutes, seconds = divmod(int(value), 60)
-    return f"{minutes}m{seconds:02d}s"
 
 
 def argv_of(settings: SmokeSettings) -> list[str]:
@@ -335,7 +330,7 @@ async def run_smoke(
     output = tail.text()
     code = proc.returncode
     if timed_out:
-        took = _seconds(timeout)
+        took = span_words(timeout)
         return replace(
             running,
             state=SmokeState.TIMED_OUT,

@@ -82,12 +82,6 @@ class ServiceDeploymentNotFound(ServiceException):
     code = "ServiceDeploymentNotFoundException"
 
 
-class UnsupportedFeature(ServiceException):
-    """ECS's ``UnsupportedFeatureException``."""
-
-    code = "UnsupportedFeatureException"
-
-
 class SandboxClock:
     """Sandbox time: seconds since start, running ``speed`` times faster than real time.
 

@@ -341,22 +341,6 @@ class FaultRegistry:
         self._apply_due()
         return entry
 
-    def schedule_in(
-        self, endpoint: str, fault: Fault | None, delay: float, duration: float | None = None
-    ) -> ScheduledFault:
-        """Like :meth:`schedule`, ``delay`` seconds from now on the registry's clock.
-
-        Args:
-            endpoint: Endpoint name.
-            fault: The fault (``None``: switch off).
-            delay: Seconds from now.
-            duration: Seconds it stays on (``None``: until switched off).
-
-        Returns:
-            The schedule entry.
-        """
-        return self.schedule(endpoint, fault, self.clock() + delay, duration)
-
     def get(self, endpoint: str) -> Fault | None:
         """The fault on for ``endpoint`` now (due schedule entries are applied first).
 

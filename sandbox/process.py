@@ -130,11 +130,6 @@ class SandboxProcess:
         return dict(self._info)
 
     @property
-    def scenario_name(self) -> str:
-        """The scenario's name as the child reported it."""
-        return self._field("scenario")
-
-    @property
     def pid(self) -> int | None:
         """The child's process id while it runs."""
         return self._proc.pid if self._proc is not None else None

@@ -148,15 +148,6 @@ class WeightedProxy:
         with self._lock:
             self._upstreams[version] = url.rstrip("/")
 
-    def remove_upstream(self, version: str) -> None:
-        """Forget a version's upstream (it gets no more traffic).
-
-        Args:
-            version: The version.
-        """
-        with self._lock:
-            self._upstreams.pop(version, None)
-
     def upstreams(self) -> dict[str, str]:
         """Version -> upstream URL."""
         with self._lock:

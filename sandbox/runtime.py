@@ -1103,10 +1103,6 @@ class Sandbox:
         world.restarts[version] = world.restarts.get(version, 0) + 1
         del world.down_since[version]
 
-    def timeline_done(self) -> bool:
-        """Return whether every timeline action has been performed."""
-        return self._timeline is not None and not self._timeline.is_alive()
-
     def stop(self) -> None:
         """Stop traffic, processes, endpoints, scheduler and moto; remove a temporary workdir.
 

@@ -35,23 +35,41 @@ enforced with 429.
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-import shlex
 import threading
 import time
 import uuid
 import zlib
 from collections import deque
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
 from sandbox.httpserver import FixedWindowLimiter, WsgiServer, json_body
+from sandbox.sentry_events import (
+    Issue,
+    StoredEvent,
+    _base32,
+    _decode_body,
+    _event_matches,
+    _event_time,
+    _event_user,
+    _grouping,
+    _issue_matches,
+    _Release,
+    format_datetime,
+    parse_envelope,
+)
+from sandbox.sentry_query import (
+    _EVENT_KEYS,
+    _ISSUE_KEYS,
+    _BadRequest,
+    _parse_datetime,
+    _parse_duration,
+    _parse_query,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -82,430 +100,6 @@ MAX_EVENTS = 100_000
 # Sentry's page size bound.
 MAX_LIMIT = 100
 MAX_STATS_BUCKETS = 10_000
-_BASE32 = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-_PERIOD_RE = re.compile(r"^(\d+)([smhdw])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_STATUSES = {"unresolved", "resolved", "ignored"}
-
-
-class _BadRequest(Exception):
-    """A 4xx answer with Sentry's ``{"detail": ...}`` body."""
-
-    def __init__(self, detail: str, status: int = 400) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.status = status
-
-
-def format_datetime(ts: float) -> str:
-    """Format epoch seconds as Sentry's API does (``2024-05-01T12:34:56.789Z``).
-
-    Args:
-        ts: Epoch seconds.
-    """
-    dt = datetime.fromtimestamp(ts, UTC)
-    text = dt.isoformat()
-    if dt.microsecond:
-        text = text[:23] + text[26:]
-    return text.replace("+00:00", "Z")
-
-
-def _parse_datetime(text: str) -> float:
-    value = text.strip()
-    if re.fullmatch(r"\d+(\.\d+)?", value):
-        return float(value)
-    if value.endswith("Z"):
-        value = value[:-1] + "+00:00"
-    try:
-        dt = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise _BadRequest(f"Invalid date: {text!r}") from exc
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def _parse_duration(text: str) -> float:
-    match = _PERIOD_RE.match(text.strip())
-    if not match:
-        raise _BadRequest(f"Invalid duration {text!r}: use e.g. 30m, 24h, 14d")
-    return int(match.group(1)) * _UNITS[match.group(2)]
-
-
-def _base32(number: int) -> str:
-    out = ""
-    while True:
-        number, rem = divmod(number, 32)
-        out = _BASE32[rem] + out
-        if number == 0:
-            return out
-
-
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One ingested error event (what the windowed figures are computed from).
-
-    Attributes:
-        event_id: The event's id.
-        issue_id: Its issue.
-        project_id: Its project.
-        timestamp: Event time, epoch seconds.
-        release: ``release`` (``None`` if absent).
-        environment: ``environment`` (``None`` if absent).
-        user: The user identity (id, else email, username, IP) or ``None``.
-        level: Event level.
-        error_type: Main exception type (``None`` for message events).
-    """
-
-    event_id: str
-    issue_id: int
-    project_id: int
-    timestamp: float
-    release: str | None
-    environment: str | None
-    user: str | None
-    level: str
-    error_type: str | None
-
-
-@dataclass
-class Issue:
-    """A group of events, with Sentry's lifetime figures.
-
-    Attributes:
-        id: Numeric id.
-        project_id: Project.
-        short_id: ``PROJECT-<base32 number>``.
-        key: The grouping key.
-        title: Title (``Type: value``).
-        culprit: ``module in function`` of the top in-app frame.
-        level: Level of the latest event.
-        type: ``"error"`` or ``"default"`` (message events).
-        metadata: Sentry's ``metadata`` object.
-        first_seen: First event time.
-        last_seen: Latest event time.
-        count: Events ever.
-        users: Distinct users ever.
-        first_release: Release of the first event.
-        last_release: Release of the latest event.
-        status: ``unresolved``, ``resolved`` or ``ignored``.
-        platform: Platform of the events.
-        logger: Logger name of the latest event.
-    """
-
-    id: int
-    project_id: int
-    short_id: str
-    key: tuple[Any, ...]
-    title: str
-    culprit: str
-    level: str
-    type: str
-    metadata: dict[str, Any]
-    first_seen: float
-    last_seen: float
-    count: int = 0
-    users: set[str] = field(default_factory=set)
-    first_release: str | None = None
-    last_release: str | None = None
-    status: str = "unresolved"
-    platform: str = "python"
-    logger: str | None = None
-
-
-@dataclass
-class _Release:
-    version: str
-    created: float
-    first_event: float
-    last_event: float
-    new_groups: int = 0
-    projects: set[int] = field(default_factory=set)
-
-
-@dataclass(frozen=True)
-class _Grouping:
-    key: tuple[Any, ...]
-    title: str
-    culprit: str
-    type: str
-    metadata: dict[str, Any]
-    error_type: str | None
-
-
-def _grouping(project_id: int, event: Mapping[str, Any]) -> _Grouping:
-    fingerprint = event.get("fingerprint")
-    exc_values = (event.get("exception") or {}).get("values") or []
-    message = event.get("logentry") or event.get("message") or ""
-    if isinstance(message, dict):
-        message = message.get("formatted") or message.get("message") or ""
-    message = str(message)
-    culprit = str(event.get("culprit") or event.get("transaction") or "")
-    if exc_values:
-        main = exc_values[-1]
-        etype = str(main.get("type") or "Error")
-        evalue = str(main.get("value") or "")
-        frames = (main.get("stacktrace") or {}).get("frames") or []
-        in_app = [f for f in frames if f.get("in_app")]
-        top = (in_app or frames)[-1] if frames else {}
-        module = top.get("module") or top.get("filename") or top.get("abs_path") or "?"
-        function = top.get("function") or "?"
-        if in_app and len(in_app) == len(frames):
-            mix = "in-app-only"
-        elif in_app:
-            mix = "mixed"
-        else:
-            mix = "system-only"
-        first_line = evalue.splitlines()[0] if evalue else ""
-        title = f"{etype}: {first_line}"[:200] if first_line else etype
-        if top:
-            culprit = f"{module} in {function}"
-        metadata = {
-            "type": etype,
-            "value": evalue,
-            "filename": top.get("filename"),
-            "function": top.get("function"),
-            "in_app_frame_mix": mix,
-            "display_title_with_tree_label": False,
-        }
-        key: tuple[Any, ...] = (project_id, "exception", etype, module, function)
-        kind, error_type = "error", etype
-    else:
-        title = (message.splitlines()[0] if message else "<unlabeled event>")[:200]
-        metadata = {"title": title}
-        key = (project_id, "message", message)
-        kind, error_type = "default", None
-    if (
-        isinstance(fingerprint, list)
-        and fingerprint
-        and fingerprint != ["{{ default }}"]
-        and all(isinstance(part, str) for part in fingerprint)
-    ):
-        key = (project_id, "fingerprint", tuple(fingerprint))
-    return _Grouping(key, title, culprit, kind, metadata, error_type)
-
-
-def _event_time(event: Mapping[str, Any], received: float) -> float:
-    raw = event.get("timestamp")
-    ts = received
-    if isinstance(raw, int | float):
-        ts = float(raw)
-    elif isinstance(raw, str):
-        try:
-            ts = _parse_datetime(raw)
-        except _BadRequest:
-            ts = received
-    # Sentry clamps events from the future.
-    return min(ts, received + 60)
-
-
-def _event_user(event: Mapping[str, Any]) -> str | None:
-    user = event.get("user")
-    if not isinstance(user, dict):
-        return None
-    for key in ("id", "email", "username", "ip_address"):
-        value = user.get(key)
-        if value:
-            return f"{key}:{value}"
-    return None
-
-
-def parse_envelope(body: bytes) -> tuple[dict[str, Any], list[tuple[dict[str, Any], bytes]]]:
-    """Split a Sentry envelope into its header and ``(item header, payload)`` pairs.
-
-    Args:
-        body: The decoded (decompressed) envelope.
-
-    Returns:
-        The envelope header and its items.
-
-    Raises:
-        ValueError: If the envelope is malformed.
-    """
-    pos = 0
-
-    def line() -> bytes:
-        nonlocal pos
-        end = body.find(b"\n", pos)
-        if end < 0:
-            end = len(body)
-        chunk = body[pos:end]
-        pos = end + 1
-        return chunk
-
-    header_line = line()
-    header = json.loads(header_line) if header_line.strip() else {}
-    if not isinstance(header, dict):
-        raise ValueError("envelope header is not a JSON object")
-    items: list[tuple[dict[str, Any], bytes]] = []
-    while pos < len(body):
-        item_line = line()
-        if not item_line.strip():
-            continue
-        item_header = json.loads(item_line)
-        if not isinstance(item_header, dict):
-            raise ValueError("item header is not a JSON object")
-        length = item_header.get("length")
-        if isinstance(length, int):
-            payload = body[pos : pos + length]
-            if len(payload) != length:
-                raise ValueError("item shorter than its length")
-            pos += length
-            if pos < len(body) and body[pos : pos + 1] == b"\n":
-                pos += 1
-        else:
-            payload = line()
-        items.append((item_header, payload))
-    return header, items
-
-
-def _decode_body(data: bytes, encoding: str | None) -> bytes:
-    enc = (encoding or "identity").strip().lower()
-    try:
-        if enc in ("", "identity"):
-            return data
-        if enc in ("gzip", "x-gzip"):
-            return gzip.decompress(data)
-        if enc == "deflate":
-            try:
-                return zlib.decompress(data)
-            except zlib.error:
-                return zlib.decompress(data, -zlib.MAX_WBITS)
-        if enc == "br":
-            try:
-                import brotli  # type: ignore[import-not-found,unused-ignore]
-            except ImportError as exc:
-                raise _BadRequest("br encoding needs the brotli module", 415) from exc
-            out = brotli.decompress(data)
-            assert isinstance(out, bytes)
-            return out
-    except (OSError, zlib.error, EOFError) as exc:
-        raise _BadRequest(f"cannot decode {enc} body: {exc}") from exc
-    raise _BadRequest(f"unsupported Content-Encoding {enc!r}", 415)
-
-
-@dataclass
-class _Filters:
-    """Parsed search query."""
-
-    statuses: set[str] | None = None
-    releases: set[str] | None = None
-    first_releases: set[str] | None = None
-    environments: set[str] | None = None
-    levels: set[str] | None = None
-    error_types: set[str] | None = None
-    short_ids: set[str] | None = None
-    first_seen: list[tuple[str, float]] = field(default_factory=list)
-    last_seen: list[tuple[str, float]] = field(default_factory=list)
-    text: list[str] = field(default_factory=list)
-    negated: list[tuple[str, set[str]]] = field(default_factory=list)
-
-
-_ISSUE_KEYS = {
-    "is",
-    "release",
-    "firstRelease",
-    "firstSeen",
-    "lastSeen",
-    "level",
-    "environment",
-    "error.type",
-    "issue",
-    "event.type",
-}
-_EVENT_KEYS = {"release", "environment", "level", "error.type", "issue", "event.type"}
-
-
-def _values(raw: str) -> set[str]:
-    if raw.startswith("[") and raw.endswith("]"):
-        return {v.strip().strip('"') for v in raw[1:-1].split(",") if v.strip()}
-    return {raw}
-
-
-def _date_condition(raw: str, now: float) -> tuple[str, float]:
-    op = ">="
-    for candidate in (">=", "<=", ">", "<"):
-        if raw.startswith(candidate):
-            op, raw = candidate, raw[len(candidate) :]
-            break
-    else:
-        if raw.startswith("+"):
-            return "<", now - _parse_duration(raw[1:])
-        if raw.startswith("-"):
-            return ">=", now - _parse_duration(raw[1:])
-    rel = raw[1:] if raw.startswith(("-", "+")) else raw
-    if _PERIOD_RE.match(rel):
-        return op, now - _parse_duration(rel)
-    return op, _parse_datetime(raw)
-
-
-def _compare(value: float, op: str, bound: float) -> bool:
-    if op == ">":
-        return value > bound
-    if op == ">=":
-        return value >= bound
-    if op == "<":
-        return value < bound
-    return value <= bound
-
-
-def _parse_query(query: str, now: float, allowed: set[str]) -> _Filters:
-    filters = _Filters()
-    try:
-        tokens = shlex.split(query)
-    except ValueError as exc:
-        raise _BadRequest(f"Invalid search query: {exc}") from exc
-    for token in tokens:
-        negate = token.startswith("!")
-        body = token[1:] if negate else token
-        key, sep, raw = body.partition(":")
-        if not sep or not re.fullmatch(r"[A-Za-z_.]+", key):
-            filters.text.append(token.lower())
-            continue
-        if key not in allowed:
-            raise _BadRequest(
-                f"Invalid search query: the sandbox does not support the key {key!r} "
-                f"(supported: {', '.join(sorted(allowed))})"
-            )
-        if not raw:
-            raise _BadRequest(f"Invalid search query: empty value for {key!r}")
-        if negate:
-            if key in ("firstSeen", "lastSeen"):
-                raise _BadRequest(f"Invalid search query: cannot negate {key}")
-            filters.negated.append((key, _values(raw)))
-            continue
-        if key == "is":
-            value = raw.lower()
-            if value == "archived":
-                value = "ignored"
-            if value in _STATUSES:
-                filters.statuses = (filters.statuses or set()) | {value}
-            elif value == "unassigned":
-                pass  # nothing is ever assigned in the sandbox
-            elif value in ("assigned", "for_review", "bookmarked", "linked"):
-                filters.statuses = {"__none__"}
-            else:
-                raise _BadRequest(f"Invalid search query: unsupported is:{raw}")
-        elif key == "release":
-            filters.releases = _values(raw)
-        elif key == "firstRelease":
-            filters.first_releases = _values(raw)
-        elif key == "environment":
-            filters.environments = _values(raw)
-        elif key == "level":
-            filters.levels = _values(raw)
-        elif key == "error.type":
-            filters.error_types = _values(raw)
-        elif key == "issue":
-            filters.short_ids = {v.upper() for v in _values(raw)}
-        elif key == "event.type":
-            if _values(raw) - {"error", "default"}:
-                raise _BadRequest("Invalid search query: only event.type:error is stored")
-        elif key == "firstSeen":
-            filters.first_seen.append(_date_condition(raw, now))
-        elif key == "lastSeen":
-            filters.last_seen.append(_date_condition(raw, now))
-    return filters
 
 
 def _params_list(request: Request, name: str) -> list[str]:
@@ -559,27 +153,6 @@ class SentryApp:
         self._event_cond = threading.Condition(self._lock)
 
     # ------------------------------------------------------------------ model
-
-    def add_project(self, slug: str, project_id: int | None = None) -> int:
-        """Register a project.
-
-        Args:
-            slug: Project slug (also its name).
-            project_id: Its id (next free one when omitted).
-
-        Returns:
-            The project id.
-        """
-        with self._lock:
-            for pid, existing in self.projects.items():
-                if existing == slug and project_id in (None, pid):
-                    return pid
-            if project_id is None:
-                project_id = max(self.projects, default=0) + 1
-            if project_id in self.projects:
-                raise ValueError(f"project id {project_id} is taken")
-            self.projects[project_id] = slug
-            return project_id
 
     def project_id(self, slug: str) -> int:
         """The id of the project ``slug``.
@@ -688,18 +261,6 @@ class SentryApp:
         """Every stored event, in arrival order."""
         with self._lock:
             return list(self._events)
-
-    def set_status(self, issue_id: int, status: str) -> None:
-        """Set an issue's status.
-
-        Args:
-            issue_id: The issue.
-            status: ``unresolved``, ``resolved`` or ``ignored``.
-        """
-        if status not in _STATUSES:
-            raise ValueError(f"status must be one of {sorted(_STATUSES)}")
-        with self._lock:
-            self._issues[issue_id].status = status
 
     def wait_for_events(self, count: int, timeout: float) -> bool:
         """Wait until at least ``count`` events are stored.
@@ -889,52 +450,6 @@ class SentryApp:
             )
         return ids
 
-    @staticmethod
-    def _event_matches(ev: StoredEvent, f: _Filters, envs: set[str] | None) -> bool:
-        if envs is not None and ev.environment not in envs:
-            return False
-        if f.environments is not None and ev.environment not in f.environments:
-            return False
-        if f.releases is not None and ev.release not in f.releases:
-            return False
-        if f.levels is not None and ev.level not in f.levels:
-            return False
-        if f.error_types is not None and ev.error_type not in f.error_types:
-            return False
-        for key, values in f.negated:
-            attr = {
-                "release": ev.release,
-                "environment": ev.environment,
-                "level": ev.level,
-                "error.type": ev.error_type,
-            }.get(key)
-            if key in ("release", "environment", "level", "error.type") and attr in values:
-                return False
-        return True
-
-    def _issue_matches(self, issue: Issue, f: _Filters) -> bool:
-        if f.statuses is not None and issue.status not in f.statuses:
-            return False
-        if f.first_releases is not None and issue.first_release not in f.first_releases:
-            return False
-        if f.short_ids is not None and issue.short_id not in f.short_ids:
-            return False
-        if not all(_compare(issue.first_seen, op, b) for op, b in f.first_seen):
-            return False
-        if not all(_compare(issue.last_seen, op, b) for op, b in f.last_seen):
-            return False
-        for key, values in f.negated:
-            if key == "is" and issue.status in {
-                ("ignored" if v == "archived" else v) for v in values
-            }:
-                return False
-            if key == "firstRelease" and issue.first_release in values:
-                return False
-            if key == "issue" and issue.short_id in {v.upper() for v in values}:
-                return False
-        haystack = f"{issue.title} {issue.culprit}".lower()
-        return all(word in haystack for word in f.text)
-
     def _list_issues(self, request: Request) -> Response:
         now = self.clock()
         start, end = self._window(request)
@@ -960,7 +475,7 @@ class SentryApp:
             issues = dict(self._issues)
         per_issue: dict[int, list[StoredEvent]] = {}
         for ev in events:
-            if start <= ev.timestamp < end and self._event_matches(ev, filters, envs):
+            if start <= ev.timestamp < end and _event_matches(ev, filters, envs):
                 per_issue.setdefault(ev.issue_id, []).append(ev)
         rows: list[tuple[Issue, list[StoredEvent]]] = []
         for issue_id, evs in per_issue.items():
@@ -969,7 +484,7 @@ class SentryApp:
                 continue
             if filters.short_ids is not None and issue.short_id not in filters.short_ids:
                 continue
-            if self._issue_matches(issue, filters):
+            if _issue_matches(issue, filters):
                 rows.append((issue, evs))
         sort_keys: dict[str, Callable[[tuple[Issue, list[StoredEvent]]], Any]] = {
             "date": lambda r: (max(e.timestamp for e in r[1]), r[0].id),
@@ -1153,7 +668,7 @@ class SentryApp:
                 and short_ids.get(ev.issue_id) not in filters.short_ids
             ):
                 continue
-            if not self._event_matches(ev, filters, envs):
+            if not _event_matches(ev, filters, envs):
                 continue
             idx = int((ev.timestamp - first) // interval)
             if 0 <= idx < n_buckets:

@@ -12,6 +12,9 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sources.aws_session import AwsContextSpec
+from sources.aws_session import client_factory as boto_client_factory
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -74,26 +77,15 @@ class AwsActions:
         self.region = region
         self.profile = profile
         self.endpoint_url = endpoint_url
-        self._factory = client_factory or self._default_client
+        self._factory = client_factory or boto_client_factory(
+            AwsContextSpec(region, profile, endpoint_url),
+            connect_timeout=3,
+            read_timeout=10,
+            retries={"total_max_attempts": 2, "mode": "standard"},
+        )
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._identity: str | None = None
-
-    def _default_client(self, name: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(
-            name,
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                connect_timeout=3,
-                read_timeout=10,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                user_agent_appid="deploywatch",
-            ),
-        )
 
     def client(self, name: str) -> Any:
         """A cached client per AWS service."""

@@ -19,12 +19,11 @@ from typing import Any
 from sources.ecs import (
     DESCRIBE_ARNS,
     EcsTarget,
-    _revision_arns,
-    _time,
     classify,
     map_service_deployment,
     revision_of,
 )
+from sources.ecs.mapping import _revision_arns, _time
 from sources.model import SourceError, SourceFailure
 from sources.poll import poll
 

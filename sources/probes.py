@@ -25,6 +25,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sources.model import Item, ProbeSample
 from sources.redact import public_text
+from sources.transport import failure_words
 
 if TYPE_CHECKING:
     import httpx
@@ -73,10 +74,6 @@ class Probe:
             raise ValueError(f"probe {self.name!r}: timeout and interval must be positive")
         if self.window < 1:
             raise ValueError(f"probe {self.name!r}: window must be >= 1")
-
-
-class _BodyTooLarge(Exception):
-    """The body went past the size bound."""
 
 
 _MISSING = object()
@@ -138,40 +135,6 @@ def check_answer(probe: Probe, status: int, body: bytes, truncated: bool) -> str
         if probe.json_value is not None and value != probe.json_value:
             return f"json {probe.json_path} is {value!r}, expected {probe.json_value!r}"
     return None
-
-
-def failure_words(exc: BaseException) -> str:
-    """Say why a request failed, in words (never the URL or headers).
-
-    Args:
-        exc: What httpx raised.
-
-    Returns:
-        ``connection refused``, ``connection reset`` ...
-    """
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(chain) < 8:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return "connection refused"
-    if any(isinstance(e, ConnectionResetError) for e in chain):
-        return "connection reset"
-    names = {type(e).__name__ for e in chain}
-    if "gaierror" in names:
-        return "name not resolved"
-    if names & {"SSLError", "SSLCertVerificationError"}:
-        return "TLS error"
-    if names & {"RemoteProtocolError", "IncompleteRead"}:
-        return "connection closed mid-answer"
-    if "ConnectError" in names:
-        return "cannot connect"
-    if "ReadError" in names:
-        return "read error"
-    if names & {"UnsupportedProtocol", "InvalidURL", "LocalProtocolError"}:
-        return "bad URL"
-    return f"request failed ({type(exc).__name__})"
 
 
 def public_url(url: str) -> str:

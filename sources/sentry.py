@@ -46,6 +46,7 @@ from sources.model import (
 )
 from sources.poll import Backoff, PollResult, poll, server_wait
 from sources.redact import public_text
+from sources.transport import failure_words
 
 if TYPE_CHECKING:
     import httpx
@@ -553,7 +554,7 @@ class SentrySource:
         except httpx.TimeoutException:
             raise SourceTimeout(f"no answer within {self.timeout:g}s") from None
         except httpx.TransportError as exc:
-            raise SourceUnavailable(transport_words(exc)) from None
+            raise SourceUnavailable(failure_words(exc)) from None
         self._note_limits(resp)
         if resp.status_code >= 400:
             raise self._http_error(resp)
@@ -616,33 +617,3 @@ def _retry_after(raw: str | None, now: datetime) -> float | None:
     if seconds is None:
         return None
     return max(0.0, seconds)
-
-
-def transport_words(exc: BaseException) -> str:
-    """Say in words why a connection failed (never the URL: it may carry secrets).
-
-    Args:
-        exc: An httpx transport error.
-
-    Returns:
-        ``connection refused``, ``connection reset`` ...
-    """
-    chain: list[BaseException] = []
-    seen: BaseException | None = exc
-    while seen is not None and len(chain) < 8:
-        chain.append(seen)
-        seen = seen.__cause__ or seen.__context__
-    if any(isinstance(e, ConnectionRefusedError) for e in chain):
-        return "connection refused"
-    if any(isinstance(e, ConnectionResetError) for e in chain):
-        return "connection reset"
-    names = {type(e).__name__ for e in chain}
-    if "gaierror" in names:
-        return "name not resolved"
-    if names & {"SSLError", "SSLCertVerificationError"}:
-        return "TLS error"
-    if "RemoteProtocolError" in names:
-        return "connection closed mid-answer"
-    if "ConnectError" in names:
-        return "cannot connect"
-    return f"connection failed ({type(exc).__name__})"

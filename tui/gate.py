@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from engine.actions import Outcome, Verb
-from engine.autopilot import span_words
 from engine.bake import BakeState
 from engine.config import DEFAULT_CONFIG, ConfigError, load_config, parse_duration
+from engine.durations import span_words
 from engine.history import acts_from_audit, build_history_source, figures
 from engine.history import rows as history_rows
 from engine.history import to_json as history_json

@@ -13,12 +13,13 @@ from rich.text import Text
 
 from engine.autopilot import Recovery
 from engine.bake import BakeState
+from engine.durations import clock_words
 from widgets.safe import LONG, clean
 from widgets.smoke import smoke_line
 from widgets.tones import Toned
 
 if TYPE_CHECKING:
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from engine.bake import BakeView
     from engine.controller import CanaryView, MttrView, Snapshot
@@ -141,14 +142,6 @@ def canary_words(view: CanaryView, now: datetime, keys: KeyHints) -> str:
 def mttr_words(view: MttrView, now: datetime) -> str:
     """``breach 02:03:10 · decided +21s · recovered +1m24s``."""
     return Recovery(view.breach, view.decided, view.recovered).describe(now)
-
-
-def clock_words(span: timedelta) -> str:
-    """``12:31`` (minutes:seconds) or ``1:02:03`` — a countdown's time left."""
-    seconds = max(0, int(span.total_seconds()))
-    hours, rest = divmod(seconds, 3600)
-    minutes, seconds = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
 def bake_line(view: BakeView, now: datetime) -> ActionLine | None:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, ClassVar
 from rich.text import Text
 from textual.binding import Binding, BindingType
 
+from engine.durations import span_words as age_text
 from engine.store import EcsStatus, ServiceState
 from widgets.actionbar import KeyHints
-from widgets.format import age_text, bar_cells, count, since
+from widgets.format import bar_cells, count, since
 from widgets.rowlist import RowList
 from widgets.safe import LONG, clean
 

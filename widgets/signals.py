@@ -16,9 +16,12 @@ from rich.text import Text
 from textual.containers import Vertical
 
 from engine.compare import CompareEvidence, Outcome
+from engine.durations import ago_words as ago
+from engine.durations import span_words as age_text
+from engine.durations import window_words as _per
 from engine.rules import OPERATORS, RuleState
 from engine.verdict import Verdict
-from widgets.format import age_text, number, spark, threshold_ceiling
+from widgets.format import number, spark, threshold_ceiling
 from widgets.rowlist import RowList
 from widgets.safe import clean
 from widgets.tones import Toned
@@ -556,16 +559,6 @@ class ErrorsPane(Toned):
         return text
 
 
-def ago(seconds: float) -> str:
-    """How long ago, to the minute past the first one: ``40s``, ``12m``, ``1h05m``."""
-    seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-
-
 def since_words(start: datetime, now: datetime) -> str:
     """``since the deployment began 12m ago (02:43:07 UTC)``."""
     when = start.strftime("%H:%M:%S")
@@ -597,15 +590,6 @@ def errors_since(sample: SentrySample) -> tuple[float | None, bool]:
     if not known:
         return None, False
     return sum(known), len(known) < len(counted)
-
-
-def _per(seconds: int) -> str:
-    """A bucket size in words: ``1m``, ``5m``, ``1h``, ``30s``."""
-    if seconds % 3600 == 0:
-        return f"{seconds // 3600}h"
-    if seconds % 60 == 0:
-        return f"{seconds // 60}m"
-    return f"{seconds}s"
 
 
 class ProbesPane(RowList):

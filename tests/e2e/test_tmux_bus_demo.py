@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_tmux_demo import DEPLOYWATCH, RUN_MARK, Tmux
+from bench._tmux import Tmux
+from tests.e2e.test_tmux_demo import DEPLOYWATCH, RUN_MARK
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 

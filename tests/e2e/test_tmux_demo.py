@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from bench._tmux import Tmux
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 TMUX = shutil.which("tmux")
@@ -26,59 +28,6 @@ if TMUX is None and not os.environ.get("DEPLOYWATCH_REQUIRE_TMUX"):
     pytest.skip("tmux is not installed (make test installs it)", allow_module_level=True)
 
 DEPLOYWATCH = Path(sys.executable).parent / "deploywatch"
-
-
-class Tmux:
-    """One private tmux server (its own socket), one 200x50 session."""
-
-    def __init__(self, name: str) -> None:
-        assert TMUX is not None, "tmux is required here"
-        self.base = [TMUX, "-L", name]
-        self.target = f"{name}:0"
-
-    def run(self, *args: str) -> str:
-        # The test session exports COLUMNS=80/LINES=24 (a pytest plugin does); a tmux
-        # server inheriting them would make Textual draw 80x24 inside a 200x50 pane.
-        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
-        return subprocess.run(
-            [*self.base, *args], capture_output=True, text=True, timeout=10, check=True, env=env
-        ).stdout
-
-    def start(self, command: str) -> None:
-        self.run(
-            "new-session", "-d", "-s", self.target.split(":")[0], "-x", "200", "-y", "50", command
-        )
-        self.run("set-option", "-t", self.target.split(":")[0], "remain-on-exit", "on")
-
-    def screen(self) -> str:
-        return self.run("capture-pane", "-p", "-t", self.target)
-
-    def keys(self, *keys: str) -> None:
-        self.run("send-keys", "-t", self.target, *keys)
-
-    def pane_dead(self) -> bool:
-        return self.run("display-message", "-p", "-t", self.target, "#{pane_dead}").strip() == "1"
-
-    def wait_for(self, predicate: re.Pattern[str], timeout: float) -> str:
-        deadline = time.monotonic() + timeout
-        screen = ""
-        while time.monotonic() < deadline:
-            screen = self.screen()
-            if predicate.search(screen):
-                return screen
-            time.sleep(0.5)
-        raise AssertionError(f"not on screen within {timeout:g}s: {predicate.pattern}\n{screen}")
-
-    def wait_gone(self, pattern: re.Pattern[str], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not pattern.search(self.screen()):
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"still on screen after {timeout:g}s: {pattern.pattern}")
-
-    def kill(self) -> None:
-        subprocess.run([*self.base, "kill-server"], capture_output=True, timeout=10, check=False)
 
 
 RUN_MARK = f"DEPLOYWATCH_E2E_RUN=e2e-{os.getpid()}"

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from bench._tmux import Tmux
 from sandbox.faults import Fault
 from sandbox.fleet import FleetWorld
-from tests.e2e.test_tmux_demo import DEPLOYWATCH, Tmux
+from tests.e2e.test_tmux_demo import DEPLOYWATCH
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.test_tmux_demo import DEPLOYWATCH, Tmux
+from bench._tmux import Tmux
+from tests.e2e.test_tmux_demo import DEPLOYWATCH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 

@@ -59,10 +59,9 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen.-too-small > #confirm-box { opacity: 0%; }
     """
 
-    def __init__(self, plan: Plan, *, read_only: bool = False) -> None:
+    def __init__(self, plan: Plan) -> None:
         super().__init__(id="confirm")
         self.plan = plan
-        self.read_only = read_only
 
     @property
     def typed(self) -> bool:
@@ -97,12 +96,6 @@ class ConfirmScreen(ModalScreen[bool]):
                 target.append(f"{key:<12}", "bold")
                 target.append(f" {value}")
             yield Static(target, id="confirm-target")
-            if self.read_only:
-                yield Static(
-                    "READ-ONLY: this will be refused and written to the audit log.",
-                    id="confirm-warning",
-                    markup=False,
-                )
             if self.typed:
                 yield Static(self._type_help(), id="confirm-help")
                 yield Input(placeholder=f"type {clean(plan.service, 60)}", id="confirm-input")

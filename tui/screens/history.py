@@ -19,6 +19,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Static
 
+from engine.durations import span_words as age_text
 from engine.history import (
     BY_BREAKER,
     BY_OPERATOR,
@@ -37,7 +38,6 @@ from engine.history import (
     rows,
 )
 from sources.model import SourceFailure
-from widgets.format import age_text
 from widgets.safe import add
 
 if TYPE_CHECKING:

@@ -25,29 +25,36 @@ answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import heapq
-import itertools
 import threading
 from collections import OrderedDict, deque
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any, TypeVar, cast
+from typing import Any
 
+from sources.aws_session import AwsContextSpec
+from sources.aws_session import client_factory as boto_client_factory
 from sources.discovery import DEFAULT_LIMIT, Discovery, list_matching, service_key
+from sources.ecs.errors import NOT_IMPLEMENTED_POLLS, _not_implemented, _unsupported, classify
+from sources.ecs.gate import _DESCRIBE_FIRST, _Calls, _chunks, _settle
+from sources.ecs.lookups import AuxLookups
+from sources.ecs.mapping import (
+    TERMINAL_SERVICE_DEPLOYMENT,
+    EcsTarget,
+    _revision_arns,
+    _time,
+    map_service,
+    map_service_deployment,
+)
 from sources.model import (
     AlbWeights,
-    CircuitBreaker,
     CodeDeployDeployment,
     Discovered,
-    EcsDeployment,
     EcsEvent,
     EcsServiceSample,
     FleetChange,
     Item,
-    LifecycleHook,
     ServiceDeployment,
     SourceAuthError,
     SourceBadResponse,
@@ -56,10 +63,9 @@ from sources.model import (
     SourceNotFound,
     SourceRateLimited,
     SourceTimeout,
-    SourceUnavailable,
 )
 from sources.poll import Backoff, server_wait, waiting
-from sources.redact import html_title, looks_like_html, public_text
+from sources.redact import public_text
 
 DESCRIBE_BATCH = 10
 """``describe_services`` accepts at most 10 services per call."""
@@ -78,309 +84,6 @@ revisions)."""
 CACHE_PER_SERVICE = 4
 """The same caches hold at least this many entries per watched service, so that a large
 fleet's working set (one or two task definitions per service) is never evicted."""
-
-TERMINAL_SERVICE_DEPLOYMENT = frozenset(
-    {"SUCCESSFUL", "STOPPED", "ROLLBACK_SUCCESSFUL", "ROLLBACK_FAILED"}
-)
-_UNSUPPORTED_CODES = frozenset(
-    {"UnknownOperationException", "InvalidAction", "UnsupportedOperation", "NotImplemented"}
-)
-_NOT_IMPLEMENTED_CODES = frozenset(
-    {
-        "NotImplemented",
-        "NotImplementedException",
-        "NotImplementedError",
-        "InternalFailure",
-        "InternalError",
-        "InternalServerError",
-        "500",
-        "501",
-    }
-)
-"""Codes an endpoint without an operation answers it with (``"500"``: botocore's code
-for an error answer it could not read, such as an HTML page)."""
-NOT_IMPLEMENTED_POLLS = 3
-"""Polls in a row whose service-deployments calls all failed "not implemented"-like
-before the API is taken as unsupported by this endpoint (a real ECS may answer one
-``InternalFailure`` now and then; an endpoint without the API answers it every time)."""
-_THROTTLE_CODES = frozenset(
-    {"ThrottlingException", "TooManyRequestsException", "RequestLimitExceeded", "Throttling"}
-)
-_AUTH_CODES = frozenset(
-    {
-        "ExpiredTokenException",
-        "ExpiredToken",
-        "UnrecognizedClientException",
-        "InvalidClientTokenId",
-        "AccessDeniedException",
-        "AccessDenied",
-        "InvalidSignatureException",
-        "SignatureDoesNotMatch",
-        "AuthFailure",
-    }
-)
-_DESCRIBE_FIRST = 0
-"""Gate priority of ``describe_services``; detail group ``n`` has priority ``n``."""
-
-_T = TypeVar("_T")
-
-
-@dataclass(frozen=True, slots=True)
-class EcsTarget:
-    """A service to watch."""
-
-    key: str
-    cluster: str
-    service: str
-    codedeploy: tuple[str, str] | None = None
-    """``(application, deployment group)`` of a ``CODE_DEPLOY`` service."""
-    alb: AlbTarget | None = None
-    """The ALB forward action of a canary deploywatch drives for this service."""
-
-
-@dataclass(frozen=True, slots=True)
-class AlbTarget:
-    """Where an ALB canary's weights live."""
-
-    listener_arn: str
-    rule_arn: str | None
-    stable_target_group_arn: str
-    canary_target_group_arn: str
-
-
-def forward_weights(actions: Iterable[dict[str, Any]], alb: AlbTarget) -> AlbWeights:
-    """The stable/canary weights of the forward action among ``actions``."""
-    weights: dict[str, int] = {}
-    for action in actions:
-        if action.get("Type") != "forward":
-            continue
-        groups = (action.get("ForwardConfig") or {}).get("TargetGroups") or ()
-        if not groups and action.get("TargetGroupArn"):
-            groups = [{"TargetGroupArn": action["TargetGroupArn"], "Weight": 1}]
-        for group in groups:
-            weight = group.get("Weight", 1)
-            weights[str(group.get("TargetGroupArn"))] = weight if isinstance(weight, int) else 1
-    return AlbWeights(
-        stable=weights.get(alb.stable_target_group_arn),
-        canary=weights.get(alb.canary_target_group_arn, 0 if weights else None),
-    )
-
-
-def revision_of(task_definition_arn: str | None) -> str:
-    """``arn:...:task-definition/web:12`` → ``web:12`` (unchanged when not an ARN)."""
-    if not task_definition_arn:
-        return "?"
-    return task_definition_arn.rsplit("/", 1)[-1]
-
-
-def _percent(value: Any) -> float | None:
-    """A traffic weight, 0..100; anything else is unknown."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if 0 <= value <= 100 else None
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _time(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    return None
-
-
-def _breaker(config: Any) -> CircuitBreaker | None:
-    if not isinstance(config, dict):
-        return None
-    cb = config.get("deploymentCircuitBreaker")
-    if not isinstance(cb, dict):
-        return None
-    return CircuitBreaker(enabled=bool(cb.get("enable")), rollback=bool(cb.get("rollback")))
-
-
-def map_deployment(raw: dict[str, Any], images: dict[str, tuple[str, ...]]) -> EcsDeployment:
-    """Map one ``deployments[]`` entry of ``describe_services``.
-
-    Args:
-        raw: The entry as botocore returns it.
-        images: Known container images per task definition ARN.
-
-    Returns:
-        The typed deployment; absent counts stay ``None``.
-    """
-    task_def = str(raw.get("taskDefinition") or "")
-    return EcsDeployment(
-        id=str(raw.get("id") or "?"),
-        status=str(raw.get("status") or "?"),
-        task_definition=task_def,
-        revision=revision_of(task_def),
-        desired=_int(raw.get("desiredCount")),
-        running=_int(raw.get("runningCount")),
-        pending=_int(raw.get("pendingCount")),
-        failed=_int(raw.get("failedTasks")),
-        rollout_state=raw.get("rolloutState"),
-        rollout_reason=raw.get("rolloutStateReason"),
-        created_at=_time(raw.get("createdAt")),
-        updated_at=_time(raw.get("updatedAt")),
-        images=images.get(task_def, ()),
-    )
-
-
-def map_service_deployment(raw: dict[str, Any], revisions: dict[str, str]) -> ServiceDeployment:
-    """Map one entry of ``describe_service_deployments``.
-
-    Args:
-        raw: The entry as botocore returns it.
-        revisions: Task definition ARN per service revision ARN, where known.
-
-    Returns:
-        The typed service deployment.
-    """
-    target = raw.get("targetServiceRevision") or {}
-    target_arn = target.get("arn")
-    sources = tuple(
-        revisions.get(str(rev.get("arn")), str(rev.get("arn")))
-        for rev in raw.get("sourceServiceRevisions") or ()
-    )
-    cb_raw = raw.get("deploymentCircuitBreaker")
-    config_cb = (raw.get("deploymentConfiguration") or {}).get("deploymentCircuitBreaker") or {}
-    breaker = None
-    if isinstance(cb_raw, dict) or config_cb:
-        cb = cb_raw if isinstance(cb_raw, dict) else {}
-        breaker = CircuitBreaker(
-            enabled=bool(config_cb.get("enable", cb.get("status") not in (None, "DISABLED"))),
-            rollback=bool(config_cb.get("rollback", False)),
-            status=cb.get("status"),
-            failure_count=_int(cb.get("failureCount")),
-            threshold=_int(cb.get("threshold")),
-        )
-    rollback = raw.get("rollback") or {}
-    hooks = tuple(
-        LifecycleHook(
-            hook_id=str(h.get("hookId")),
-            status=str(h.get("status") or "?"),
-            target_type=h.get("targetType"),
-            expires_at=_time(h.get("expiresAt")),
-            timeout_action=h.get("timeoutAction"),
-        )
-        for h in raw.get("lifecycleHookDetails") or ()
-        if isinstance(h, dict) and h.get("hookId")
-    )
-    strategy = (raw.get("deploymentConfiguration") or {}).get("strategy")
-    weight = target.get("requestedProductionTrafficWeight")
-    return ServiceDeployment(
-        arn=str(raw.get("serviceDeploymentArn") or "?"),
-        status=str(raw.get("status") or "?"),
-        status_reason=raw.get("statusReason"),
-        target_revision_arn=target_arn,
-        target_task_definition=revisions.get(str(target_arn)) if target_arn else None,
-        source_task_definitions=sources,
-        created_at=_time(raw.get("createdAt")),
-        started_at=_time(raw.get("startedAt")),
-        finished_at=_time(raw.get("finishedAt")),
-        stopped_at=_time(raw.get("stoppedAt")),
-        circuit_breaker=breaker,
-        rollback_reason=rollback.get("reason") if isinstance(rollback, dict) else None,
-        lifecycle_stage=raw.get("lifecycleStage"),
-        strategy=strategy if isinstance(strategy, str) else None,
-        hooks=hooks,
-        traffic_weight=_percent(weight),
-    )
-
-
-def map_service(
-    raw: dict[str, Any],
-    *,
-    key: str,
-    at: datetime,
-    new_events: tuple[EcsEvent, ...],
-    service_deployments: tuple[ServiceDeployment, ...],
-    images: dict[str, tuple[str, ...]],
-    service_deployments_supported: bool = True,
-) -> EcsServiceSample:
-    """Map one ``services[]`` entry of ``describe_services`` into a sample."""
-    return EcsServiceSample(
-        key=key,
-        at=at,
-        status=raw.get("status"),
-        desired=_int(raw.get("desiredCount")),
-        running=_int(raw.get("runningCount")),
-        pending=_int(raw.get("pendingCount")),
-        task_definition=raw.get("taskDefinition"),
-        deployments=tuple(map_deployment(d, images) for d in raw.get("deployments") or ()),
-        service_deployments=service_deployments,
-        new_events=new_events,
-        circuit_breaker=_breaker(raw.get("deploymentConfiguration")),
-        service_deployments_supported=service_deployments_supported,
-        controller=(raw.get("deploymentController") or {}).get("type") or "ECS",
-        strategy=(raw.get("deploymentConfiguration") or {}).get("strategy") or "ROLLING",
-    )
-
-
-def map_codedeploy(info: dict[str, Any]) -> CodeDeployDeployment:
-    """Map one ``deploymentInfo`` of ``get_deployment`` / ``batch_get_deployments``."""
-    error = info.get("errorInformation") or {}
-    rollback = info.get("rollbackInfo") or {}
-    return CodeDeployDeployment(
-        id=str(info.get("deploymentId") or "?"),
-        status=str(info.get("status") or "?"),
-        termination_wait=bool(info.get("instanceTerminationWaitTimeStarted")),
-        created_at=_time(info.get("createTime")),
-        error=error.get("message") if isinstance(error, dict) else None,
-        rollback_of=rollback.get("rollbackTriggeringDeploymentId")
-        if isinstance(rollback, dict)
-        else None,
-    )
-
-
-def classify(exc: BaseException) -> SourceError:
-    """Turn a boto3/botocore exception into our error hierarchy (never leaks secrets)."""
-    if isinstance(exc, SourceError):
-        return exc
-    name = type(exc).__name__
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):  # botocore ClientError
-        err = response.get("Error") or {}
-        code = str(err.get("Code") or "")
-        # Whole: the failure scrubs secrets and only then cuts (sources.redact).
-        message = str(err.get("Message") or code)
-        meta = response.get("ResponseMetadata") or {}
-        http = meta.get("HTTPStatusCode")
-        if code in _THROTTLE_CODES or http == 429:
-            headers = meta.get("HTTPHeaders") or {}
-            retry_after = None
-            with contextlib.suppress(TypeError, ValueError):
-                retry_after = float(headers.get("retry-after", ""))
-            return SourceRateLimited(f"throttled: {message}", retry_after)
-        if code in _AUTH_CODES or http in (401, 403):
-            return SourceAuthError(f"{code}: {message}")
-        if isinstance(http, int) and http >= 500:
-            # An HTML error page (a proxy's, a web server's) is shown as its title only.
-            page = looks_like_html(message)
-            err5 = SourceUnavailable(
-                (html_title(message) or "HTML error page") if page else f"HTTP {http}: {message}"
-            )
-            err5.reason = f"http {http}"
-            return err5
-        return SourceError(f"{code or name}: {message}")
-    if name in ("ConnectTimeoutError", "ReadTimeoutError"):
-        return SourceTimeout(f"{name}: {exc}")
-    if name in ("EndpointConnectionError", "ConnectionClosedError", "ProxyConnectionError"):
-        return SourceUnavailable(f"cannot connect: {exc}")
-    if name in (
-        "NoCredentialsError",
-        "PartialCredentialsError",
-        "ProfileNotFound",
-        "TokenRetrievalError",
-        "SSOTokenLoadError",
-        "UnauthorizedSSOTokenError",
-        "CredentialRetrievalError",
-    ):
-        return SourceAuthError(f"credentials: {exc}")
-    if name in ("ResponseParserError",) or isinstance(exc, ValueError | KeyError | TypeError):
-        return SourceBadResponse(f"unreadable answer: {name}")
-    return SourceError(f"{name}: {exc}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -448,97 +151,7 @@ class _Work:
             self.error = error
 
 
-class _Calls:
-    """The boto3 calls of one poll, made in worker threads.
-
-    At most ``limit`` calls are in flight; the others wait, lowest priority first, then in
-    order of arrival. Each call must answer within ``deadline`` seconds, counted from when
-    it gets its slot.
-
-    When ``limit`` calls in a row found ECS unreachable (no answer, connection refused,
-    5xx, credentials refused), ECS is taken as down for the rest of the poll: the calls
-    still waiting fail at once with that error instead of each waiting out its own
-    deadline in turn, so that a large fleet goes STALE as fast as a small one.
-
-    Args:
-        executor: The worker threads.
-        limit: Calls in flight at once.
-        deadline: Seconds one call may take.
-    """
-
-    def __init__(self, executor: ThreadPoolExecutor, limit: int, deadline: float) -> None:
-        self._executor = executor
-        self._limit = max(1, limit)
-        self._free = self._limit
-        self._deadline = deadline
-        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._arrival = itertools.count()
-        self._unreachable = 0
-        """Calls in a row that found ECS unreachable."""
-        self.down: SourceError | None = None
-        """Why ECS is taken as down for the rest of the poll, once it is."""
-
-    async def run(self, priority: int, call: Callable[..., _T], *args: Any) -> _T:
-        """Run ``call(*args)`` in a worker thread once a slot is free.
-
-        Raises:
-            SourceTimeout: No answer within the deadline.
-            SourceError: ECS is down for this poll; ``call`` was not made.
-            Exception: Whatever ``call`` raised.
-        """
-        await self._acquire(priority)
-        try:
-            if self.down is not None:
-                raise _not_asked(self.down)
-            future = asyncio.get_running_loop().run_in_executor(self._executor, call, *args)
-            try:
-                answer = await asyncio.wait_for(future, timeout=self._deadline)
-            except TimeoutError as exc:
-                if not future.cancelled():
-                    self._failed(classify(exc))
-                    raise  # the call itself timed out: classify() says how
-                error = SourceTimeout(f"no answer within {self._deadline:g}s")
-                self._failed(error)
-                raise error from exc
-            except Exception as exc:
-                self._failed(classify(exc))
-                raise
-            self._unreachable = 0
-            return answer
-        finally:
-            self._release()
-
-    def _failed(self, error: SourceError) -> None:
-        if not isinstance(error, SourceTimeout | SourceUnavailable | SourceAuthError):
-            self._unreachable = 0
-            return
-        self._unreachable += 1
-        if self._unreachable >= self._limit and self.down is None:
-            self.down = error
-
-    async def _acquire(self, priority: int) -> None:
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-            return
-        turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._waiting, (priority, next(self._arrival), turn))
-        try:
-            await turn
-        except asyncio.CancelledError:
-            if turn.done() and not turn.cancelled():
-                self._release()  # handed the slot while being cancelled: pass it on
-            raise
-
-    def _release(self) -> None:
-        while self._waiting:
-            turn = heapq.heappop(self._waiting)[2]
-            if not turn.done():
-                turn.set_result(None)
-                return
-        self._free += 1
-
-
-class EcsSource:
+class EcsSource(AuxLookups):
     """Polls ECS for a set of services.
 
     Args:
@@ -603,8 +216,15 @@ class EcsSource:
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.max_concurrency = max_concurrency
-        self._client_factory = client_factory or self._default_client
-        self._aux_factory = aux_factory or self._default_aux_client
+        boto_clients = boto_client_factory(
+            AwsContextSpec(region, profile, endpoint_url),
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"total_max_attempts": 2, "mode": "standard"},
+            max_pool_connections=max(10, max_concurrency),
+        )
+        self._client_factory = client_factory or (lambda: boto_clients("ecs"))
+        self._aux_factory = aux_factory or boto_clients
         self._aux_clients: dict[str, Any] = {}
         self._clock = clock
         self._client: Any = None
@@ -714,23 +334,6 @@ class EcsSource:
             for i in range(0, len(members), DESCRIBE_BATCH):
                 batches.append((cluster, tuple(members[i : i + DESCRIBE_BATCH])))
         return batches
-
-    def _default_client(self) -> Any:
-        import boto3  # lazy: heavy, and never needed before the first poll
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(
-            "ecs",
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                max_pool_connections=max(10, self.max_concurrency),
-                user_agent_appid="deploywatch",
-            ),
-        )
 
     def client(self) -> Any:
         """The ECS client, built on first use (call from a worker thread)."""
@@ -1269,64 +872,6 @@ class EcsSource:
         containers = (answer.get("taskDefinition") or {}).get("containerDefinitions") or ()
         return tuple(str(c.get("image")) for c in containers if c.get("image"))
 
-    def _alb_weights(self, alb: AlbTarget) -> AlbWeights:
-        client = self.aux_client("elbv2")
-        if alb.rule_arn is not None:
-            rules = client.describe_rules(RuleArns=[alb.rule_arn]).get("Rules") or ()
-            actions = rules[0].get("Actions") or () if rules else ()
-        else:
-            listeners = (
-                client.describe_listeners(ListenerArns=[alb.listener_arn]).get("Listeners") or ()
-            )
-            actions = listeners[0].get("DefaultActions") or () if listeners else ()
-        return forward_weights(actions, alb)
-
-    def _codedeploy(self, target: EcsTarget, last: str | None) -> CodeDeployDeployment | None:
-        """The newest deployment of the service's CodeDeploy group (in flight first);
-        ``last``, the newest seen before, is followed to its end."""
-        assert target.codedeploy is not None
-        application, group = target.codedeploy
-        client = self.aux_client("codedeploy")
-        listed = client.list_deployments(
-            applicationName=application,
-            deploymentGroupName=group,
-            includeOnlyStatuses=["Created", "Queued", "InProgress", "Baking", "Ready"],
-        )
-        ids = list(listed.get("deployments") or ())
-        if not ids and last is not None:
-            ids = [last]  # follow the last one to its end (Succeeded, Stopped...)
-        if not ids:
-            return None
-        infos = client.batch_get_deployments(deploymentIds=ids[:25]).get("deploymentsInfo") or ()
-        mapped = [map_codedeploy(info) for info in infos if isinstance(info, dict)]
-        if not mapped:
-            return None
-        return max(mapped, key=lambda d: d.created_at or datetime.min.replace(tzinfo=UTC))
-
-    def aux_client(self, name: str) -> Any:
-        """The ``codedeploy`` or ``elbv2`` client, built on first use (worker thread)."""
-        with self._client_lock:
-            if name not in self._aux_clients:
-                self._aux_clients[name] = self._aux_factory(name)
-            return self._aux_clients[name]
-
-    def _default_aux_client(self, name: str) -> Any:
-        import boto3
-        from botocore.config import Config
-
-        session = boto3.session.Session(profile_name=self.profile, region_name=self.region)
-        return session.client(
-            name,
-            endpoint_url=self.endpoint_url,
-            config=Config(
-                connect_timeout=self.connect_timeout,
-                read_timeout=self.read_timeout,
-                retries={"total_max_attempts": 2, "mode": "standard"},
-                max_pool_connections=max(10, self.max_concurrency),
-                user_agent_appid="deploywatch",
-            ),
-        )
-
 
 def _in_flight(deployments: Iterable[dict[str, Any]]) -> bool:
     """Whether ECS says a deployment is under way (rolling, or more than one deployment)."""
@@ -1341,58 +886,6 @@ def _newest_is_primary(known: _Known, deployments: Iterable[dict[str, Any]]) -> 
     if primary is None or not known.deployments:
         return False
     return known.deployments[0].target_task_definition == primary.get("taskDefinition")
-
-
-def _unsupported(exc: BaseException) -> bool:
-    """Whether ``exc`` says the service-deployments API does not exist here."""
-    response = getattr(exc, "response", None)
-    error = response.get("Error") if isinstance(response, dict) else None
-    code = error.get("Code") if isinstance(error, dict) else None
-    return code in _UNSUPPORTED_CODES or type(exc).__name__ == "OperationNotPageableError"
-
-
-def _not_implemented(exc: BaseException) -> bool:
-    """Whether ``exc`` is how an endpoint without an operation answers it: HTTP 501, or
-    500 with a "not implemented"-like code or an unreadable (non-JSON, HTML) body."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, dict):
-        return False
-    error = response.get("Error")
-    meta = response.get("ResponseMetadata")
-    if not isinstance(error, dict) or not isinstance(meta, dict):
-        return False
-    http = meta.get("HTTPStatusCode")
-    code = str(error.get("Code") or "")
-    message = str(error.get("Message") or "")
-    if http == 501:
-        return True
-    return http == 500 and (code in _NOT_IMPLEMENTED_CODES or not code or looks_like_html(message))
-
-
-def _revision_arns(raw: dict[str, Any]) -> list[str]:
-    """The service revision ARNs a service deployment names (target, then sources)."""
-    revisions = [raw.get("targetServiceRevision") or {}, *(raw.get("sourceServiceRevisions") or ())]
-    return [str(rev["arn"]) for rev in revisions if isinstance(rev, dict) and rev.get("arn")]
-
-
-def _not_asked(error: SourceError) -> SourceError:
-    """The failure of a call not made because ECS was down: ``error``'s kind and reason."""
-    skipped = type(error)(f"not asked, ECS down this poll: {error}")
-    skipped.reason = error.reason
-    return skipped
-
-
-def _chunks(items: list[str], size: int) -> list[list[str]]:
-    return [items[i : i + size] for i in range(0, len(items), size)]
-
-
-async def _settle(calls: Iterable[Awaitable[_T]]) -> list[_T | Exception]:
-    """Await every call at once; a call's exception stands in for its answer."""
-    results = await asyncio.gather(*calls, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException) and not isinstance(result, Exception):
-            raise result  # cancellation and the like are not answers
-    return cast("list[_T | Exception]", results)
 
 
 async def _describe_in_chunks(
