@@ -170,6 +170,7 @@ class GateBus:
     async def _run_forever(self) -> None:
         attempt = 0
         while True:
+            connections = self.connections
             try:
                 await self._connected_once()
             except asyncio.CancelledError:
@@ -186,8 +187,15 @@ class GateBus:
                         " depend on the bus)",
                         state="unavailable",
                     )
+            if self.connections != connections:
+                attempt = 0  # it was up: back off from the start again
             await asyncio.sleep(backoff(attempt))
             attempt += 1
+
+    @property
+    def waiting(self) -> int:
+        """Announcements not yet taken by the broker."""
+        return len(self._pending)
 
     async def _connected_once(self) -> None:
         async with client(self.bus) as mqtt:

@@ -5,6 +5,7 @@ pipeline's ``deploywatch announce`` in its report, and never lets the bus decide
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -138,3 +139,80 @@ def test_a_gate_whose_broker_is_unreachable_still_signs_off(
     assert "bus mqtt://127.0.0.1:1 unavailable" in down[0]
     assert "the gate carries on without it" in down[0]
     assert "SIGNED OFF (exit 0)" in lines[-1]
+
+
+@pytest.mark.skipif(broker_kind() is None, reason="no MQTT broker installed")
+@pytest.mark.timeout(120)
+async def test_a_broker_that_goes_away_is_said_once_and_never_reaches_the_watch(
+    broker: Broker, tmp_path: Path
+) -> None:
+    from engine.audit import AuditLog
+    from engine.controller import Controller
+    from engine.gatebus import GateBus
+    from engine.verdict import Verdict
+    from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings
+
+    clock = FrozenClock()
+    controller = Controller(
+        settings(),
+        clock=clock,
+        executor=lambda call: {},
+        audit=AuditLog(tmp_path / "audit.jsonl"),
+        operator=lambda: "ci",
+        read_only=True,
+    )
+    said: list[tuple[str, str]] = []
+    news = asyncio.Event()
+
+    def say(event: str, text: str, **fields: Any) -> None:
+        said.append((event, text))
+        news.set()
+
+    async def until(check: Any, what: str) -> None:
+        try:
+            async with asyncio.timeout(60):
+                while not check():
+                    news.clear()
+                    # Re-checked on each line, and every 0.1 s (a publish says nothing).
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(news.wait(), 0.1)
+        except TimeoutError:
+            raise AssertionError(f"not within 60s: {what}; said {said}") from None
+
+    bus = GateBus(
+        controller,
+        ["demo/web"],
+        parse_bus_url(broker.url, {}),
+        Topics("sandbox-demo"),
+        clock=clock,
+        say=say,
+    )
+    source = FakeSource(mid_deploy_script())
+    watch = asyncio.create_task(controller.run([source]))
+    bus.start()
+    try:
+        await until(lambda: bus.connected.is_set(), "connected")
+        # api rolled back by its circuit breaker: FAILING, whatever the bus does.
+        await until(
+            lambda: source.drained and controller.snapshot.verdict is Verdict.FAILING, "FAILING"
+        )
+        await asyncio.to_thread(broker.stop)
+        await until(lambda: bus.down, "the broker is away")
+        bus.announce("gate", "said while the broker is away")
+        assert bus.waiting == 1
+        await asyncio.to_thread(broker.start)
+        await until(lambda: bus.connected.is_set() and bus.waiting == 0, "back, and sent")
+    finally:
+        await bus.close()
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    lines = [text for event, text in said if event == "bus"]
+    assert len(lines) == 3, lines
+    assert f"bus {bus.bus.url} connected: announcing on " in lines[0]
+    assert f"bus {bus.bus.url} unavailable (" in lines[1]
+    assert "the gate carries on without it" in lines[1]
+    assert f"bus {bus.bus.url} connected again: " in lines[2]
+    # Nothing of the bus reached the watch: no failure, the same verdict.
+    assert all(s.failure is None for s in controller.store.services.values())
+    assert controller.snapshot.verdict is Verdict.FAILING
