@@ -8,7 +8,10 @@ The gate still polls the cloud itself (it is the pipeline's own watch); on the b
   ``engine/announce.py``);
 - reads the environment's ``events`` for pipeline events (``deploywatch announce``) and
   hands each to the watch (``Controller.ingest``: the store keeps it for the report's
-  *Pipeline events*, a re-delivery is taken once) and to ``say`` for a line.
+  *Pipeline events*, a re-delivery is taken once) and to ``say`` for a line; and each
+  service's latest one, retained on ``pipeline/<service>``, when it is recent
+  (:data:`RETAINED_RECENT`): the pipeline's ``announce --event started`` usually comes
+  just before the gate starts.
 
 The bus is never the gate's business: a broker that is down or goes away is said once
 (``say("bus", ...)``) and retried with back-off; nothing it does reaches the watch's
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from engine.announce import (
@@ -36,7 +40,7 @@ from sources.bus import BadMessage, BusStats, backoff, client, decode_pipeline, 
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from datetime import datetime, timedelta
+    from datetime import datetime
 
     from engine.controller import Controller, Update
     from engine.verdict import Verdict
@@ -47,6 +51,10 @@ PENDING_MAX = 200
 
 FLUSH_WAIT = 5.0
 """Seconds the gate waits at exit for its last announcements to reach the broker."""
+
+RETAINED_RECENT = timedelta(minutes=15)
+"""A service's retained pipeline event counts when it is at most this old when the gate
+starts (or ``--since``, when that is longer): older ones are an earlier deploy's."""
 
 
 class GateBus:
@@ -59,6 +67,7 @@ class GateBus:
         topics: The environment's topics.
         clock: Current UTC time.
         say: The gate's line: ``say(event, text, **fields)``.
+        since: The gate's ``--since`` (widens :data:`RETAINED_RECENT`).
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class GateBus:
         *,
         clock: Callable[[], datetime],
         say: Callable[..., None],
+        since: timedelta | None = None,
     ) -> None:
         self.controller = controller
         self.services = tuple(services)
@@ -78,6 +88,10 @@ class GateBus:
         self.clock = clock
         self.say = say
         self.env = controller.settings.environment.name
+        self.recent_from = clock() - max(RETAINED_RECENT, since or timedelta(0))
+        """A retained pipeline event older than this is not the gate's deploy."""
+        self.old = 0
+        """Retained pipeline events left out as too old."""
         self.stats = BusStats()
         self.connected = asyncio.Event()
         self.connections = 0
@@ -200,6 +214,7 @@ class GateBus:
     async def _connected_once(self) -> None:
         async with client(self.bus) as mqtt:
             await mqtt.subscribe(self.topics.events, qos=1)  # pipeline events
+            await mqtt.subscribe(self.topics.pipeline_filter, qos=1)  # the latest, retained
             self.connections += 1
             again = self.down
             self.down = False
@@ -245,15 +260,25 @@ class GateBus:
             if not isinstance(payload, bytes | bytearray):
                 payload = b""
             self.stats.received += 1
-            self.on_event(bytes(payload))
+            topic = str(message.topic)
+            if topic == self.topics.events:
+                self.on_event(bytes(payload))
+            elif message.retain and payload:
+                # A live one came on ``events`` too: only the retained is news here.
+                self.on_event(bytes(payload), topic=topic, retained=True)
 
-    def on_event(self, payload: bytes) -> None:
-        """One ``events`` message: a pipeline event goes to the watch and gets a line; the
-        relay's own events are not the gate's; a malformed one is counted and dropped."""
+    def on_event(self, payload: bytes, *, topic: str = "", retained: bool = False) -> None:
+        """One ``events`` message (or a retained ``pipeline/<service>`` one): a pipeline
+        event goes to the watch and gets a line; the relay's own events are not the
+        gate's; a malformed one is counted and dropped; a retained one older than
+        :attr:`recent_from` is an earlier deploy's."""
         try:
             event = decode_pipeline(payload)
         except BadMessage as exc:
-            self.stats.count(exc, self.topics.events)
+            self.stats.count(exc, topic or self.topics.events)
+            return
+        if event is not None and retained and event.at < self.recent_from:
+            self.old += 1
             return
         if event is None or not self.controller.ingest(event):
             return  # not a pipeline event, or one taken already

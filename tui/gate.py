@@ -501,6 +501,7 @@ def _start_bus(gate: Gate, settings: BusSettings | None) -> GateBus | None:
         Topics(controller.settings.environment.name),
         clock=gate.clock,
         say=gate.emit,
+        since=options.since,
     )
     bus.started(bake=_bake_words(controller, options), timeout=options.timeout, act=options.act)
     gate.after_finish = bus.finished

@@ -71,6 +71,17 @@ async def test_a_gate_on_the_bus_announces_its_run_and_records_pipeline_events(
                         return
 
         listener = asyncio.create_task(listen())
+
+        async def announce(*args: str) -> None:
+            sent = await cli("announce", "--bus", broker.url, "--env", topics.env, *args, env=env)
+            _, err = await asyncio.wait_for(sent.communicate(), WAIT)
+            assert sent.returncode == 0, err.decode()
+
+        # The pipeline's step before the gate (the gate hears it retained).
+        await announce(
+            "--service", "web", "--event", "started", "--version", "v2",
+            "--commit", "0123456789abcdef",
+        )  # fmt: skip
         proc = await cli(
             "gate", "--config", str(sandbox.config_path), "--bake", "5s", "--timeout", "3m",
             "--json", "--report", str(report), "--bus", broker.url, env=env,
@@ -81,14 +92,10 @@ async def test_a_gate_on_the_bus_announces_its_run_and_records_pipeline_events(
                 while line := await proc.stdout.readline():
                     lines.append(json.loads(line))
                     if lines[-1]["event"] == "bus" and lines[-1]["state"] == "connected":
-                        # The pipeline says its deploy began (hostile text in it).
-                        sent = await cli(
-                            "announce", "--bus", broker.url, "--env", topics.env,
-                            "--service", "web", "--event", "started", "--version", HOSTILE,
-                            "--commit", "0123456789abcdef", env=env,
-                        )  # fmt: skip
-                        _, err = await sent.communicate()
-                        assert sent.returncode == 0, err.decode()
+                        # Another pipeline of the environment, while the gate runs
+                        # (hostile text in it).
+                        await announce("--service", "api", "--event", "started",
+                                       "--version", HOSTILE)  # fmt: skip
                 _, err = await proc.communicate()
                 await listener
         finally:
@@ -101,16 +108,17 @@ async def test_a_gate_on_the_bus_announces_its_run_and_records_pipeline_events(
     assert proc.returncode == 0, err.decode()[-2000:]
     assert lines[-1]["event"] == "summary" and lines[-1]["code"] == 0
 
-    # The pipeline event: one line, cleaned, and in the report's JSON.
-    pipeline = [r for r in lines if r["event"] == "pipeline"]
-    assert len(pipeline) == 1
-    assert "deploy started" in pipeline[0]["text"] and "0123456789ab" in pipeline[0]["text"]
-    assert not {"\x1b", "\x07", "\u202e"} & set(pipeline[0]["text"])
-    assert "v2␛]0;pwned␇<U+202E>" in pipeline[0]["text"]
+    # The pipeline events: one line each, cleaned, and in the report's JSON.
+    pipeline = [r["text"] for r in lines if r["event"] == "pipeline"]
+    assert len(pipeline) == 2, pipeline
+    assert pipeline[0].startswith("web  pipeline: deploy started v2 @ 0123456789ab")
+    assert pipeline[1].startswith("api  pipeline: deploy started v2␛]0;pwned␇<U+202E>")
+    assert not {"\x1b", "\x07", "\u202e"} & set("".join(pipeline))
     data = json.loads(await asyncio.to_thread((tmp_path / "report.json").read_text))
     events = data["pipeline_events"]
     assert [(e["service"], e["event"], e["version"]) for e in events] == [
-        ("web", "started", "v2␛]0;pwned␇<U+202E>")
+        ("web", "started", "v2"),
+        ("api", "started", "v2␛]0;pwned␇<U+202E>"),
     ]
     assert "## Pipeline events" in await asyncio.to_thread((tmp_path / "report.md").read_text)
 

@@ -120,3 +120,18 @@ def test_announcements_wait_bounded_while_the_broker_is_away(tmp_path: Path) -> 
     texts = world.announced()
     assert len(texts) == PENDING_MAX and texts[-1] == f"line {PENDING_MAX + 4}"
     assert world.bus.waiting == PENDING_MAX
+
+
+def test_a_retained_pipeline_event_counts_only_when_recent(tmp_path: Path) -> None:
+    world = World(tmp_path)
+    topic = Topics("sandbox-demo").pipeline("web")
+    # An earlier deploy's, three days old: not this gate's.
+    world.bus.on_event(
+        pipeline(id="run-6", at="2026-11-19T02:00:00+00:00"), topic=topic, retained=True
+    )
+    # This deploy's, announced just before the gate started; then the live copy.
+    world.bus.on_event(pipeline(at="2026-11-22T01:59:40+00:00"), topic=topic, retained=True)
+    world.bus.on_event(pipeline(at="2026-11-22T01:59:40+00:00"))
+    assert [e.id for e in world.controller.store.pipeline] == ["run-7"]
+    assert world.bus.old == 1
+    assert [event for event, _, _ in world.said] == ["pipeline"]
