@@ -20,7 +20,9 @@ code  meaning
 
 A signal (Ctrl-C, the runner's SIGTERM) ends it with a summary line and 128 + the
 signal's number. Without ``--act`` the gate is read-only: rules with an action only
-report; with it, they act (audited like any action).
+report; with it, they act (audited like any action). With ``--bus URL`` it also
+announces itself on the deployment bus and records the pipeline events it hears
+(``engine/gatebus.py``); the bus never changes its verdict or exit code.
 """
 
 from __future__ import annotations
