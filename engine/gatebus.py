@@ -144,8 +144,8 @@ class GateBus:
             for key in self.services:
                 bake = self.controller.bakes.get(key)
                 state = self.controller.store.services.get(key)
-                if bake is None or state is None:
-                    continue
+                if bake is None or state is None or not bake.window:
+                    continue  # no bake window: the gate's exit says it all (as its lines)
                 before = self._bakes.get(key)
                 self._bakes[key] = bake.state
                 if bake.state is before:
