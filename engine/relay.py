@@ -23,6 +23,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from engine.announce import action_text, verdict_text
 from engine.lock import Lock, LockArbiter
 from engine.verdict import Verdict
 from sources.bus import (
@@ -188,18 +189,10 @@ class Relay:
                 if changed:
                     self._send(self.topics.events, encode({"type": "verdict", **body}))
                     env = self.controller.settings.environment.name
-                    text = f"{env}: {report.verdict.value}"
-                    if report.reasons and report.verdict is not Verdict.HEALTHY:
-                        text += f" — {report.reasons[0]}"
-                    self._announce("verdict", text)
+                    self._announce("verdict", verdict_text(env, report.verdict, report.reasons))
         result = update.result
         if result is not None:
-            plan = result.plan
-            self._announce(
-                "action",
-                f"{plan.label}: {plan.verb.value} {result.outcome.value}"
-                f" ({plan.from_revision} → {plan.to_revision}) — {result.message}",
-            )
+            self._announce("action", action_text(result))
             self._send(
                 self.topics.events,
                 encode(

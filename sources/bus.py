@@ -12,7 +12,8 @@ One relay per environment polls the cloud and publishes what its watch ingests u
 - ``relay`` (retained): ``online``, or ``offline`` with a reason (also its MQTT last will);
 - ``lock/<service>`` (retained) and ``lock/<service>/claim``: the operator lock;
 - ``presence/<client>`` (retained, cleared by the client's last will);
-- ``announce``: short human-readable announcements (a chat bridge forwards them).
+- ``announce``: short human-readable announcements (a chat bridge forwards them);
+- ``pipeline/<service>`` (retained): a service's latest pipeline event (``announce``).
 
 Every payload is JSON with ``"v": 1``; what arrives is validated (pydantic) and a
 malformed or oversized one is counted and dropped, never fatal. aiomqtt is imported only
@@ -385,6 +386,15 @@ class Topics:
     @property
     def presence_filter(self) -> str:
         return f"{self.prefix}/presence/+"
+
+    def pipeline(self, service: str) -> str:
+        """A service's latest pipeline event (retained: a gate started after the
+        pipeline's ``announce --event started`` still hears it)."""
+        return f"{self.prefix}/pipeline/{quote(service, safe='')}"
+
+    @property
+    def pipeline_filter(self) -> str:
+        return f"{self.prefix}/pipeline/+"
 
     def last_segment(self, topic: str, *, strip: str = "") -> str:
         """The unquoted last segment of a topic (``strip``: a suffix removed first)."""

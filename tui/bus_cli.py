@@ -217,6 +217,8 @@ def run_announce(args: argparse.Namespace) -> int:
         async with client(bus) as mqtt:
             await mqtt.publish(topics.announce, encode(body), qos=1)
             await mqtt.publish(topics.events, encode(body), qos=1)
+            # Retained: a gate that starts after this step still records it.
+            await mqtt.publish(topics.pipeline(args.service), encode(body), qos=1, retain=True)
 
     try:
         asyncio.run(asyncio.wait_for(send(), 30))

@@ -20,7 +20,9 @@ code  meaning
 
 A signal (Ctrl-C, the runner's SIGTERM) ends it with a summary line and 128 + the
 signal's number. Without ``--act`` the gate is read-only: rules with an action only
-report; with it, they act (audited like any action).
+report; with it, they act (audited like any action). With ``--bus URL`` it also
+announces itself on the deployment bus and records the pipeline events it hears
+(``engine/gatebus.py``); the bus never changes its verdict or exit code.
 """
 
 from __future__ import annotations
@@ -56,7 +58,9 @@ if TYPE_CHECKING:
 
     from engine.bake import BakeView
     from engine.controller import Controller, Snapshot, Update
+    from engine.gatebus import GateBus
     from engine.recording import Recorder
+    from sources.bus import BusSettings
     from sources.model import Source
 
 
@@ -144,6 +148,9 @@ class Gate:
     recording is closed then: the summary stays the last line)."""
     history: dict[str, Any] | None = None
     """The deployment history for the report, once fetched."""
+    after_finish: Callable[[int, str, str], None] | None = None
+    """Told the outcome once the summary line is out: ``(code, words, why)`` (the bus
+    announces the gate's exit with it)."""
 
     def __post_init__(self) -> None:
         self.started = self.clock()
@@ -414,6 +421,8 @@ class Gate:
             code=int(code),
             elapsed_s=round(elapsed.total_seconds(), 1),
         )
+        if self.after_finish is not None:
+            self.after_finish(int(code), words, why)
 
     def _write_report(self, words: str, code: int, why: str) -> None:
         assert self.book is not None and self.options.report is not None
@@ -476,6 +485,30 @@ def _bake_line(view: BakeView, now: datetime) -> str:
     if view.state is BakeState.WAITING:
         return f"BAKE RESET {name}: a new deployment is in flight"
     return f"BAKING {name} {baked}, {_dur(max(timedelta(0), view.window - healthy))} left"
+
+
+def _start_bus(gate: Gate, settings: BusSettings | None) -> GateBus | None:
+    """With ``--bus``: announce the gate and read its pipeline events (never its verdict's
+    or exit code's business)."""
+    if settings is None:
+        return None
+    from engine.gatebus import GateBus
+    from sources.bus import Topics
+
+    controller, options = gate.controller, gate.options
+    bus = GateBus(
+        controller,
+        options.services,
+        settings,
+        Topics(controller.settings.environment.name),
+        clock=gate.clock,
+        say=gate.emit,
+        since=options.since,
+    )
+    bus.started(bake=_bake_words(controller, options), timeout=options.timeout, act=options.act)
+    gate.after_finish = bus.finished
+    bus.start()
+    return bus
 
 
 def _bake_words(controller: Controller, options: GateOptions) -> str:
@@ -543,6 +576,14 @@ def add_parser(sub: Any) -> argparse.ArgumentParser:
     )
     gate.add_argument("--json", action="store_true", help="one JSON object per line")
     gate.add_argument(
+        "--bus",
+        default=None,
+        metavar="URL",
+        help="also announce the gate on this MQTT bus and record its pipeline events "
+        "(mqtt://HOST[:PORT] or mqtts://...; as relay --bus); a broker that is away never "
+        "changes the verdict or the exit code",
+    )
+    gate.add_argument(
         "--report",
         type=Path,
         default=None,
@@ -596,6 +637,16 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     except ConfigError as exc:
         print(f"deploywatch: {exc}", file=sys.stderr)
         return int(Exit.USAGE)
+    bus_url = getattr(args, "bus", None)
+    bus_settings: BusSettings | None = None
+    if bus_url is not None:
+        from sources.bus import BusError, parse_bus_url
+
+        try:
+            bus_settings = parse_bus_url(bus_url)
+        except BusError as exc:
+            print(f"deploywatch: --bus: {_clean(str(exc))}", file=sys.stderr)
+            return int(Exit.USAGE)
     if options.timeout <= timedelta(0):
         print("deploywatch: --timeout: expected a positive duration", file=sys.stderr)
         return int(Exit.USAGE)
@@ -614,6 +665,7 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             f"{'acting on rules' if options.act else 'read-only'})",
             services=list(options.services),
         )
+        bus = _start_bus(gate, bus_settings)
         task = asyncio.current_task()
         assert task is not None
         loop = asyncio.get_running_loop()
@@ -644,5 +696,8 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             await close_recording()
             gate.finish(code, f"interrupted by {signal.Signals(got[0]).name}")
             return code
+        finally:
+            if bus is not None:
+                await bus.close()
 
     return asyncio.run(main())
