@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from engine.autopilot import span_words
 from engine.bake import BakeState
+from engine.durations import span_words
 from engine.text import LONG, clean
 from engine.verdict import Verdict
 
