@@ -79,6 +79,8 @@ class ReportBook:
     """Its image, as the PRIMARY deployment named it then."""
     _probe_down_since: datetime | None = None
     _seen_points: dict[tuple[str, str | None], datetime] = field(default_factory=dict)
+    _folded: dict[tuple[str, str | None], object] = field(default_factory=dict)
+    """The sample of each series last folded (the store keeps it until a newer one)."""
 
     def observe(self, snapshot: Snapshot, now: datetime) -> None:
         """Fold one snapshot (and the store's current signals) into the figures."""
@@ -90,6 +92,9 @@ class ReportBook:
         for name, groups in store.metrics.items():
             for group, sample in groups.items():
                 ident = (name, group)
+                if self._folded.get(ident) is sample:
+                    continue  # folded at an earlier judgement: no new point in it
+                self._folded[ident] = sample
                 figures = self.metrics.setdefault(ident, MetricFigures(sample.unit or ""))
                 seen = self._seen_points.get(ident)
                 for point in sample.points:

@@ -99,11 +99,14 @@ class Series:
     def __init__(self, keep: timedelta, max_points: int = SERIES_MAX_POINTS) -> None:
         self.keep = keep
         self.points: deque[Point] = deque(maxlen=max_points)
+        self._step: timedelta | None = None
+        """:attr:`step`, until the next point (every judgement and wake reads it)."""
 
     def add(self, at: datetime, value: float) -> None:
         """Append a point (an out-of-order point older than the newest is ignored)."""
         if self.points and at < self.points[-1].at:
             return
+        self._step = None
         if self.points and at == self.points[-1].at:
             self.points[-1] = Point(at, value)  # a re-read of the same bucket wins
         else:
@@ -122,8 +125,24 @@ class Series:
         """The span a point stands for (its bucket): the smallest spacing among the
         newest points (a gap between two of them is not a bucket); zero with fewer than
         two."""
-        newest = [self.points[-i].at for i in range(1, min(STEP_POINTS, len(self.points)) + 1)]
-        return min((a - b for a, b in itertools.pairwise(newest)), default=timedelta(0))
+        step = self._step
+        if step is None:
+            newest = [self.points[-i].at for i in range(1, min(STEP_POINTS, len(self.points)) + 1)]
+            pairs = itertools.pairwise(newest)
+            step = self._step = min((a - b for a, b in pairs), default=timedelta(0))
+        return step
+
+    def count_from(self, start: datetime, step: timedelta = timedelta(0)) -> int:
+        """How many points reach into ``[start, …)``: at or after it, or with their
+        bucket (``step``) ending after it. Counted from the newest (a window is usually
+        a small part of what is kept)."""
+        count = 0
+        for point in reversed(self.points):
+            if point.at >= start or point.at + step > start:
+                count += 1
+            else:
+                break
+        return count
 
     def since(self, start: datetime) -> list[Point]:
         """Points at or after ``start``, oldest first."""
@@ -255,7 +274,7 @@ class RuleTracker:
             assert latest is not None and series is not None
             # Samples: the points whose bucket reaches into the window.
             start = now - rule.window
-            in_window = [p for p in series.points if p.at >= start or p.at + step > start]
+            in_window = series.count_from(start, step)
             held = now - self.streak_start if self.streak_start is not None else None
             if held is not None and held >= rule.window:
                 state = RuleState.CRITICAL if rule.severity is Severity.CRITICAL else RuleState.WARN
@@ -270,7 +289,7 @@ class RuleTracker:
                 threshold=rule.threshold,
                 op=rule.op,
                 window=rule.window,
-                samples=len(in_window),
+                samples=in_window,
                 since=self.streak_start,
                 breached_for=held,
                 unit=rule.unit,
@@ -305,10 +324,18 @@ class RuleTracker:
         return min(later) if later else None
 
     def _fold(self, series: Series) -> None:
-        """Advance the streak over points not yet seen."""
-        for point in series.points:
-            if self.last_seen is not None and point.at <= self.last_seen:
-                continue
+        """Advance the streak over points not yet seen (found from the newest end: a
+        judgement usually has a point or none to fold, in a series of a hundred)."""
+        points = series.points
+        first = 0
+        if self.last_seen is not None:
+            first = len(points)
+            for point in reversed(points):
+                if point.at <= self.last_seen:
+                    break
+                first -= 1
+        for index in range(first, len(points)):
+            point = points[index]
             if self.rule.breaches(point.value):
                 if self.streak_start is None:
                     self.streak_start = point.at
@@ -384,6 +411,26 @@ class RuleBook:
             self._groups.setdefault(subject, []).append(group)
         series.add(at, value)
         return True
+
+    def record_points(
+        self,
+        subject: str,
+        points: Iterable[tuple[datetime, float | None]],
+        group: str | None = None,
+    ) -> None:
+        """:meth:`record` each point with a value, as ``record`` would take it; points
+        older than the series' newest are skipped at once (a source that re-reads its
+        whole window each time brings one or two new points among a hundred)."""
+        keep = self._keep.get(subject)
+        if keep is None:
+            return
+        series = self.series.get((subject, group))
+        latest = series.latest if series is not None else None
+        newest = latest.at if latest is not None else None
+        for at, value in points:
+            if value is None or (newest is not None and at < newest):
+                continue
+            self.record(subject, at, value, group)
 
     def keep(self, subject: str, span: timedelta) -> None:
         """Keep ``subject``'s points for at least ``span`` (a reader other than a

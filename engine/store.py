@@ -354,17 +354,15 @@ class Store:
             elif has_values or not any(g is not None for g in groups):
                 groups[None] = item
             self._recovered("datadog", item.metric, item.at)
-            for point in item.points:
-                if point.value is not None:
-                    self.rules.record(f"metric:{item.metric}", point.at, point.value, item.group)
+            self.rules.record_points(
+                f"metric:{item.metric}", ((p.at, p.value) for p in item.points), item.group
+            )
             self.dirty_panes.add("metrics")
         elif isinstance(item, SentrySample):
             self.sentry = item
             self._recovered("sentry", None, item.at)
             self.rules.record("sentry:new_issues", item.at, float(len(item.new_issues)))
-            for point in item.error_counts:
-                if point.value is not None:
-                    self.rules.record("sentry:errors", point.at, point.value)
+            self.rules.record_points("sentry:errors", ((p.at, p.value) for p in item.error_counts))
             self.dirty_panes.add("errors")
         elif isinstance(item, ProbeSample):
             self.probes[item.probe] = item

@@ -239,12 +239,16 @@ class ProbeSource:
         queue: asyncio.Queue[ProbeSample] = asyncio.Queue(
             maxsize=QUEUE_PER_PROBE * len(self.probes)
         )
-        async with httpx.AsyncClient(
+        # Built in a thread: a client loads the CA bundle (tens of ms), which would
+        # hold the event loop, and the first frame, while the app starts.
+        client = await asyncio.to_thread(
+            httpx.AsyncClient,
             transport=self._transport,
             verify=self.verify,
             follow_redirects=False,  # a redirect to a login page is not "healthy"
             limits=httpx.Limits(max_connections=max(10, 2 * len(self.probes))),
-        ) as client:
+        )
+        async with client:
             tasks = [
                 asyncio.create_task(self._run(client, p, queue), name=f"probe:{p.name}")
                 for p in self.probes

@@ -341,7 +341,9 @@ class SentrySource:
     async def stream(self) -> AsyncGenerator[Item, None]:
         """Poll forever: one :class:`SentrySample` per poll, or one failure."""
         await asyncio.to_thread(importlib.import_module, "httpx")
-        async with self._client() as client:
+        # Built in a thread too: a client loads the CA bundle (tens of ms), which
+        # would hold the event loop, and the first frame, while the app starts.
+        async with await asyncio.to_thread(self._client) as client:
             results = cast(
                 "AsyncGenerator[PollResult[SentrySample], None]",
                 poll(

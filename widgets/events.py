@@ -58,6 +58,13 @@ class EventsLog(RichLog):
     def __init__(self, *, id: str | None = None) -> None:
         super().__init__(max_lines=EVENT_LOG_LINES, wrap=True, markup=False, id=id)
         self.can_focus = False
+        self._styles: dict[str, str] = {}
+        """Each component class's style, until the styles change (a theme switch):
+        three per line, and each costs a look-up through the CSS."""
+
+    def notify_style_update(self) -> None:
+        self._styles = {}
+        super().notify_style_update()
 
     def add_events(self, events: Iterable[tuple[str, EcsEvent]]) -> None:
         """Append events, each prefixed by its time (UTC) and service label."""
@@ -72,4 +79,9 @@ class EventsLog(RichLog):
             self.write(line, width=width)
 
     def _style(self, name: str) -> str:
-        return str(self.get_component_rich_style(f"events-log--{name}", partial=True))
+        style = self._styles.get(name)
+        if style is None:
+            style = self._styles[name] = str(
+                self.get_component_rich_style(f"events-log--{name}", partial=True)
+            )
+        return style

@@ -249,6 +249,10 @@ class MetricRows(RowList):
         """Datadog is failing: the pane's STALE line says how old everything is."""
         self._silence: dict[str, tuple[tuple[str | None, str], ...]] = {}
         """Each row's silent groups and the age they were drawn with."""
+        self._quiet_until: dict[str, datetime | None] = {}
+        """Rows with no silent group: the moment the first of their groups can fall
+        silent (before it, the clock alone changes nothing in the row); ``None``: only
+        new samples can change it."""
 
     def show(
         self,
@@ -277,8 +281,15 @@ class MetricRows(RowList):
     def _age(self, now: datetime | None, failing: bool, changed: list[str]) -> None:
         if now is not None:
             self.now = now
+        if failing != self.failing:
+            self._quiet_until.clear()
         self.failing = failing
+        recheck = set(changed)
         for name in self.views:
+            if name in self._quiet_until and name not in recheck and self.now is not None:
+                quiet = self._quiet_until[name]
+                if quiet is None or self.now <= quiet:
+                    continue  # nothing in it can have fallen silent yet
             silence = self._silent(name)
             if silence != self._silence.get(name, ()):
                 self._silence[name] = silence
@@ -291,14 +302,22 @@ class MetricRows(RowList):
         """The groups of ``name`` whose newest point is past freshness, with its age;
         none while Datadog fails (the STALE line above says how old all of it is)."""
         fresh_for, now = self.views[name].fresh_for, self.now
+        self._quiet_until.pop(name, None)
         if fresh_for is None or now is None or self.failing:
+            if now is not None and not self.failing:
+                self._quiet_until[name] = None  # only new samples change it
             return ()
         out = []
+        fresh_until: datetime | None = None
         for group, sample in self.samples.get(name, {}).items():
             newest = next((p.at for p in reversed(sample.points) if p.value is not None), None)
             if newest is None or now - newest > fresh_for:
                 age = "never" if newest is None else age_text((now - newest).total_seconds())
                 out.append((group, age))
+            elif fresh_until is None or newest + fresh_for < fresh_until:
+                fresh_until = newest + fresh_for
+        if not out:
+            self._quiet_until[name] = fresh_until  # None: no sample, nothing to age
         return tuple(sorted(out, key=lambda item: item[0] or ""))
 
     def row_height(self, key: str, width: int) -> int | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -230,3 +230,25 @@ def test_the_moment_a_rule_loses_its_data_is_a_moment_the_watch_wakes(
     # ...and no later than it should: just after the point's bucket left the window
     # (170 s + 10 s + 2 m) or its freshness ended (170 s + 2 m).
     assert now - (T0 + at(17)) <= min(fresh_for, 10 * SEC + 2 * MIN) + SEC
+
+
+def test_a_re_read_window_records_like_each_point_alone() -> None:
+    """A source that re-reads its whole window each time: only new points go in, and
+    the series, the streak and the evidence are what point-by-point recording gives."""
+    one_by_one, batched = RuleBook([rule()]), RuleBook([rule()])
+    window: list[tuple[datetime, float | None]] = []
+    for i in range(60):
+        value = None if i % 7 == 3 else (9.0 if 20 <= i < 52 else 1.0)
+        window = [*window, (T0 + at(i), value)][-30:]  # the last 30 points, re-read
+        if i % 5 == 4:  # the newest bucket re-read with a new value
+            window[-1] = (window[-1][0], 8.0)
+        for when, reading in window:
+            if reading is not None:
+                one_by_one.record("metric:error_rate", when, reading)
+        batched.record_points("metric:error_rate", window)
+        now = T0 + at(i)
+        assert one_by_one.evaluate(now) == batched.evaluate(now)
+    key = ("metric:error_rate", None)
+    assert list(batched.series[key].points) == list(one_by_one.series[key].points)
+    batched.record_points("metric:unknown", window)  # no rule reads it: nothing kept
+    assert ("metric:unknown", None) not in batched.series
