@@ -183,9 +183,12 @@ def test_a_crash_loop_ecs_calls_completed_is_never_signed_off(
 ) -> None:
     """v2's tasks reach RUNNING then crash, again and again: ECS's breaker never trips
     and the deployment may read COMPLETED; the gate must not exit 0."""
-    sandbox = sandbox_process("crash-loop", speed=2.0)
+    # Speed 4: the tasks crash every 2 s; the availability rule's 20 s window is real time.
+    sandbox = sandbox_process("crash-loop", speed=4.0)
     code, lines = gate(sandbox, tmp_path, "--bake", "30s", "--timeout", "100s", "--json")
     records = [json.loads(line) for line in lines]
+    # The gate saw the deployment in flight (else it would only wait for the deadline).
+    assert any(r["event"] == "state" and r["status"] == "IN_PROGRESS" for r in records)
     assert code in (1, 4), records[-1]
     assert records[-1]["event"] == "summary" and records[-1]["code"] == code
     assert not any(r["event"] == "bake" and r["state"] == "signed off" for r in records)
