@@ -121,7 +121,7 @@ def primary_revision(state: ServiceState) -> str | None:
 async def test_rolling_in_flight_rolls_back_to_rollback_successful(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = await asyncio.to_thread(sandbox_process, "bad-release", speed=4)
+    sandbox = await asyncio.to_thread(sandbox_process, "bad-release", speed=8)
     world = World(sandbox.aws_endpoint, "rehearsal", tmp_path)
     await world.until(
         "web:2 rolling out",
@@ -238,7 +238,7 @@ async def test_codedeploy_promote_then_stop_with_rollback(
 async def test_read_only_changes_nothing_in_the_sandbox(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
-    sandbox = await asyncio.to_thread(sandbox_process, "bad-release", speed=4)
+    sandbox = await asyncio.to_thread(sandbox_process, "bad-release", speed=8)
     world = World(sandbox.aws_endpoint, "rehearsal", tmp_path, read_only=True)
     await world.until("web:2 rolling out", lambda s: newest_status(s) == "IN_PROGRESS", 30)
     planned = plan(Verb.ROLLBACK, world.state, environment="x", production=False)

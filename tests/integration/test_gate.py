@@ -183,9 +183,12 @@ def test_a_crash_loop_ecs_calls_completed_is_never_signed_off(
 ) -> None:
     """v2's tasks reach RUNNING then crash, again and again: ECS's breaker never trips
     and the deployment may read COMPLETED; the gate must not exit 0."""
-    sandbox = sandbox_process("crash-loop", speed=2.0)
+    # Speed 4: the tasks crash every 2 s; the availability rule's 20 s window is real time.
+    sandbox = sandbox_process("crash-loop", speed=4.0)
     code, lines = gate(sandbox, tmp_path, "--bake", "30s", "--timeout", "100s", "--json")
     records = [json.loads(line) for line in lines]
+    # The gate saw the deployment in flight (else it would only wait for the deadline).
+    assert any(r["event"] == "state" and r["status"] == "IN_PROGRESS" for r in records)
     assert code in (1, 4), records[-1]
     assert records[-1]["event"] == "summary" and records[-1]["code"] == code
     assert not any(r["event"] == "bake" and r["state"] == "signed off" for r in records)
@@ -195,16 +198,19 @@ def test_flaky_sources_pause_the_bake_and_never_sign_off_missing_data(
     sandbox_process: StartSandboxProcess, tmp_path: Path
 ) -> None:
     """Datadog answers 429 then hangs, Sentry 500s, AWS resets, all while web bakes: time
-    without fresh data is not healthy time, so a 40 s bake cannot fill before the
+    without fresh data is not healthy time, so a 30 s bake cannot fill before the
     deadline."""
-    sandbox = sandbox_process("flaky-sources", speed=1.0)
-    code, lines = gate(sandbox, tmp_path, "--bake", "40s", "--timeout", "75s", "--json")
+    # Speed 2 (the faults' hang and Retry-After are real seconds, as at speed 1): web
+    # completes ~10 s in, then its sources fail for ~12 s of the 34 s left, so it bakes
+    # ~20 s of 30 by the deadline; a bake that counted stale time would sign off at ~40 s.
+    sandbox = sandbox_process("flaky-sources", speed=2.0)
+    code, lines = gate(sandbox, tmp_path, "--bake", "30s", "--timeout", "44s", "--json")
     records = [json.loads(line) for line in lines]
     assert code == 4, records[-1]
     bakes = [r for r in records if r["event"] == "bake"]
     assert any(r["state"] == "paused" for r in bakes), bakes
     assert not any(r["state"] == "signed off" for r in bakes)
-    assert "baked" in records[-1]["text"] and "of 40s" in records[-1]["text"]
+    assert "baked" in records[-1]["text"] and "of 30s" in records[-1]["text"]
 
 
 def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:

@@ -37,10 +37,10 @@ def settled(sandbox: Sandbox) -> bool:
 async def test_history_of_the_demo_through_real_boto3(
     sandbox_world: StartSandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sandbox = await asyncio.to_thread(sandbox_world, "demo", 8.0)
+    sandbox = await asyncio.to_thread(sandbox_world, "demo", 16.0)  # only the end matters
     for name, value in sandbox.client_env().items():
         monkeypatch.setenv(name, value)
-    assert await asyncio.to_thread(wait_until, lambda: settled(sandbox), 120, 0.5)
+    assert await asyncio.to_thread(wait_until, lambda: settled(sandbox), 120, 0.1)
     settings = await asyncio.to_thread(load_config, sandbox.config_path)
     source = build_history_source(settings)
     history = await source.fetch()

@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
+SPEED = 16.0
+"""Only the order matters here (the rollout completes, then the suite runs against the
+version that serves): the rollouts are waited out at 16 times real time."""
+
 
 def rolled_out(sandbox: Sandbox, service: str, version: str) -> bool:
     """Whether ECS says the deployment to ``version`` completed and only it runs."""
@@ -50,8 +54,8 @@ async def run_web_smoke(sandbox: Sandbox) -> Any:
 async def test_the_sandbox_smoke_suite_passes_on_a_clean_rollout(
     sandbox_world: StartSandbox,
 ) -> None:
-    sandbox = await asyncio.to_thread(sandbox_world, "clean-rollout", 4.0)
-    assert await asyncio.to_thread(wait_until, lambda: rolled_out(sandbox, "web", "v2"), 90, 0.5), (
+    sandbox = await asyncio.to_thread(sandbox_world, "clean-rollout", SPEED)
+    assert await asyncio.to_thread(wait_until, lambda: rolled_out(sandbox, "web", "v2"), 90, 0.1), (
         "clean-rollout never completed"
     )
     run = await run_web_smoke(sandbox)
@@ -66,8 +70,8 @@ async def test_the_sandbox_smoke_suite_passes_on_a_clean_rollout(
 async def test_the_sandbox_smoke_suite_fails_checkout_on_the_bad_release(
     sandbox_world: StartSandbox,
 ) -> None:
-    sandbox = await asyncio.to_thread(sandbox_world, "bad-release", 4.0)
-    assert await asyncio.to_thread(wait_until, lambda: rolled_out(sandbox, "web", "v2"), 90, 0.5), (
+    sandbox = await asyncio.to_thread(sandbox_world, "bad-release", SPEED)
+    assert await asyncio.to_thread(wait_until, lambda: rolled_out(sandbox, "web", "v2"), 90, 0.1), (
         "bad-release never completed"
     )
     run = await run_web_smoke(sandbox)
