@@ -462,6 +462,15 @@ def healthy_signals(minutes: int = 3) -> list[Item]:
     return items
 
 
+async def settle(pilot: Pilot[Any]) -> None:
+    """Let the app's scripted sources hand over their script, then the screen's
+    coalesced flush run (the watch starts after the first frame)."""
+    sources = [s for s in getattr(pilot.app, "sources", ()) if isinstance(s, FakeSource)]
+    await wait_until(pilot, lambda: all(s.drained for s in sources))
+    await pilot.pause(0.15)
+    await pilot.pause()
+
+
 async def wait_until(pilot: Pilot[Any], check: Callable[[], bool], timeout: float = 5.0) -> None:
     """Let the app run until ``check()`` holds; fail the test if it never does.
 

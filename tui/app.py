@@ -247,15 +247,21 @@ class DeployWatchApp(App[None]):
         self.push_screen(self.dashboard)
         self.screen_change_signal.subscribe(self, lambda _: self._fit())
         self._fit()
-        self.run_worker(
-            self.controller.run(self.sources), name="watch", group="watch", exit_on_error=False
-        )
+        # The watch starts once the first frame is drawn: the ECS poller's thread
+        # imports boto3 (a second of CPU on a small machine) and would hold the first
+        # paint behind it.
+        self.call_after_refresh(self._start_watch)
         if self.controller.recorder is not None:
             self.run_worker(self.controller.recorder.run(), name="recorder", group="watch")
         if self.controller.actions.executor is self.aws:
             # Who acts, for the audit log: looked up once, off the event loop, after the
             # first paint (it imports boto3).
             self.set_timer(2.0, self._resolve_operator, name="identity")
+
+    def _start_watch(self) -> None:
+        self.run_worker(
+            self.controller.run(self.sources), name="watch", group="watch", exit_on_error=False
+        )
 
     def on_resize(self, event: events.Resize) -> None:
         self._fit(event.size)

@@ -15,6 +15,7 @@ from tests.fakes import (
     bad_release_signals,
     mid_deploy_script,
     settings,
+    settle,
     wait_until,
 )
 from tui.app import DeployWatchApp
@@ -75,11 +76,6 @@ async def advance(
     clock.advance(seconds)
     await wait_until(pilot, lambda: app.controller.snapshot.judgements > judged)
     await app.controller.settle()
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    await pilot.pause(0.15)
-    await pilot.pause()
 
 
 def bar(app: DeployWatchApp) -> str:

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, wait_until
-from tests.ui.test_actions_ui import SIZE, Recorder, auto_script, bar, settle
+from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, settle, wait_until
+from tests.ui.test_actions_ui import SIZE, Recorder, auto_script, bar
 from tui.app import DeployWatchApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen

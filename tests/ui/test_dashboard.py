@@ -6,7 +6,6 @@ from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from textual.color import Color
-from textual.pilot import Pilot
 
 from tests.fakes import (
     T0,
@@ -18,6 +17,7 @@ from tests.fakes import (
     sample,
     service_deployment,
     settings,
+    settle,
     wait_until,
 )
 from tui.app import DeployWatchApp
@@ -86,12 +86,6 @@ def background_at(app: DeployWatchApp, needle: str) -> str:
 def theme(app: DeployWatchApp, variable: str) -> str:
     """A theme colour as ``#rrggbb``: ``error``, ``warning``, ``success``, ``accent``."""
     return Color.parse(app.get_css_variables()[variable]).hex.lower()
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    """Let the coalesced flush run (it waits FLUSH_DELAY)."""
-    await pilot.pause(0.15)
-    await pilot.pause()
 
 
 async def test_pane_shows_progress_failure_and_rollback() -> None:

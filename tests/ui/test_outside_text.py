@@ -36,6 +36,7 @@ from tests.fakes import (
     deployment,
     sample,
     service_deployment,
+    settle,
 )
 from tests.ui.test_panes import flowing, pane_lines, pane_text, screen_lines, wait_for
 from tests.unit.test_text import outside, terminal_unsafe
@@ -47,8 +48,6 @@ from widgets.actionbar import ActionBar
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-    from textual.pilot import Pilot
 
     from engine.actions import ApiCall
     from sources.model import Item
@@ -147,11 +146,6 @@ def words(text: str) -> str:
 def unsafe_on_screen(app: DeployWatchApp) -> list[str]:
     """Characters drawn on screen that a terminal would obey rather than show."""
     return [c for line in screen_lines(app) for c in terminal_unsafe(line)]
-
-
-async def settle(pilot: Pilot[None]) -> None:
-    await pilot.pause(0.15)
-    await pilot.pause()
 
 
 # ------------------------------------------------------------------- the reported defects

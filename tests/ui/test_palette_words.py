@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fakes import deployment, sample
-from tests.ui.test_actions_ui import SIZE, make_app, palette_entries, settle
+from tests.fakes import deployment, sample, settle
+from tests.ui.test_actions_ui import SIZE, make_app, palette_entries
 
 if TYPE_CHECKING:
     from pathlib import Path
