@@ -36,6 +36,7 @@ from engine.announce import (
 )
 from engine.bake import BakeState
 from engine.text import clean
+from engine.verdict import Verdict
 from sources.bus import BadMessage, BusStats, backoff, client, decode_pipeline, encode
 
 if TYPE_CHECKING:
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from engine.controller import Controller, Update
-    from engine.verdict import Verdict
     from sources.bus import BusSettings, Topics
 
 PENDING_MAX = 200
@@ -134,8 +134,11 @@ class GateBus:
         if snapshot is not None:
             report = snapshot.report
             if report.verdict is not self._verdict:
+                first = self._verdict is None
                 self._verdict = report.verdict
-                self.announce("verdict", verdict_text(self.env, report.verdict, report.reasons))
+                # The watch starting up ("nothing to judge yet") is not news for a chat.
+                if not (first and report.verdict is Verdict.NO_DATA):
+                    self.announce("verdict", verdict_text(self.env, report.verdict, report.reasons))
             sending = {plan.key for plan in snapshot.sending}
             for plan in snapshot.sending:
                 if plan.key not in self._sending:

@@ -174,6 +174,7 @@ class Relay:
             report = snapshot.report
             verdict = (report.verdict, report.reasons)
             if verdict != self._verdict:
+                first = self._verdict is None
                 changed = self._verdict is None or self._verdict[0] is not report.verdict
                 self._verdict = verdict
                 body = {
@@ -188,8 +189,11 @@ class Relay:
                 self._retain(self.topics.verdict, encode(body))
                 if changed:
                     self._send(self.topics.events, encode({"type": "verdict", **body}))
-                    env = self.controller.settings.environment.name
-                    self._announce("verdict", verdict_text(env, report.verdict, report.reasons))
+                    # A chat hears verdicts, not the watch starting up ("nothing to
+                    # judge yet"); the events stream and the retained verdict have it.
+                    if not (first and report.verdict is Verdict.NO_DATA):
+                        env = self.controller.settings.environment.name
+                        self._announce("verdict", verdict_text(env, report.verdict, report.reasons))
         result = update.result
         if result is not None:
             self._announce("action", action_text(result))

@@ -135,3 +135,16 @@ def test_a_retained_pipeline_event_counts_only_when_recent(tmp_path: Path) -> No
     assert [e.id for e in world.controller.store.pipeline] == ["run-7"]
     assert world.bus.old == 1
     assert [event for event, _, _ in world.said] == ["pipeline"]
+
+
+def test_the_watch_starting_up_is_not_announced_but_what_follows_is(tmp_path: Path) -> None:
+    """The first judgement, before any data, is NO DATA ("nothing to judge yet"): a
+    chat hears the gate start and then real verdicts, not that."""
+    world = World(tmp_path)
+    world.bus.started(bake="10s", timeout=timedelta(minutes=30), act=False)
+    world.controller.step()  # no data yet
+    assert len(world.announced()) == 1  # only "gate started"
+    for item in mid_deploy_script():
+        world.controller.ingest(item)
+    world.controller.step()
+    assert world.announced()[1].startswith("sandbox-demo: FAILING — ")
