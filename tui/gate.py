@@ -672,8 +672,12 @@ def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         got: list[int] = []
 
         def stop(sig: signal.Signals) -> None:
+            # The first signal ends the watch; the gate then closes its recording and
+            # the bus within their bounds (5 s). A second one must not cancel that
+            # closing half-way (a traceback instead of the summary and the exit code).
+            if not got:
+                task.cancel()
             got.append(int(sig))
-            task.cancel()
 
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
+GATE = (sys.executable, "-m", "tui", "gate")
 FORGET_ENV = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "DD_SITE")
 
 
@@ -226,3 +227,55 @@ def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "--service 'nope'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_again_and_again_ends_the_gate_with_its_summary_and_143_never_a_traceback(
+    sandbox_process: StartSandboxProcess, tmp_path: Path
+) -> None:
+    """A pipeline's runner cancels a job with SIGTERM, and often sends it again: the
+    gate says where it stood and exits 128+15, and a further signal does not cut its
+    closing (the recording, the report) into a traceback."""
+    import signal
+    import time
+
+    sandbox = sandbox_process("clean-rollout", speed=1.0)
+    env = {k: v for k, v in os.environ.items() if k not in FORGET_ENV}
+    env.update(sandbox.client_env)
+    report = tmp_path / "report"
+    proc = subprocess.Popen(
+        [
+            *GATE,
+            *("--config", str(sandbox.config_path), "--bake", "10m"),
+            *("--report", str(report), "--record", str(tmp_path / "rec.gz")),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = []
+        while time.monotonic() < deadline:  # the watch is up once it has judged
+            line = proc.stdout.readline()
+            seen.append(line)
+            if re.search(r"HEALTHY|DEGRADED|FAILING|NO DATA", line):
+                break
+        # Again and again until it exits: some land while it closes.
+        deadline = time.monotonic() + 30
+        while proc.poll() is None and time.monotonic() < deadline:
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.01)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    lines = "".join(seen).splitlines() + out.splitlines()
+    print("\n".join(lines[-10:]), "\nstderr:", err[-2000:])
+    assert "Traceback" not in err
+    # 143, or killed by a signal that came after the gate had let go of them.
+    assert proc.returncode in (128 + signal.SIGTERM, -signal.SIGTERM)
+    assert any("interrupted by SIGTERM" in line for line in lines[-4:])
+    assert (tmp_path / "report.md").exists() and (tmp_path / "rec.gz").exists()
