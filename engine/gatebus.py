@@ -37,7 +37,15 @@ from engine.announce import (
 from engine.bake import BakeState
 from engine.text import clean
 from engine.verdict import Verdict
-from sources.bus import BadMessage, BusStats, backoff, client, decode_pipeline, encode
+from sources.bus import (
+    BadMessage,
+    BusStats,
+    backoff,
+    client,
+    decode_pipeline,
+    encode,
+    first_to_end,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -230,20 +238,10 @@ class GateBus:
                 f"on {self.topics.announce}, reading pipeline events",
                 state="connected",
             )
-            # Not a TaskGroup (as the relay): our own cancellation must stay ours.
-            tasks = {
-                asyncio.create_task(self._drain(mqtt)),
-                asyncio.create_task(self._listen(mqtt)),
-            }
             try:
-                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    task.result()
+                await first_to_end(self._drain(mqtt), self._listen(mqtt))
             finally:
                 self.connected.clear()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _drain(self, mqtt: Any) -> None:
         while True:

@@ -36,6 +36,7 @@ from sources.bus import (
     encode,
     encode_item,
     encode_items,
+    first_to_end,
     mqtt_error,
     recovered_failures,
     state_key,
@@ -274,22 +275,10 @@ class Relay:
                     self._dirty.update(clears)
                     self._wake.set()
                     self.connected.set()
-                    # Reading is what notices a lost connection. (Not a TaskGroup: in
-                    # Python 3.11 it can turn our own cancellation into the children's
-                    # errors, and the relay would reconnect instead of stopping.)
-                    tasks = {
-                        asyncio.create_task(self._drain(mqtt)),
-                        asyncio.create_task(self._listen(mqtt)),
-                    }
                     try:
-                        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-                        for task in done:
-                            task.result()
+                        await first_to_end(self._drain(mqtt), self._listen(mqtt))
                     finally:
                         self.connected.clear()
-                        for task in tasks:
-                            task.cancel()
-                        await asyncio.gather(*tasks, return_exceptions=True)
                         with contextlib.suppress(Exception):
                             await asyncio.wait_for(
                                 mqtt.publish(

@@ -47,7 +47,7 @@ from sources.model import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+    from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 
     import aiomqtt
 
@@ -457,6 +457,24 @@ def mqtt_error() -> type[Exception]:
     import aiomqtt
 
     return aiomqtt.MqttError
+
+
+async def first_to_end(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run these together until one ends (raising its error), then cancel the others.
+
+    A connection's reader and writer: reading is what notices a lost connection. Not a
+    TaskGroup: in Python 3.11 it can turn our own cancellation into the children's
+    errors, and a caller would reconnect instead of stopping.
+    """
+    tasks = {asyncio.create_task(coro) for coro in coros}
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def backoff(attempt: int) -> float:
