@@ -117,10 +117,10 @@ class CardText:
         self.now = now
         self.tone = tone
         self.compact = compact
-        self.keys = keys or KeyHints()
-        """The keys the card's hints name, as the live keymap has them."""
         """A narrow terminal: a shorter bar, no column padding, no image (the image is
         in the task definition named on the line)."""
+        self.keys = keys or KeyHints()
+        """The keys the card's hints name, as the live keymap has them."""
 
     def build(self) -> Text:
         """The card's text."""
