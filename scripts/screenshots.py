@@ -246,6 +246,35 @@ def gate_report() -> None:
         WRITTEN.extend(["deployment-report.md", "deployment-report.json"])
 
 
+FLEET = "dashboard-fleet-two-contexts.svg"
+
+
+def fleet_picture() -> None:
+    """Two ``[[aws]]`` contexts of 100 services each, one with expired credentials: the
+    fleet rehearsal is a test of its own (two accounts in the sandbox), which draws this
+    picture when asked to."""
+    import subprocess
+
+    print("fleet rehearsal (two contexts)…", flush=True)
+    test = (
+        "tests/integration/test_fleet_sandbox.py::test_the_dashboard_shows_both_contexts_one_stale"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        cwd=ROOT,
+        env={**os.environ, "DEPLOYWATCH_FLEET_SCREENSHOT": str(OUT / FLEET)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    if done.returncode != 0:
+        print(done.stdout[-3000:], flush=True)
+        raise SystemExit("the fleet rehearsal failed: its picture was not drawn")
+    WRITTEN.append(FLEET)
+    print(f"wrote screenshots/{FLEET}", flush=True)
+
+
 WRITTEN: list[str] = []
 
 
@@ -293,11 +322,15 @@ def main() -> int:
     os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
     only = sys.argv[1:]
     if only:
-        unknown = [name for name in only if name not in SCENES]
+        unknown = [name for name in only if name not in (*SCENES, "fleet")]
         if unknown:
-            raise SystemExit(f"unknown picture {unknown[0]!r} (choose: {', '.join(SCENES)})")
+            choices = ", ".join((*SCENES, "fleet"))
+            raise SystemExit(f"unknown picture {unknown[0]!r} (choose: {choices})")
         for name in only:
-            run(*SCENES[name])
+            if name == "fleet":
+                fleet_picture()
+            else:
+                run(*SCENES[name])
         return 0
     for scenario, scene in SCENES.values():
         run(scenario, scene)
@@ -305,6 +338,7 @@ def main() -> int:
     run("bad-release", bad_release)
     run("demo", demo_rollback)
     gate_report()
+    fleet_picture()
     for svg in sorted([*OUT.glob("*.svg"), *OUT.glob("*.md"), *OUT.glob("*.json")]):
         if svg.name not in WRITTEN:
             svg.unlink()
