@@ -535,7 +535,7 @@ class Controller:
             evidence.sort(key=lambda e: e.state.rank)
         self.evidence = tuple(evidence)
         stale = {
-            key: f"{state.failure.error}: {state.failure.reason}"
+            key: f"{state.failure.reason}: {state.failure.error}"
             for key in statuses
             if (state := self.store.services[key]).failure is not None
         }

@@ -384,11 +384,13 @@ async def test_with_no_rules_a_stale_ecs_answer_is_no_data_never_healthy(
     assert controller.step().verdict is Verdict.HEALTHY
     clock.advance(5)
     controller.ingest(
-        SourceFailure("ecs", "demo/api", "ThrottlingException", "rate exceeded", clock())
+        SourceFailure("ecs", "demo/api", "ThrottlingException: Rate exceeded", "throttled", clock())
     )
     snapshot = controller.step()
     assert snapshot.verdict is Verdict.NO_DATA
-    assert controller.report.reasons == ("ECS demo/api: STALE, ThrottlingException: rate exceeded",)
+    assert controller.report.reasons == (
+        "ECS demo/api: STALE, throttled: ThrottlingException: Rate exceeded",
+    )
     clock.advance(5)
     controller.ingest(sample("demo/api", steady))  # it answers again: HEALTHY again
     assert controller.step().verdict is Verdict.HEALTHY
