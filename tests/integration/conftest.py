@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from sandbox.broker import Broker
 from sandbox.faults import FaultControlServer, FaultRegistry
 from sandbox.requestlog import RequestLog
 from sandbox.sentry_api import SentryServer
@@ -60,3 +61,11 @@ def sentry_server() -> Iterator[SentryServer]:
     """A local Sentry with projects ``web`` (1) and ``api`` (2)."""
     with SentryServer(projects={1: "web", 2: "api"}) as server:
         yield server
+
+
+@pytest.fixture
+def broker() -> Iterator[Broker]:
+    """An MQTT broker of the test's own on a free port (mosquitto, else amqtt); stopped
+    after it."""
+    with Broker() as running:
+        yield running

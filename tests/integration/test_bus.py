@@ -22,7 +22,7 @@ from sources.bus import (
 from sources.model import EcsEvent, EcsServiceSample, Item, SourceFailure
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterator
+    from collections.abc import AsyncIterator
 
 pytestmark = [
     pytest.mark.integration,
@@ -32,13 +32,6 @@ pytestmark = [
 T0 = datetime(2026, 11, 22, 2, 0, tzinfo=UTC)
 WAIT = 20.0
 """Bound on every wait for the broker (a loaded 2-core machine)."""
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    """A mosquitto of the test's own on a free port; stopped after it."""
-    with Broker() as running:
-        yield running
 
 
 def ecs(key: str, n: int, events: tuple[EcsEvent, ...] = ()) -> EcsServiceSample:

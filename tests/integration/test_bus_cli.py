@@ -18,8 +18,6 @@ from sources.bus import BusSource, Topics, client, decode, parse_bus_url
 from sources.model import EcsServiceSample
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from tests.conftest import StartSandboxProcess
 
 pytestmark = [
@@ -28,12 +26,6 @@ pytestmark = [
 ]
 
 WAIT = 60.0
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with Broker() as running:
-        yield running
 
 
 async def cli(*args: str, env: dict[str, str] | None = None) -> asyncio.subprocess.Process:

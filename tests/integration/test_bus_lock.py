@@ -18,7 +18,7 @@ from tui.app import DeployWatchApp
 from tui.screens.takeover import TakeoverScreen
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
 pytestmark = [
@@ -28,12 +28,6 @@ pytestmark = [
 
 WAIT = 20.0
 TOPICS = Topics("sandbox-demo")
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with Broker() as running:
-        yield running
 
 
 class Running:

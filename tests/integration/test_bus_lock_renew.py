@@ -19,7 +19,7 @@ from sources.bus import LockClient, Topics, parse_bus_url
 from tests.fakes import FrozenClock, settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator
+    from collections.abc import AsyncIterator, Callable
     from pathlib import Path
 
 pytestmark = [
@@ -29,12 +29,6 @@ pytestmark = [
 
 WAIT = 30.0
 TOPICS = Topics("sandbox-demo")
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with Broker() as running:
-        yield running
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from tui.app import DeployWatchApp
 from widgets.events import EventsLog
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = [
@@ -31,12 +30,6 @@ WAIT = 30.0
 
 ENV = "sandbox-demo"
 HOSTILE = "v2\x1b]0;pwned\x07\u202e[b]bold[/b]"
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with Broker() as running:
-        yield running
 
 
 def log_text(app: DeployWatchApp) -> str:

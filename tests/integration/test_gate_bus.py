@@ -20,8 +20,6 @@ from sources.bus import Topics, client, decode, parse_bus_url
 from tests.integration.test_gate import FORGET_ENV, ROOT, gate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from tests.conftest import StartSandboxProcess
 
 pytestmark = pytest.mark.integration
@@ -30,12 +28,6 @@ WAIT = 240.0
 """Bound on the gate's whole run (a loaded 2-core machine)."""
 
 HOSTILE = "v2\x1b]0;pwned\x07\u202e"
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with Broker() as running:
-        yield running
 
 
 async def cli(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:

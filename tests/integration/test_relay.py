@@ -17,7 +17,7 @@ from sources.bus import BusSource, Topics, parse_bus_url
 from tests.fakes import FakeSource, FrozenClock, bad_release_signals, mid_deploy_script, settings
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
     from pathlib import Path
 
     from engine.actions import ApiCall
@@ -28,12 +28,6 @@ pytestmark = [
 ]
 
 WAIT = 20.0
-
-
-@pytest.fixture
-def broker() -> Iterator[Broker]:
-    with Broker() as running:
-        yield running
 
 
 def refuse(call: ApiCall) -> Mapping[str, Any]:
