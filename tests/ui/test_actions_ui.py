@@ -53,7 +53,9 @@ def make_app(
     signals: bool = False,
     script: list[Any] | None = None,
     clock: FrozenClock | None = None,
+    audit: Path | None = None,
 ) -> tuple[DeployWatchApp, Recorder]:
+    """The app with a recording executor; its audit log ``audit`` or one in ``tmp_path``."""
     rec = Recorder()
     app = DeployWatchApp(
         settings(
@@ -63,7 +65,7 @@ def make_app(
         clock=clock or FrozenClock(),
         read_only=read_only,
         executor=rec,
-        audit_path=tmp_path / "audit.jsonl",
+        audit_path=audit or tmp_path / "audit.jsonl",
     )
     return app, rec
 

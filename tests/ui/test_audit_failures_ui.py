@@ -13,15 +13,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, settle, wait_until
-from tests.ui.test_actions_ui import SIZE, Recorder, auto_script, bar
+from tests.fakes import FrozenClock, settle, wait_until
+from tests.ui.test_actions_ui import SIZE, auto_script, bar, make_app
 from tui.app import DeployWatchApp
 from tui.screens.confirm import ConfirmScreen
 from tui.screens.dashboard import DashboardScreen
 
 if TYPE_CHECKING:
     from pathlib import Path
-    from typing import Any
 
 UNWRITABLE = "cannot write the audit log"
 
@@ -34,26 +33,6 @@ def broken_log(tmp_path: Path) -> Path:
     return tmp_path / "blocked" / "audit.jsonl"
 
 
-def make_app(
-    log: Path,
-    *,
-    read_only: bool = False,
-    signals: bool = False,
-    script: list[Any] | None = None,
-    clock: FrozenClock | None = None,
-) -> tuple[DeployWatchApp, Recorder]:
-    rec = Recorder()
-    app = DeployWatchApp(
-        settings(signals=signals),
-        [FakeSource(script if script is not None else mid_deploy_script())],
-        clock=clock or FrozenClock(),
-        read_only=read_only,
-        executor=rec,
-        audit_path=log,
-    )
-    return app, rec
-
-
 def toasts(app: DeployWatchApp) -> list[tuple[str, str]]:
     """``(title, message)`` of every notification so far."""
     return [(n.title, n.message) for n in app._notifications]
@@ -64,7 +43,7 @@ def still_running(app: DeployWatchApp) -> bool:
 
 
 async def test_a_confirmed_rollback_is_refused_on_screen_and_not_sent(broken_log: Path) -> None:
-    app, rec = make_app(broken_log)
+    app, rec = make_app(broken_log.parent, audit=broken_log)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("R")
@@ -78,7 +57,7 @@ async def test_a_confirmed_rollback_is_refused_on_screen_and_not_sent(broken_log
 
 
 async def test_a_declined_confirmation_that_cannot_be_audited_says_so(broken_log: Path) -> None:
-    app, rec = make_app(broken_log)
+    app, rec = make_app(broken_log.parent, audit=broken_log)
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await settle(pilot)
         await pilot.press("R", "escape")
@@ -90,7 +69,7 @@ async def test_a_declined_confirmation_that_cannot_be_audited_says_so(broken_log
 
 
 async def test_a_read_only_refusal_that_cannot_be_audited_says_so(broken_log: Path) -> None:
-    app, rec = make_app(broken_log, read_only=True)
+    app, rec = make_app(broken_log.parent, audit=broken_log, read_only=True)
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         await pilot.press("R")
@@ -105,7 +84,14 @@ async def test_an_automatic_rollback_refused_in_read_only_with_a_broken_log(
     broken_log: Path,
 ) -> None:
     clock = FrozenClock()
-    app, rec = make_app(broken_log, read_only=True, signals=True, script=auto_script(), clock=clock)
+    app, rec = make_app(
+        broken_log.parent,
+        audit=broken_log,
+        read_only=True,
+        signals=True,
+        script=auto_script(),
+        clock=clock,
+    )
     async with app.run_test(size=SIZE) as pilot:
         await wait_until(pilot, lambda: "AUTO ROLLBACK in 10s" in bar(app))
         clock.advance(10)
@@ -120,7 +106,9 @@ async def test_a_cancelled_countdown_that_cannot_be_audited_still_holds(
     broken_log: Path,
 ) -> None:
     clock = FrozenClock()
-    app, rec = make_app(broken_log, signals=True, script=auto_script(), clock=clock)
+    app, rec = make_app(
+        broken_log.parent, audit=broken_log, signals=True, script=auto_script(), clock=clock
+    )
     async with app.run_test(size=SIZE, notifications=True) as pilot:
         await wait_until(pilot, lambda: "AUTO ROLLBACK in 10s" in bar(app))
         await pilot.press("c")
