@@ -218,6 +218,25 @@ def service_deployment(
     )
 
 
+def canary_at_its_hook() -> ServiceDeployment:
+    """A native canary shifting 20 % to web:2, its PAUSE hook waiting for an answer
+    until T0 + 5 min (else ROLLBACK)."""
+    from dataclasses import replace
+
+    from sources.model import LifecycleHook
+
+    hook = LifecycleHook(
+        "ecs-pause-1", "AWAITING_ACTION", "PAUSE", T0 + timedelta(minutes=5), "ROLLBACK"
+    )
+    return replace(
+        service_deployment("IN_PROGRESS", source="web:1", target="web:2"),
+        strategy="CANARY",
+        lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT",
+        traffic_weight=20.0,
+        hooks=(hook,),
+    )
+
+
 def sample(
     key: str,
     deployments: Sequence[EcsDeployment],

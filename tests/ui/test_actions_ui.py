@@ -375,31 +375,17 @@ async def test_palette_in_read_only_mode_shows_verbs_as_refused(tmp_path: Path) 
 async def test_a_waiting_hook_on_the_card_names_the_remapped_keys(tmp_path: Path) -> None:
     """Hints follow the live keymap: with promote and rollback remapped in ``[keys]``,
     the card's waiting hook names the keys that work, never ``P`` and ``R``."""
-    from dataclasses import replace
-    from datetime import timedelta
-
-    from sources.model import LifecycleHook
-    from tests.fakes import T0, deployment, sample, service_deployment
+    from tests.fakes import canary_at_its_hook, deployment, sample
     from tests.fakes import settings as make_settings
     from widgets.deployments import DeploymentsPane
 
     base = make_settings(services=(("demo", "web"),))
     keys = base.keys.model_copy(update={"promote": "ctrl+o", "rollback": "ctrl+r"})
     remapped = base.model_copy(update={"keys": keys})
-    hook = LifecycleHook(
-        "ecs-pause-1", "AWAITING_ACTION", "PAUSE", T0 + timedelta(minutes=5), "ROLLBACK"
-    )
-    sd = replace(
-        service_deployment("IN_PROGRESS", source="web:1", target="web:2"),
-        strategy="CANARY",
-        lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT",
-        traffic_weight=20.0,
-        hooks=(hook,),
-    )
     web = sample(
         "demo/web",
         [deployment("web:2", rollout="IN_PROGRESS"), deployment("web:1", status="ACTIVE")],
-        service_deployments=[sd],
+        service_deployments=[canary_at_its_hook()],
     )
     app = DeployWatchApp(
         remapped,

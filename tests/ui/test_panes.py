@@ -1014,21 +1014,12 @@ def test_a_native_canary_card_shows_its_stage_split_and_waiting_hook() -> None:
     from dataclasses import replace
 
     from engine.store import ServiceState
-    from sources.model import LifecycleHook
-    from tests.fakes import deployment, sample, service_deployment
+    from tests.fakes import canary_at_its_hook, deployment, sample
     from widgets.deployments import CardText
 
     key = "canary/web"
-    hook = LifecycleHook(
-        "ecs-pause-1", "AWAITING_ACTION", "PAUSE", T0 + timedelta(minutes=5), "ROLLBACK"
-    )
-    sd = replace(
-        service_deployment("IN_PROGRESS", source="web:1", target="web:2"),
-        strategy="CANARY",
-        lifecycle_stage="PRODUCTION_TRAFFIC_SHIFT",
-        traffic_weight=20.0,
-        hooks=(hook,),
-    )
+    sd = canary_at_its_hook()
+    [hook] = sd.hooks
     deployments = [deployment("web:2", rollout="IN_PROGRESS"), deployment("web:1", status="ACTIVE")]
 
     def card(sd: object) -> str:
