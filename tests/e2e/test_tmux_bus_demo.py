@@ -80,14 +80,14 @@ def test_a_lock_taken_in_one_pane_refuses_r_in_the_other(tmp_path: Path) -> None
         assert relay_pids(), "the demo's relay is not running"
         only_web(tmux, first)
         only_web(tmux, second)
-        # The first pane's R claims web's lock; escape declines the rollback itself. (On a
+        # The first pane's R claims web's lock; n declines the rollback itself. (On a
         # loaded machine the deployment may have finished by now: then R rolls forward.)
         tmux.run("send-keys", "-t", first, "R")
         dialog = wait_for(
             tmux, first, r"Roll back web(.|\n)*ecs:(StopServiceDeployment|UpdateService)", 15
         )
         assert "Roll back web: refused" not in dialog
-        tmux.run("send-keys", "-t", first, "Escape")
+        tmux.run("send-keys", "-t", first, "n")  # (a plain key: a lone ESC can wait for more)
         wait_for(tmux, first, r"Roll back web: cancelled, nothing sent", 10)
         wait_for(tmux, first, r"yours since \d\d:\d\d", 20)
         wait_for(tmux, second, r"locked by \S+ \(pane 1\) since", 20)
