@@ -18,6 +18,13 @@ if TYPE_CHECKING:
 EVENT_LOG_LINES = 1000
 """Bound on the lines kept in the events log."""
 
+SHORT_IDS_BELOW = 100
+"""Under this many columns, ECS's 32-hex task ids are cut to their first 8 (``1facfdec…``,
+as git cuts a commit): a full one takes a line of its own in an 80-column pane, and two
+of them halve the events that fit."""
+
+_TASK_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{24}\b")
+
 _PREFIX = re.compile(r"^\(service [^)]*\)\s*")
 _TONES = (
     (re.compile(r"fail|unhealthy|rolling back|unable|error", re.I), "bad"),
@@ -70,9 +77,12 @@ class EventsLog(RichLog):
         """Append events, each prefixed by its time (UTC) and service label."""
         # Wrap at the pane's width, not the console's (80 columns when headless).
         width = self.scrollable_content_region.width or None
+        short = width is not None and width < SHORT_IDS_BELOW
         for label, event in events:
             stamp = event.at.strftime("%H:%M:%S") if event.at else "--:--:--"
             message = clean(_PREFIX.sub("", event.message), LONG)
+            if short:
+                message = _TASK_ID.sub(r"\1…", message)
             line = Text(f"{stamp} ", style=self._style("time"))
             line.append(f"{clean(label):<12} ", style=self._style("label"))
             line.append(message, style=self._style(event_tone(message)))

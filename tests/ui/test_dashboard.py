@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from textual.color import Color
@@ -426,6 +427,27 @@ async def test_long_state_wraps_and_is_never_cut() -> None:
         _, last = card_line(app, "deployment STOPPED")
         _, web = card_line(app, "demo/web")
         assert (last, web) == (end + 1, end + 3)
+
+
+def logged(log: EventsLog, words: str) -> bool:
+    return any(words in strip.text for strip in log.lines)
+
+
+async def test_task_ids_are_shortened_only_in_a_narrow_events_pane() -> None:
+    """At 120x35 (a 77-column events pane) a 32-hex task id would wrap the event onto a
+    second line: it is cut to its first 8 (``1facfdec…``) and the event keeps one line;
+    a wide pane keeps the id whole."""
+    task = "1facfdece8d64628bf3539fbaba6affd"
+    said = f"(service web) has stopped 1 running tasks: (task {task})."
+    for size, shown in (((120, 35), "(task 1facfdec…)."), (SIZE, f"(task {task}).")):
+        source = FakeSource([sample("demo/web", [deployment("web:2")], events=[("e-task", said)])])
+        app = DeployWatchApp(settings(), [source], clock=FrozenClock())
+        async with app.run_test(size=size) as pilot:
+            log = app.screen.query_one(EventsLog)
+            await wait_until(pilot, partial(logged, log, "has stopped"))
+            lines = [strip.text.rstrip() for strip in log.lines if strip.text.strip()]
+            assert len(lines) == 1, (size, lines)
+            assert lines[0].endswith(f"web          has stopped 1 running tasks: {shown}")
 
 
 async def test_events_due_while_a_dialog_is_open_are_logged_when_it_closes() -> None:
