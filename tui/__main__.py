@@ -213,7 +213,9 @@ def _demo(args: argparse.Namespace) -> int:
         from tui.demo_bus import DemoBusError, check_viewers
 
         try:
-            check_viewers(args.viewers, os.environ)
+            check_viewers(
+                args.viewers, os.environ, production=args.production, record=bool(args.record)
+            )
         except DemoBusError as exc:
             return _fail(str(exc), 2)
     # The sandbox takes any credentials; never let a real profile or IMDS be used.
@@ -305,6 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.bus:
         from tui import bus_cli
 
+        if args.record:
+            return _fail(
+                "--record does not combine with --bus: a viewer polls nothing of its own "
+                "(record where the watch polls: deploywatch run --record FILE)",
+                2,
+            )
         return bus_cli.run_viewer(settings, args.bus, operate=args.operate)
     return _run_app(settings, read_only=args.read_only, record=args.record)
 

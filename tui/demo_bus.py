@@ -35,14 +35,28 @@ class DemoBusError(Exception):
     """Why ``--viewers`` cannot run here (said in one line)."""
 
 
-def check_viewers(viewers: int, env: Mapping[str, str]) -> None:
-    """Refuse before anything starts: a count out of range, or no tmux to split.
+def check_viewers(
+    viewers: int, env: Mapping[str, str], *, production: bool = False, record: bool = False
+) -> None:
+    """Refuse before anything starts: a count out of range, no tmux to split, or an
+    option the viewers' panes would not honour (they read the sandbox's config as it is,
+    and a dashboard on the bus takes in nothing of its own to record).
 
     Raises:
         DemoBusError: Why, and what to do instead.
     """
     if not 1 <= viewers <= MAX_VIEWERS:
         raise DemoBusError(f"--viewers takes 1 to {MAX_VIEWERS}")
+    if production:
+        raise DemoBusError(
+            "--production does not combine with --viewers: the viewers' panes would not "
+            "ask for the service name; rehearse production without --viewers"
+        )
+    if record:
+        raise DemoBusError(
+            "--record does not combine with --viewers: the dashboards on the bus poll "
+            "nothing of their own; record without --viewers"
+        )
     if shutil.which("tmux") is None:
         raise DemoBusError("--viewers opens tmux panes, and tmux is not installed")
     if not env.get("TMUX"):

@@ -477,3 +477,17 @@ def test_demo_takes_a_scenario_file_like_sandbox_does(
     assert code == 1, err
     assert "the sandbox did not start" in err and "no scenario" not in err
     assert "mine.toml" in err
+
+
+def test_a_viewer_refuses_record_before_it_connects(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``run --bus URL --record FILE`` would record nothing (a viewer polls nothing of
+    its own): refused in one line, before any broker is tried, and no file is written."""
+    path = write(tmp_path, example())
+    recording = tmp_path / "rec.jsonl.gz"
+    argv = ["run", "--config", str(path), "--bus", "mqtt://127.0.0.1:9", "--record", str(recording)]
+    code, out, err = cli(argv, capsys)
+    assert (code, out) == (2, "")
+    assert err.count("\n") == 1 and "--record does not combine with --bus" in err
+    assert not recording.exists()

@@ -22,6 +22,17 @@ def test_viewers_are_refused_with_what_to_do(viewers: int, env: dict[str, str], 
         check_viewers(viewers, env)
 
 
+@pytest.mark.parametrize(
+    ("option", "why"),
+    [("production", "--production does not combine with --viewers"), ("record", "--record")],
+)
+def test_options_the_viewers_would_ignore_are_refused(option: str, why: str) -> None:
+    """The viewers' panes read the sandbox's config as it is: a production rehearsal
+    would let them confirm with y, and there is nothing of theirs to record."""
+    with pytest.raises(DemoBusError, match=why):
+        check_viewers(1, {"TMUX": "/tmp/tmux-0/default,1,0"}, **{option: True})
+
+
 def test_a_viewer_pane_runs_an_operators_dashboard_from_the_bus_with_its_env() -> None:
     argv = viewer_command("mqtt://127.0.0.1:1883", "/tmp/a b/config.toml")
     command = split_command(argv, {"DEPLOYWATCH_HOLDER": "me@here (pane 2)", "DD_API_KEY": "x"})
