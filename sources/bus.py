@@ -13,7 +13,8 @@ One relay per environment polls the cloud and publishes what its watch ingests u
 - ``lock/<service>`` (retained) and ``lock/<service>/claim``: the operator lock;
 - ``presence/<client>`` (retained, cleared by the client's last will);
 - ``announce``: short human-readable announcements (a chat bridge forwards them);
-- ``pipeline/<service>`` (retained): a service's latest pipeline event (``announce``).
+- ``pipeline/<service>`` (retained): a service's latest pipeline event (``announce``),
+  read by a gate or a viewer that starts after it was sent.
 
 Every payload is JSON with ``"v": 1``; what arrives is validated (pydantic) and a
 malformed or oversized one is counted and dropped, never fatal. aiomqtt is imported only
@@ -396,6 +397,9 @@ class Topics:
     def pipeline_filter(self) -> str:
         return f"{self.prefix}/pipeline/+"
 
+    def is_pipeline(self, topic: str) -> bool:
+        return topic.startswith(f"{self.prefix}/pipeline/")
+
     def last_segment(self, topic: str, *, strip: str = "") -> str:
         """The unquoted last segment of a topic (``strip``: a suffix removed first)."""
         if strip and topic.endswith(strip):
@@ -565,12 +569,16 @@ class BusSource:
                     await mqtt.subscribe(self.topics.state_filter, qos=1)
                     await mqtt.subscribe(self.topics.relay, qos=1)
                     await mqtt.subscribe(self.topics.events, qos=1)  # pipeline events
+                    # Each service's latest, retained: a viewer started after the
+                    # pipeline's ``announce --event started`` still shows it.
+                    await mqtt.subscribe(self.topics.pipeline_filter, qos=1)
                     if attempt:
                         self.reconnects += 1
                     attempt = 0
                     self.connected.set()
                     async for message in mqtt.messages:
-                        for item in self._read(str(message.topic), message.payload):
+                        topic, retained = str(message.topic), bool(message.retain)
+                        for item in self._read(topic, message.payload, retained=retained):
                             yield item
             except error_class as exc:
                 self.connected.clear()
@@ -585,7 +593,7 @@ class BusSource:
         self._last.clear()
         self._seen.clear()
 
-    def _read(self, topic: str, payload: Any) -> Iterable[Item]:
+    def _read(self, topic: str, payload: Any, *, retained: bool = False) -> Iterable[Item]:
         if not isinstance(payload, bytes | bytearray):
             payload = b"" if payload is None else str(payload).encode()
         self.stats.received += 1
@@ -593,6 +601,10 @@ class BusSource:
             return self._relay_status(topic, bytes(payload))
         if topic == self.topics.events:
             return self._pipeline(topic, bytes(payload))
+        if self.topics.is_pipeline(topic):
+            # Only the retained one is news: a live one came on ``events`` too (and
+            # the store takes each pipeline event once, by its id).
+            return self._pipeline(topic, bytes(payload)) if retained and payload else ()
         if not payload:
             self._last.pop(topic, None)
             self._seen.pop(topic, None)

@@ -87,3 +87,33 @@ async def test_an_announcement_is_a_line_in_a_viewers_events_pane_and_in_its_rep
         ("demo/api", "finished"),
     ]
     assert events[0]["version"] == "v2␛]0;pwned␇<U+202E>[b]bold[/b]"
+
+
+async def test_a_viewer_started_after_the_announcement_still_shows_it_once(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The pipeline said ``started`` before this viewer opened: the retained
+    ``pipeline/<service>`` gives it the line. A later announcement arrives on both
+    topics (live on ``events``, and forwarded on ``pipeline/<service>``): one line."""
+    await announce(broker, "--service", "web", "--event", "started", "--version", "v7")
+    source = BusSource(parse_bus_url(broker.url, {}), Topics(ENV), ["demo/web", "demo/api"])
+    app = DeployWatchApp(
+        settings(),
+        [source],
+        clock=FrozenClock(),
+        read_only=True,
+        executor=lambda call: {},
+        audit_path=tmp_path / "audit.jsonl",
+    )
+    async with app.run_test(size=(160, 45)) as pilot:
+        await wait_until(pilot, lambda: "deploy started" in log_text(app), WAIT)
+        await announce(broker, "--service", "web", "--event", "finished", "--version", "v7")
+        await wait_until(pilot, lambda: "deploy finished" in log_text(app), WAIT)
+        # The forwarded copy of "finished" on pipeline/web comes right behind it.
+        await wait_until(pilot, lambda: source.stats.received >= 3, WAIT)
+        await pilot.pause()
+        text = log_text(app)
+        data = app.report_data([])
+    assert text.count("deploy started") == 1 and text.count("deploy finished") == 1, text
+    assert "v7" in next(li for li in text.splitlines() if "deploy started" in li)
+    assert [e["event"] for e in data["pipeline_events"]] == ["started", "finished"]
