@@ -190,18 +190,6 @@ class RowList(Toned, ScrollView, can_focus=False):
             self._retop()
         self.refresh()
 
-    def reorder(self, keys: Iterable[str]) -> None:
-        """Show the rows in this order (the same keys; heights and caches are kept)."""
-        rows = {row.key: row for row in self._rows}
-        deferred = {self._rows[i].key for i in self._deferred}
-        self._rows = [rows[key] for key in keys]
-        if len(self._rows) != len(rows):
-            raise ValueError("reorder needs every key exactly once")
-        self._index = {row.key: i for i, row in enumerate(self._rows)}
-        self._deferred = {self._index[key] for key in deferred}
-        self._retop()
-        self.refresh()
-
     def set_keys(self, keys: Iterable[str]) -> None:
         """Show these rows, in this order: rows already shown keep their heights and
         caches; rows that were not (new, or shown again after a filter hid them) are
