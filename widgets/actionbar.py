@@ -82,7 +82,7 @@ class ActionBar(Toned):
             hidden = len(lines) - COMPACT_LINES + 1
             lines = lines[: COMPACT_LINES - 1]
             hint = f"+{hidden} more · {self.compact} shows all"
-        width = self.content_size.width
+        width = self.text_width
         for i, line in enumerate(lines):
             if i:
                 text.append("\n")

@@ -196,7 +196,7 @@ class VerdictBanner(Toned):
             hint = (
                 f"  +{more} · {self.compact} evidence" if more > 0 else f"  {self.compact} evidence"
             )
-            room = self.content_size.width - text.cell_len - len(hint)
+            room = self.text_width - text.cell_len - len(hint)
             if headline.cell_len > room:
                 headline.truncate(max(room, 2), overflow="ellipsis")
             text.append_text(headline)
@@ -563,7 +563,7 @@ class ErrorsPane(Toned):
         if sample.bucket_seconds and per == "per bucket":
             per = f"per {_per(sample.bucket_seconds)}"
         text.append(f"\n{per:<8}  ", self.tone("muted"))
-        width = max(8, self.size.width - 12)
+        width = max(8, self.text_width - 12)
         cells = spark(values, width, breaches=breaches, floor=0.0, ceiling=ceiling)
         spark_line(text, cells, self.tone, "busy")
         for issue in sample.new_issues[:ISSUES_SHOWN]:

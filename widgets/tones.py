@@ -15,6 +15,7 @@ from textual.visual import Visual
 from textual.widget import Widget
 
 if TYPE_CHECKING:
+    from textual.geometry import Size
     from textual.strip import Strip
 
 
@@ -85,6 +86,36 @@ class Toned(Widget):
     """The lines last painted by :meth:`repaint`, to repaint only the cells that change."""
     _shown_width: int = 0
     _shown_text: Text | None = None
+    _laid_out_width: int = 0
+    """The content width of the latest layout (see :attr:`text_width`)."""
+
+    @property
+    def text_width(self) -> int:
+        """The width ``render()`` lays its text out for (cuts a line to, sizes a
+        sparkline to). During a layout after a resize ``content_size`` still holds the
+        old width: text cut for it would wrap at the new one, and the widget would keep
+        the height of the wrapped text (blank rows under a one-line banner at 80x24)."""
+        return self._laid_out_width or self.content_size.width
+
+    _height: tuple[int, int] | None = None
+    """``(width, height)`` of the latest :meth:`get_content_height`, until a refresh."""
+
+    def clear_cached_dimensions(self) -> None:
+        self._height = None
+        super().clear_cached_dimensions()
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """The height of the text rendered for ``width`` (the width being laid out)."""
+        self._laid_out_width = width
+        if self._height is not None and self._height[0] == width:
+            return self._height[1]
+        rendered = self.render()
+        if width <= 0 or not isinstance(rendered, Text):
+            return super().get_content_height(container, viewport, width)
+        content = Content.from_rich_text(rendered, console=self.app.console)
+        height = len(Visual.to_strips(self, content, width, None, self.visual_style))
+        self._height = (width, height)
+        return height
 
     def tone(self, name: str) -> str:
         """The Rich style of a tone (``ok``, ``bad``, ``muted`` ...), cached until the

@@ -140,6 +140,41 @@ async def test_compact_banner_and_bar_take_a_line_each_and_e_shows_everything() 
         await wait_until(pilot, lambda: isinstance(app.screen, DashboardScreen))
 
 
+async def test_a_resize_to_80x24_leaves_no_blank_rows_in_the_banner_or_the_bar() -> None:
+    """A tmux pane split while the countdown runs: the banner and the action bar are
+    cut for the new width, and their heights follow (they kept the rows of the text
+    cut for the old width, wrapped: blank rows at 80x24). Back to wide, in full again."""
+    app = DeployWatchApp(
+        settings(signals=True),
+        [FakeSource([*mid_deploy_script(), *bad_release_signals(minutes=6)])],
+        clock=FrozenClock(),
+        executor=lambda call: {},
+    )
+    async with app.run_test(size=(200, 50)) as pilot:
+        banner = app.screen.query_one(VerdictBanner)
+        bar = app.screen.query_one(ActionBar)
+        await wait_until(
+            pilot,
+            lambda: (
+                banner.report is not None
+                and banner.report.verdict is Verdict.FAILING
+                and bar.lines != ()
+            ),
+        )
+        await pilot.pause()
+        wide = banner.region.height
+        assert wide > 1
+        await pilot.resize_terminal(*SMALL)
+        await wait_until(pilot, lambda: dashboard(app).compact and banner.region.height == 1)
+        bar_rows = bar.render().plain.count("\n") + 1
+        await wait_until(pilot, lambda: bar.region.height == bar_rows)
+        lines = screen_lines(app)
+        rows = lines[banner.region.y : bar.region.bottom]
+        assert all(row.strip() for row in rows), "\n".join(lines)
+        await pilot.resize_terminal(200, 50)
+        await wait_until(pilot, lambda: banner.region.height == wide)
+
+
 async def test_footer_keeps_quit_and_help_at_80x24() -> None:
     app = DeployWatchApp(settings(), [FakeSource(mid_deploy_script())], clock=FrozenClock())
     async with app.run_test(size=SMALL) as pilot:
