@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pytest
 from rich.segment import Segment
 from rich.style import Style as RichStyle
 from textual.color import Color
@@ -332,6 +333,27 @@ async def test_metric_state_follows_values_across_thresholds() -> None:
         row = line_with(app, METRICS, "error_rate")
         assert "> 5% CRITICAL  > 10% → rollback OK  · CRITICAL" in row, row
         assert colour_of(app, METRICS, "OK", after="rollback") == theme(app, "success")
+
+
+async def test_new_data_after_a_quiet_spell_waits_for_its_judgement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A value and its state appear together, also after a quiet spell: the panes'
+    longest wait counts from when the data began to wait, not from when the panes were
+    last shown (then 350ms was painted beside the OK of the 120ms before it)."""
+    monkeypatch.setattr("engine.controller.COALESCE", 0.4)  # the judgement lags the data
+    monkeypatch.setattr("tui.screens.dashboard.PANES_MAX_WAIT", 2.0)
+    clock = FrozenClock()
+    app, source = make_app([metric("p95_ms", "version:v2", [120.0] * 6, unit="ms")], clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_for(pilot, lambda: line_with(app, METRICS, "p95_ms").endswith("OK"))
+        await pilot.pause(2.2)  # quiet for longer than the panes' longest wait
+        clock.advance(90)
+        source.push(metric("p95_ms", "version:v2", [350.0] * 10, unit="ms", end=clock.now))
+        deadline = time.monotonic() + 10
+        while "350ms" not in pane_text(app, METRICS) and time.monotonic() < deadline:
+            await pilot.pause(0.01)
+        assert line_with(app, METRICS, "p95_ms").endswith("WARN"), pane_text(app, METRICS)
 
 
 async def test_metrics_go_stale_with_age_and_reason_and_recover() -> None:

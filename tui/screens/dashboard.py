@@ -297,8 +297,9 @@ class DashboardScreen(Screen[None]):
         """Monotonic time of the last batch written to the events log."""
         self._shown_judgement = 0
         """The snapshot (by version) the banner and the signal panes show."""
-        self._panes_shown_at = time.monotonic()
-        """When the signal panes were last handed data (monotonic)."""
+        self._ahead_since: float | None = None
+        """Since when (monotonic) the store has held data the watch has not judged yet,
+        with the signal panes waiting for that judgement; ``None``: nothing waits."""
         self.frozen = False
         self.compact = False
         """The compact layout is on (a terminal below COMPACT_WIDTH x COMPACT_HEIGHT)."""
@@ -841,10 +842,16 @@ class DashboardScreen(Screen[None]):
         starve them.
         """
         snapshot = self.snapshot
-        ahead = snapshot.signal_version != self.store.signal_version
-        if ahead and time.monotonic() - self._panes_shown_at < PANES_MAX_WAIT:
-            return
-        self._panes_shown_at = time.monotonic()
+        if snapshot.signal_version != self.store.signal_version:
+            # Measured from when the data began to wait (not from the last time the
+            # panes were shown: after a quiet second, new data would be painted at once,
+            # beside the state of the data before it).
+            waiting = time.monotonic()
+            if self._ahead_since is None:
+                self._ahead_since = waiting
+            if waiting - self._ahead_since < PANES_MAX_WAIT:
+                return
+        self._ahead_since = None
         self._shown_judgement = snapshot.version
         store = self.store
         evidence = list(snapshot.evidence)
