@@ -48,6 +48,14 @@ def ecs_client(endpoint: str, region: str = "us-east-1") -> Any:
     )
 
 
+@pytest.fixture(autouse=True)
+def _private_state_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Every test (and every process it starts) keeps its audit logs, rehearsal log and
+    reports under its own folder: never in the user's state dir, never shared with a
+    test running beside it."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+
+
 @pytest.fixture
 def sandbox_process() -> Iterator[StartSandboxProcess]:
     """Factory fixture: start sandbox child processes, all stopped at teardown."""

@@ -23,7 +23,7 @@ SHORT_IDS_BELOW = 100
 as git cuts a commit): a full one takes a line of its own in an 80-column pane, and two
 of them halve the events that fit."""
 
-_TASK_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{24}\b")
+_TASK_ID = re.compile(r"\b([0-9a-f]{8})[0-9a-f]{24,}\b")
 
 _PREFIX = re.compile(r"^\(service [^)]*\)\s*")
 _TONES = (

@@ -11,16 +11,12 @@ from engine.contexts import FleetActions
 from sources.aws_actions import AwsActions
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from engine.actions import ApiCall
 
 
 @pytest.fixture(autouse=True)
-def _no_real_aws_and_a_private_audit_log(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # The default audit path (platformdirs' state dir) moves under the test's own folder.
-    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-
+def _no_real_aws_and_a_private_audit_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    # (The default audit path is already under the test's own folder: tests/conftest.py.)
     def refuse(self: AwsActions, call: ApiCall) -> dict[str, Any]:
         raise AssertionError(f"a UI test reached real AWS: {call.describe()}")
 
