@@ -318,6 +318,11 @@ async def run_smoke(
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         reader.cancel()
+        # Reap it (briefly): no zombie, and its pipes are closed while the loop still
+        # runs (left to the garbage collector, they close on a loop already closed).
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+            async with asyncio.timeout(KILL_GRACE):
+                await proc.wait()
         raise
     # A grandchild that keeps the pipe open must not hold the run: it is in the group.
     _kill_group(proc.pid, signal.SIGKILL)

@@ -4,6 +4,7 @@ the watch that starts it when a deployment completes and judges ``smoke:<name>``
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import sys
 import textwrap
@@ -157,6 +158,44 @@ async def test_a_hung_command_is_killed_with_its_group_at_its_timeout(tmp_path: 
         await asyncio.sleep(0.05)
     else:
         pytest.fail("the grandchild outlived the timeout")
+
+
+def test_a_cancelled_run_is_reaped_before_its_loop_closes(tmp_path: Path) -> None:
+    """Quitting while a suite runs cancels it: the command is killed and reaped while
+    the loop still runs. (Left to the garbage collector, its pipe closed on a loop
+    already closed: "Exception ignored in BaseSubprocessTransport.__del__".)"""
+    started = asyncio.Event()
+    ignored: list[Any] = []
+
+    async def main() -> None:
+        task = asyncio.create_task(
+            run_smoke(
+                smoke(command=python("import time; print('up', flush=True); time.sleep(600)")),
+                service=None,
+                trigger="key",
+                clock=FrozenClock(),
+                on_start=lambda run: started.set(),
+                base_dir=tmp_path,
+            )
+        )
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        await asyncio.wait([task])
+        assert task.cancelled()
+        del task  # nothing keeps the run's frames (and its process) alive
+
+    hook = sys.unraisablehook
+    sys.unraisablehook = ignored.append
+    loop = asyncio.new_event_loop()
+    try:
+        loop.run_until_complete(main())
+        loop.close()  # at once, as an app that quits
+        gc.collect()
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+        loop.close()
+    assert [str(u.exc_value) for u in ignored] == []
 
 
 async def test_output_is_bounded_to_its_last_bytes(tmp_path: Path) -> None:
