@@ -6,9 +6,10 @@ widget tree, or a dashboard left open costs CPU (and terminal bytes) for nothing
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes import FakeSource, FrozenClock, mid_deploy_script, settings, settle
+from tests.fakes import T0, FakeSource, FrozenClock, mid_deploy_script, settings, settle
 from tui.app import DeployWatchApp
 from tui.screens.dashboard import DashboardScreen
 from widgets.topbar import TopBar
@@ -49,3 +50,27 @@ async def test_the_clock_tick_repaints_the_clock_not_the_top_bar() -> None:
         await pilot.pause()
         assert str(bar.query_one("#clock").render()).startswith("02:00:01")
         assert repainted == []  # the clock Static repainted itself, and only itself
+
+
+async def test_the_clock_tick_walks_no_widget_tree() -> None:
+    """Each second the tick hands the time to the panes it knows; it does not look
+    them up again among every widget of the screen."""
+    clock = FrozenClock()
+    app = idle_app(clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        queries: list[object] = []
+        original = screen.query
+
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            queries.append(args)
+            return original(*args, **kwargs)
+
+        screen.query = counting  # type: ignore[method-assign]
+        for second in range(1, 4):
+            clock.now = T0 + timedelta(seconds=second)
+            screen._tick()
+        await pilot.pause()
+        assert queries == []
