@@ -9,13 +9,28 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from tests.fakes import T0, FakeSource, FrozenClock, mid_deploy_script, settings, settle
+from tests.fakes import (
+    T0,
+    FakeSource,
+    FrozenClock,
+    deployment,
+    mid_deploy_script,
+    sample,
+    service_deployment,
+    settings,
+    settle,
+    wait_until,
+)
 from tui.app import DeployWatchApp
 from tui.screens.dashboard import DashboardScreen
+from widgets.deployments import SORT_NAME, DeploymentsPane
+from widgets.rowlist import RowList
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
     from textual.widget import Widget
+
+    from sources.model import Item
 
 SIZE = (200, 50)
 
@@ -74,3 +89,63 @@ async def test_the_clock_tick_walks_no_widget_tree() -> None:
             screen._tick()
         await pilot.pause()
         assert queries == []
+
+
+async def test_a_card_growing_below_the_view_moves_nothing_in_it() -> None:
+    """A service far below the view starts deploying: its card takes more lines.
+    Nothing in view moves, so the screen is not laid out again nor the view repainted;
+    the scrollbar alone takes the new length in."""
+    services = [("demo", f"svc-{i:03d}") for i in range(60)]
+    steady = [sample(f"{c}/{s}", [deployment("app:2")]) for c, s in services]
+    source = FakeSource(steady)
+    clock = FrozenClock()
+    app = DeployWatchApp(settings(services), [source], clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        pane = screen.query_one(DeploymentsPane)
+        pane.set_sort(SORT_NAME)  # svc-059 stays last when it starts deploying
+        for second in range(1, RowList.SETTLE_EVERY + 1):
+            pane.tick(T0 + timedelta(seconds=second))  # every card measured
+        await pilot.pause()
+        before = pane.virtual_size.height
+        pane.SETTLE_EVERY = 10**6  # type: ignore[misc]  # the clock's ticks measure nothing now
+        source.push(rolling("demo/svc-059"))
+        bar = screen.query_one(TopBar)
+        await wait_until(pilot, lambda: "1 IN_PROGRESS" in bar.summary)  # the flush ran
+        await pilot.pause()  # its repaint and layout done (the banner changed)
+        assert pane.virtual_size.height == before  # below the view: not measured yet
+        layouts: list[object] = []
+        repaints: list[tuple[object, ...]] = []
+        layout, refresh = screen._refresh_layout, pane.refresh
+
+        def counting_layout(*args: Any, **kwargs: Any) -> None:
+            layouts.append(args)
+            layout(*args, **kwargs)
+
+        def counting_refresh(*regions: Any, **kwargs: Any) -> Any:
+            repaints.append(regions)
+            return refresh(*regions, **kwargs)
+
+        screen._refresh_layout = counting_layout  # type: ignore[method-assign]
+        pane.refresh = counting_refresh  # type: ignore[method-assign]
+        pane.SETTLE_EVERY = 1  # type: ignore[misc]  # this tick measures the rows below
+        pane.tick(T0 + timedelta(seconds=10))
+        await pilot.pause()
+        assert pane.virtual_size.height > before  # measured: the card grew
+        assert pane.vertical_scrollbar.window_virtual_size == pane.virtual_size.height
+        assert "svc-000" in pane.card_text("demo/svc-000").plain
+        assert layouts == []
+        assert () not in repaints  # no repaint of the whole view
+
+
+def rolling(key: str) -> Item:
+    """A rolling deployment of ``key`` halfway through (two deployments: a taller card)."""
+    return sample(
+        key,
+        [
+            deployment("app:3", running=2, rollout="IN_PROGRESS", updated=T0),
+            deployment("app:2", status="ACTIVE", running=2),
+        ],
+        service_deployments=[service_deployment("IN_PROGRESS", source="app:2", target="app:3")],
+    )
