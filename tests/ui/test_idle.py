@@ -7,8 +7,11 @@ widget tree, or a dashboard left open costs CPU (and terminal bytes) for nothing
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from engine.config import parse_config
+from sources.model import MetricPoint, MetricSample
 from tests.fakes import (
     T0,
     FakeSource,
@@ -25,9 +28,12 @@ from tui.app import DeployWatchApp
 from tui.screens.dashboard import DashboardScreen
 from widgets.deployments import SORT_NAME, DeploymentsPane
 from widgets.rowlist import RowList
+from widgets.signals import MetricRows
 from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from textual.widget import Widget
 
     from sources.model import Item
@@ -149,3 +155,61 @@ def rolling(key: str) -> Item:
         ],
         service_deployments=[service_deployment("IN_PROGRESS", source="app:2", target="app:3")],
     )
+
+
+async def test_silent_metrics_age_in_view_and_no_row_is_handed_new_data() -> None:
+    """30 metrics, every one silent (its last point older than its freshness): each
+    second the ages in view move on screen, and no row is handed anything new (those
+    off screen show their age as of when they scroll in)."""
+    metrics = [f"m{i:02d}" for i in range(30)]
+    config = parse_config(
+        {
+            "environment": {"name": "idle"},
+            "aws": {"region": "us-east-1", "endpoint_url": "http://127.0.0.1:9"},
+            "service": [{"cluster": "demo", "service": "web"}],
+            "datadog": {"host": "http://127.0.0.1:9", "poll_interval": 5},
+            "metric": [
+                {"name": name, "query": f"avg:{name}{{service:web}}", "service": "web"}
+                for name in metrics
+            ],
+        },
+        Path("idle.toml"),
+    )
+    points = tuple(MetricPoint(T0 - (5 - i) * 10 * SEC, 1.0) for i in range(6))
+    script = [MetricSample(name, "demo/web", None, points, "", T0) for name in metrics]
+    clock = FrozenClock()
+    app = DeployWatchApp(config, [FakeSource(script)], clock=clock)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        screen = app.screen
+        assert isinstance(screen, DashboardScreen)
+        rows = screen.query_one(MetricRows)
+        clock.now = T0 + 200 * SEC  # 2 minutes of freshness long gone: all silent
+        screen._tick()
+        await wait_until(pilot, on_screen(app, "(last 3m20s ago)"))
+        handed: list[list[str]] = []
+        update_rows = rows.update_rows
+
+        def counting(keys: Any) -> None:
+            handed.append(list(keys))
+            update_rows(keys)
+
+        rows.update_rows = counting  # type: ignore[method-assign]
+        for second, age in ((201, "3m21s"), (202, "3m22s")):
+            clock.now = T0 + second * SEC
+            screen._tick()
+            await wait_until(pilot, on_screen(app, f"(last {age} ago)"))
+        assert handed == []
+
+
+SEC = timedelta(seconds=1)
+
+
+def screen_text(app: DeployWatchApp) -> str:
+    """The screen as drawn (the compositor's own render)."""
+    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
+
+
+def on_screen(app: DeployWatchApp, words: str) -> Callable[[], bool]:
+    """A check for :func:`wait_until`: are ``words`` on the screen?"""
+    return lambda: words in screen_text(app)
