@@ -230,6 +230,10 @@ class RuleTracker:
     last_seen: datetime | None = None
     """Newest point already folded into the streak."""
     evidence: Evidence | None = None
+    stale_point: datetime | None = None
+    """The newest point when the rule was last judged without fresh data. Until a newer
+    point comes (which wakes the watch), the clock only makes that point older: the
+    rule cannot change by the clock alone."""
 
     def evaluate(
         self, series: Series | None, now: datetime, source_error: str | None = None
@@ -260,6 +264,7 @@ class RuleTracker:
             step = series.step if len(series.points) > 1 else rule.window
             if fresh and rule.window > timedelta(0) and latest.at + step < now - rule.window:
                 fresh = False
+        self.stale_point = latest.at if latest is not None and not fresh else None
         if source_error is not None:
             # The source is failing right now: what it said before is not evidence that
             # all is well (nor that it is not). STALE at once; the streak is kept so a
@@ -306,8 +311,8 @@ class RuleTracker:
         new data: its newest point ageing past freshness, its window emptying, or a
         pending breach maturing. ``None`` when only new data can change it."""
         latest = series.latest if series is not None else None
-        if latest is None:
-            return None
+        if latest is None or latest.at == self.stale_point:
+            return None  # (no data yet, or none fresh at the last judgement: only data)
         rule = self.rule
         # Freshness ends just *after* its bound (a point exactly ``fresh_for`` old is
         # still fresh): wake a microsecond later, or the judgement at the bound itself

@@ -288,7 +288,20 @@ class RowList(Toned, ScrollView, can_focus=False):
         self._tops = tops
         self._total = line
         self._heights_off = False
-        self.virtual_size = Size(self._width, line)
+        self._set_virtual_size(Size(self._width, line))
+
+    def _set_virtual_size(self, size: Size) -> None:
+        """The list's scrollable size. A new total height moves nothing on screen but
+        the scrollbar (the list's own size is set by CSS): the scrollbar is updated
+        alone, without the screen-wide layout a ``virtual_size`` change asks for (10 ms
+        at 200 services); a scrollbar that comes or goes still gets its layout."""
+        if size == self.virtual_size:
+            return
+        if self._width <= 0 or not self.container_size:
+            self.virtual_size = size  # not laid out yet
+            return
+        self.set_reactive(RowList.virtual_size, size)
+        self._scroll_update(size)  # shows or hides the scrollbar (a layout), sizes it
 
     def _visible(self) -> range:
         if not self._rows or self._width <= 0 or self.size.height <= 0:
@@ -362,17 +375,18 @@ class RowList(Toned, ScrollView, can_focus=False):
         """Measure the rows deferred below the view; move what their heights move."""
         if not self._deferred or self._width <= 0:
             return
-        moved = False
+        moved: list[int] = []
         for i in self._deferred:
             row = self._rows[i]
             height = self._measure(row)
             if height != row.height:
                 row.height = height
-                moved = True
+                moved.append(i)
         self._deferred.clear()
         if moved:
             self._retop()
-            self.refresh()
+            if min(moved) < self._visible().stop:
+                self.refresh()  # (rows below the view move nothing in it)
 
     def _strips(self, i: int) -> list[Strip]:
         """A row's rendered lines, built now if out of date."""

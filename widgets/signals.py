@@ -247,12 +247,12 @@ class MetricRows(RowList):
         self.now: datetime | None = None
         self.failing = False
         """Datadog is failing: the pane's STALE line says how old everything is."""
-        self._silence: dict[str, tuple[tuple[str | None, str], ...]] = {}
-        """Each row's silent groups and the age they were drawn with."""
+        self._silence: dict[str, tuple[str | None, ...]] = {}
+        """Each row's silent groups. Their ages move with the clock: such a row is
+        built again on each tick while in view (``row_moves``), never off screen."""
         self._quiet_until: dict[str, datetime | None] = {}
-        """Rows with no silent group: the moment the first of their groups can fall
-        silent (before it, the clock alone changes nothing in the row); ``None``: only
-        new samples can change it."""
+        """The moment the first of a row's fresh groups can fall silent (before it, the
+        clock changes no group's silence); ``None``: only new samples can change it."""
 
     def show(
         self,
@@ -275,8 +275,13 @@ class MetricRows(RowList):
         self._age(now, failing, changed)
 
     def tick(self, now: datetime) -> None:
-        """The clock moved: repaint the rows whose silent groups now read differently."""
+        """The clock moved: rows where a group fell silent change; the silent groups'
+        ages move in the rows in view (the others are built when they scroll in)."""
         self._age(now, self.failing, [])
+        super().tick(now)
+
+    def row_moves(self, key: str) -> bool:
+        return bool(self._silence.get(key))
 
     def _age(self, now: datetime | None, failing: bool, changed: list[str]) -> None:
         if now is not None:
@@ -298,9 +303,9 @@ class MetricRows(RowList):
         if changed:
             self.update_rows(changed)
 
-    def _silent(self, name: str) -> tuple[tuple[str | None, str], ...]:
-        """The groups of ``name`` whose newest point is past freshness, with its age;
-        none while Datadog fails (the STALE line above says how old all of it is)."""
+    def _silent(self, name: str) -> tuple[str | None, ...]:
+        """The groups of ``name`` whose newest point is past freshness; none while
+        Datadog fails (the STALE line above says how old all of it is)."""
         fresh_for, now = self.views[name].fresh_for, self.now
         self._quiet_until.pop(name, None)
         if fresh_for is None or now is None or self.failing:
@@ -310,15 +315,20 @@ class MetricRows(RowList):
         out = []
         fresh_until: datetime | None = None
         for group, sample in self.samples.get(name, {}).items():
-            newest = next((p.at for p in reversed(sample.points) if p.value is not None), None)
+            newest = _newest(sample)
             if newest is None or now - newest > fresh_for:
-                age = "never" if newest is None else age_text((now - newest).total_seconds())
-                out.append((group, age))
+                out.append(group)
             elif fresh_until is None or newest + fresh_for < fresh_until:
                 fresh_until = newest + fresh_for
-        if not out:
-            self._quiet_until[name] = fresh_until  # None: no sample, nothing to age
-        return tuple(sorted(out, key=lambda item: item[0] or ""))
+        self._quiet_until[name] = fresh_until  # None: none fresh, nothing more to fall
+        return tuple(sorted(out, key=lambda group: group or ""))
+
+    def _age_words(self, sample: MetricSample) -> str:
+        """How old a silent group's newest point is now (``2m10s``; ``never``)."""
+        newest = _newest(sample)
+        if newest is None or self.now is None:
+            return "never"
+        return age_text((self.now - newest).total_seconds())
 
     def row_height(self, key: str, width: int) -> int | None:
         evidence = self.evidence.get(key, ())
@@ -379,7 +389,7 @@ class MetricRows(RowList):
         if ceiling is None:
             known = [p.value for s in samples.values() for p in s.points if p.value is not None]
             ceiling = max(known, default=1.0)
-        silent = dict(self._silence.get(key, ()))
+        silent = self._silence.get(key, ())
         for group in sorted(samples, key=lambda g: g or ""):
             sample = samples[group]
             values = [p.value for p in sample.points]
@@ -391,7 +401,7 @@ class MetricRows(RowList):
             width = cells
             if group in silent:
                 # No point within its freshness: its old value is not a current one.
-                age = silent[group]
+                age = self._age_words(sample)
                 note = "(no value yet)" if age == "never" else f"(last {age} ago)"
                 text.append(f"{'?':>9} ", self.tone("none"))
                 text.append(f"{note}  ", self.tone("muted"))
@@ -410,6 +420,11 @@ class MetricRows(RowList):
             tone = self.tone(_STATE_TONE[compared.state])
             text.append("\n" + compare_text(compared), tone)
         return text
+
+
+def _newest(sample: MetricSample) -> datetime | None:
+    """When a group's newest point with a value was."""
+    return next((p.at for p in reversed(sample.points) if p.value is not None), None)
 
 
 class StaleLine(Toned):

@@ -40,8 +40,10 @@ class TopBar(Horizontal):
     TopBar > .context.-stale { background: $error-darken-2; color: $text; text-style: bold; }
     """
 
-    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), init=False)
-    """The time shown on the clock (UTC; the app's clock drives it)."""
+    now: reactive[datetime] = reactive(lambda: datetime.now(UTC), init=False, repaint=False)
+    """The time shown on the clock (UTC; the app's clock drives it). The clock repaints
+    its own cells: a repaint of the whole bar every second would send the terminal the
+    full top line (about a kilobyte) for a dozen changed cells."""
     summary: reactive[str] = reactive("", init=False)
     """One-line fleet summary, e.g. ``2 services · 1 in progress · 1 failed``."""
     frozen: reactive[bool] = reactive(False, init=False)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol
 
 from rich.text import Text
 from textual.binding import Binding
@@ -52,6 +52,14 @@ if TYPE_CHECKING:
     from engine.controller import Controller, Snapshot, Update
     from sources.model import EcsEvent
     from tui.screens.takeover import HeldLock
+
+
+class SignalPanes(NamedTuple):
+    """The dashboard's signal panes by kind (none where the config has no such source)."""
+
+    metrics: list[MetricsPane]
+    errors: list[ErrorsPane]
+    probes: list[ProbesPane]
 
 
 class OperatorLock(Protocol):
@@ -300,6 +308,9 @@ class DashboardScreen(Screen[None]):
         self._ahead_since: float | None = None
         """Since when (monotonic) the store has held data the watch has not judged yet,
         with the signal panes waiting for that judgement; ``None``: nothing waits."""
+        self._signal_panes: SignalPanes | None = None
+        """The signal panes, found once at the mount (composed once, never replaced):
+        a query walks every widget of the screen, and the clock asks each second."""
         self.frozen = False
         self.compact = False
         """The compact layout is on (a terminal below COMPACT_WIDTH x COMPACT_HEIGHT)."""
@@ -399,6 +410,7 @@ class DashboardScreen(Screen[None]):
         self.query_one(TopBar).summary = fleet_summary(self.store, self._statuses(), short=compact)
 
     def on_mount(self) -> None:
+        self._signal_panes = self._find_panes()
         self._deployments.key_hints = self.key_hints()
         self._set_compact(is_compact(*self.app.size))
         self.set_interval(1.0, self._tick, name="clock")
@@ -809,9 +821,10 @@ class DashboardScreen(Screen[None]):
             self._deployments.tick(now)
             if self.store.signal_failures:
                 self._show_panes(now)  # a STALE pane's age keeps moving
-            for errors in self.query(ErrorsPane):
+            panes = self._panes()
+            for errors in panes.errors:
                 errors.tick(now)  # "since the deployment began 12m ago" keeps moving
-            for metrics in self.query(MetricsPane):
+            for metrics in panes.metrics:
                 metrics.tick(now)  # a silent group's "? (last 2m10s ago)" keeps ageing
         self._show_actions(now)
 
@@ -856,10 +869,23 @@ class DashboardScreen(Screen[None]):
         store = self.store
         evidence = list(snapshot.evidence)
         self.store.take_dirty_panes()
-        for metrics in self.query(MetricsPane):
+        panes = self._panes()
+        for metrics in panes.metrics:
             metrics.show(store.metrics, evidence, store.signal_error("datadog"), now)
-        for errors in self.query(ErrorsPane):
+        for errors in panes.errors:
             mine = [e for e in evidence if e.subject.startswith("sentry:")]
             errors.show(store.sentry, mine, store.signal_error("sentry"), now)
-        for probes in self.query(ProbesPane):
+        for probes in panes.probes:
             probes.show(store.probes, evidence)
+
+    def _panes(self) -> SignalPanes:
+        """The signal panes (as found at the mount; looked up until then)."""
+        found = self._signal_panes
+        return found if found is not None else self._find_panes()
+
+    def _find_panes(self) -> SignalPanes:
+        return SignalPanes(
+            list(self.query(MetricsPane)),
+            list(self.query(ErrorsPane)),
+            list(self.query(ProbesPane)),
+        )
