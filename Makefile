@@ -6,6 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
+# The suite on both cores (pytest-xdist); PYTEST_WORKERS=0 runs it in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test check venv system-deps screenshots bench clean
 
@@ -31,7 +33,7 @@ check: $(STAMP)
 	$(BIN)/lint-imports
 
 test: $(STAMP) system-deps check
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
 
 screenshots: $(STAMP)
 	$(BIN)/python scripts/screenshots.py
