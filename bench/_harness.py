@@ -40,6 +40,7 @@ from textual import events  # noqa: E402
 from textual.drivers.linux_driver import LinuxDriver  # noqa: E402
 from textual.message import Message  # noqa: E402
 
+from bench._census import Tracer, census  # noqa: E402
 from bench._common import proc_status_kb  # noqa: E402
 from bench._workload import Pace, bench_settings, synthetic_sources  # noqa: E402
 from sources.model import EcsServiceSample  # noqa: E402
@@ -71,7 +72,7 @@ class CountingDriver(LinuxDriver):
 class Probe:
     """What the harness records while the app runs."""
 
-    def __init__(self, n: int, keep_latencies: int = 200_000) -> None:
+    def __init__(self, n: int, keep_latencies: int = 200_000, keep_frames: int = 20_000) -> None:
         self.n = n
         self.keep_latencies = keep_latencies
         self.seen: set[str] = set()
@@ -81,7 +82,7 @@ class Probe:
         """Ingest times taken by a flush, waiting for the next frame."""
         self.latencies: list[tuple[float, float]] = []
         """``(frame time, latency s)`` per ingested change."""
-        self.frames: deque[tuple[float, int]] = deque(maxlen=20_000)
+        self.frames: deque[tuple[float, int]] = deque(maxlen=keep_frames)
         """``(time, bytes so far)`` of the latest frames written."""
         self.frame_count = 0
         self.last_bytes = 0
@@ -197,11 +198,20 @@ async def run_clock(app: BenchApp, args: argparse.Namespace, result: dict[str, A
     window_start: tuple[float, float, int, int] | None = None
     window_end = None
     ingested0 = 0
+    tracer: Tracer | None = None
+    mark_at: float | None = None
+    extra = {"harness.frames": probe.frames, "harness.latencies": probe.latencies}
     while time.monotonic() < deadline:
         now = time.monotonic()
         if now >= next_rss:
             probe.rss.append((now, proc_status_kb()))
             next_rss += args.rss_every
+            if args.trace:
+                result.setdefault("census", []).append((now, census(app, extra)))
+        if tracer is not None and mark_at is not None and now >= mark_at:
+            tracer.mark()
+            result["trace_mark"] = time.monotonic()
+            mark_at = None
         if (
             window_start is None
             and probe.full_view is not None
@@ -211,6 +221,9 @@ async def run_clock(app: BenchApp, args: argparse.Namespace, result: dict[str, A
             window_end = now + args.duration
             result["window_start"] = now
             ingested0 = probe.ingested
+            if args.trace:
+                tracer = Tracer()
+                mark_at = now + args.trace_from
             args.out.with_suffix(".ready").write_text(str(now))  # the keys bench starts here
             if args.profile is not None:
                 app.profiler = cProfile.Profile()
@@ -220,6 +233,9 @@ async def run_clock(app: BenchApp, args: argparse.Namespace, result: dict[str, A
         await asyncio.sleep(0.05)
     if app.profiler is not None:
         app.profiler.disable()
+    if tracer is not None:
+        result["census_end"] = census(app, extra)
+        result["growth"] = tracer.growth()
     if window_start is not None:
         now = time.monotonic()
         t0, cpu0, bytes0, frames0 = window_start
@@ -259,6 +275,17 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, default=None, help="cProfile the measured window into this file"
     )
+    parser.add_argument(
+        "--keep-frames", type=int, default=20_000, help="bound on the frames remembered"
+    )
+    parser.add_argument(
+        "--trace",
+        action="store_true",
+        help="count the app's structures at every RSS sample; tracemalloc growth by line",
+    )
+    parser.add_argument(
+        "--trace-from", type=float, default=120.0, help="window seconds before the growth starts"
+    )
     args = parser.parse_args()
 
     kwargs: dict[str, Any] = {"signals": not args.no_signals}
@@ -277,7 +304,7 @@ def main() -> None:
     t_construct = time.monotonic()
     app = BenchApp(settings, sources)
     app.driver_class = CountingDriver
-    probe = Probe(args.services, args.keep_latencies)
+    probe = Probe(args.services, args.keep_latencies, args.keep_frames)
     app.attach(probe)
     result: dict[str, Any] = {
         "args": {k: str(v) for k, v in vars(args).items()},

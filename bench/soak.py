@@ -4,12 +4,18 @@
 synthetic sources (every service, metric group and probe ``--rate`` times a second, a
 new ECS event per service every ten rounds), samples ``VmRSS`` every 10 s and prints
 the series and its growth from the first sample after the full view and warm-up.
+
+``--trace`` also counts the entries of every buffer, cache and log the app keeps at each
+RSS sample, and runs tracemalloc over the window: the source lines whose live memory grew
+most from ``--trace-from`` seconds into the window to its end (tracemalloc slows the app:
+its RSS figures are not the budget's).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from bench._common import Figure, figures_json, print_json, print_table
 from bench._tmux import HarnessRun
@@ -27,6 +33,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=2.0, help="samples/s per service")
     parser.add_argument("--every", type=float, default=10.0, help="seconds between RSS samples")
     parser.add_argument("--warmup", type=float, default=10.0)
+    parser.add_argument(
+        "--trace", action="store_true", help="structure counts and tracemalloc growth by line"
+    )
+    parser.add_argument("--trace-from", type=float, default=120.0, help="seconds into the window")
     args = parser.parse_args(argv)
 
     seconds = args.minutes * 60
@@ -43,9 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         str(args.every),
         "--keep-latencies",
         "0",  # the harness keeps nothing that grows: the RSS is the app's
+        "--keep-frames",
+        "100",  # not the default 20,000: they grew the RSS 0.3 MB over a 10-minute soak
         "--max-seconds",
         f"{seconds + args.warmup + 120:g}",
     ]
+    if args.trace:
+        options += ["--trace", "--trace-from", f"{args.trace_from:g}"]
     print(
         f"soaking {args.services} services at {args.rate:g}/s for {args.minutes:g} min …",
         file=sys.stderr,
@@ -75,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         Figure("peak RSS", result["vmhwm_kb"] / 1024 if result.get("vmhwm_kb") else None, "MB"),
         Figure("samples ingested", ingest, "/s"),
     ]
+    if args.trace:
+        print_trace(result, start)
     print_table(f"bench.soak  ({args.services} services at {args.rate:g} sample/s each)", figures)
     print_json(
         "soak",
@@ -84,6 +100,30 @@ def main(argv: list[str] | None = None) -> int:
         },
     )
     return 0
+
+
+def print_trace(result: dict[str, Any], start: float | None) -> None:
+    """The structure counts over the window, and the lines whose memory grew most."""
+    rows = [(t, c) for t, c in result.get("census", []) if start is None or t >= start]
+    if result.get("census_end"):
+        rows.append((result.get("window", {}).get("end", 0.0), result["census_end"]))
+    if rows:
+        picks = sorted({0, len(rows) // 4, len(rows) // 2, len(rows) - 1})
+        head = "".join(f"{rows[i][0] - (start or rows[i][0]):>10.0f}s" for i in picks)
+        print(f"\nentries kept, over the window:\n  {'structure':<28}{head}")
+        for name in rows[-1][1]:
+            values = "".join(f"{rows[i][1].get(name, -1):>11}" for i in picks)
+            print(f"  {name:<28}{values}")
+    growth = result.get("growth") or []
+    if growth:
+        mark = result.get("trace_mark")
+        since = f"{mark - start:.0f} s" if mark and start else "the mark"
+        print(f"\ntracemalloc: live memory grown from {since} into the window to its end:")
+        for row in growth:
+            print(
+                f"  {row['kb']:>9.1f} KB {row['count']:>+8} blocks"
+                f"  (now {row['total_kb']:>8.1f} KB)  {row['where']}"
+            )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,14 @@ with its age and the error.
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+from collections import deque
 from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING
 
 from engine.rules import RuleBook
+from engine.seen import SeenIds
 from engine.smoke import SmokeRun
 from sources.model import (
     Discovered,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
 
 SEEN_EVENTS_MAX = 20_000
 """Bound on the event ids remembered for de-duplication, for all services together
-(ECS itself returns a service's newest 100 events); the oldest are forgotten first."""
+(ECS itself returns a service's newest 100 events); the oldest are forgotten first.
+Kept as hashes (:class:`~engine.seen.SeenIds`): 2.2 MB when full."""
 PENDING_EVENTS_MAX = 2000
 """Bound on events waiting for the screen; beyond it the oldest are dropped (counted)."""
 PIPELINE_MAX = 500
@@ -207,7 +209,7 @@ class Store:
         self._dirty: set[str] = set()
         self._pending_events: deque[tuple[str, EcsEvent]] = deque(maxlen=PENDING_EVENTS_MAX)
         self.dropped_events = 0
-        self._seen_events: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._seen_events = SeenIds(SEEN_EVENTS_MAX)
         """Event ids already taken, oldest first (bounded by SEEN_EVENTS_MAX)."""
         self.pipeline: deque[PipelineEvent] = deque(maxlen=PIPELINE_MAX)
         """Pipeline announcements from the bus (``deploywatch announce``), oldest first."""
@@ -328,13 +330,7 @@ class Store:
 
     def _first_sight(self, key: str, event_id: str) -> bool:
         """Whether an event is new (a re-delivered one is not shown twice)."""
-        ident = (key, event_id)
-        if ident in self._seen_events:
-            return False
-        self._seen_events[ident] = None
-        if len(self._seen_events) > SEEN_EVENTS_MAX:
-            self._seen_events.popitem(last=False)
-        return True
+        return self._seen_events.add((key, event_id))
 
     def _ingest_signal(self, item: Sample) -> bool:
         """Metrics, errors and probes: keep the latest for the panes, feed the rules."""
