@@ -37,6 +37,20 @@ def log_text(app: DeployWatchApp) -> str:
     return "\n".join("".join(seg.text for seg in strip) for strip in log.lines)
 
 
+def viewer(broker: Broker, tmp_path: Path) -> tuple[DeployWatchApp, BusSource]:
+    """A read-only dashboard on the bus (web and api), auditing under the test's folder."""
+    source = BusSource(parse_bus_url(broker.url, {}), Topics(ENV), ["demo/web", "demo/api"])
+    app = DeployWatchApp(
+        settings(),
+        [source],
+        clock=FrozenClock(),
+        read_only=True,
+        executor=lambda call: {},
+        audit_path=tmp_path / "audit.jsonl",
+    )
+    return app, source
+
+
 async def announce(broker: Broker, *args: str) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tui", "announce", "--bus", broker.url, "--env", ENV, *args,
@@ -49,15 +63,7 @@ async def announce(broker: Broker, *args: str) -> None:
 async def test_an_announcement_is_a_line_in_a_viewers_events_pane_and_in_its_report(
     tmp_path: Path, broker: Broker
 ) -> None:
-    source = BusSource(parse_bus_url(broker.url, {}), Topics(ENV), ["demo/web", "demo/api"])
-    app = DeployWatchApp(
-        settings(),
-        [source],
-        clock=FrozenClock(),
-        read_only=True,
-        executor=lambda call: {},
-        audit_path=tmp_path / "audit.jsonl",
-    )
+    app, source = viewer(broker, tmp_path)
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_until(pilot, source.connected.is_set, WAIT)
         await announce(
@@ -96,15 +102,7 @@ async def test_a_viewer_started_after_the_announcement_still_shows_it_once(
     ``pipeline/<service>`` gives it the line. A later announcement arrives on both
     topics (live on ``events``, and forwarded on ``pipeline/<service>``): one line."""
     await announce(broker, "--service", "web", "--event", "started", "--version", "v7")
-    source = BusSource(parse_bus_url(broker.url, {}), Topics(ENV), ["demo/web", "demo/api"])
-    app = DeployWatchApp(
-        settings(),
-        [source],
-        clock=FrozenClock(),
-        read_only=True,
-        executor=lambda call: {},
-        audit_path=tmp_path / "audit.jsonl",
-    )
+    app, source = viewer(broker, tmp_path)
     async with app.run_test(size=(160, 45)) as pilot:
         await wait_until(pilot, lambda: "deploy started" in log_text(app), WAIT)
         await announce(broker, "--service", "web", "--event", "finished", "--version", "v7")

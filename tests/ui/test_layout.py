@@ -32,6 +32,7 @@ from widgets.topbar import TopBar
 
 if TYPE_CHECKING:
     import pytest
+    from textual.pilot import Pilot
 
 SMALL = (80, 24)
 
@@ -101,25 +102,39 @@ async def test_a_chosen_selection_stays_when_another_card_moves_up() -> None:
         assert dashboard(app).selected == "demo/web"  # ... the selection stays on web
 
 
-async def test_compact_banner_and_bar_take_a_line_each_and_e_shows_everything() -> None:
-    app = DeployWatchApp(
+def failing_with_countdown() -> DeployWatchApp:
+    """web's bad release: FAILING with more reasons than a small banner holds, and the
+    rollback rule's countdown in the action bar."""
+    return DeployWatchApp(
         settings(signals=True),
         [FakeSource([*mid_deploy_script(), *bad_release_signals(minutes=6)])],
         clock=FrozenClock(),
         executor=lambda call: {},
     )
+
+
+async def banner_and_bar(
+    app: DeployWatchApp, pilot: Pilot[None]
+) -> tuple[VerdictBanner, ActionBar]:
+    """The banner and the action bar, once the banner is FAILING and the bar counts down."""
+    banner = app.screen.query_one(VerdictBanner)
+    bar = app.screen.query_one(ActionBar)
+    await wait_until(
+        pilot,
+        lambda: (
+            banner.report is not None
+            and banner.report.verdict is Verdict.FAILING
+            and bar.lines != ()
+        ),
+    )
+    await pilot.pause()
+    return banner, bar
+
+
+async def test_compact_banner_and_bar_take_a_line_each_and_e_shows_everything() -> None:
+    app = failing_with_countdown()
     async with app.run_test(size=SMALL) as pilot:
-        banner = app.screen.query_one(VerdictBanner)
-        bar = app.screen.query_one(ActionBar)
-        await wait_until(
-            pilot,
-            lambda: (
-                banner.report is not None
-                and banner.report.verdict is Verdict.FAILING
-                and bar.lines != ()
-            ),
-        )
-        await pilot.pause()
+        banner, bar = await banner_and_bar(app, pilot)
         assert dashboard(app).compact
         assert banner.region.height == 1
         assert bar.region.height <= 2
@@ -144,24 +159,9 @@ async def test_a_resize_to_80x24_leaves_no_blank_rows_in_the_banner_or_the_bar()
     """A tmux pane split while the countdown runs: the banner and the action bar are
     cut for the new width, and their heights follow (they kept the rows of the text
     cut for the old width, wrapped: blank rows at 80x24). Back to wide, in full again."""
-    app = DeployWatchApp(
-        settings(signals=True),
-        [FakeSource([*mid_deploy_script(), *bad_release_signals(minutes=6)])],
-        clock=FrozenClock(),
-        executor=lambda call: {},
-    )
+    app = failing_with_countdown()
     async with app.run_test(size=(200, 50)) as pilot:
-        banner = app.screen.query_one(VerdictBanner)
-        bar = app.screen.query_one(ActionBar)
-        await wait_until(
-            pilot,
-            lambda: (
-                banner.report is not None
-                and banner.report.verdict is Verdict.FAILING
-                and bar.lines != ()
-            ),
-        )
-        await pilot.pause()
+        banner, bar = await banner_and_bar(app, pilot)
         wide = banner.region.height
         assert wide > 1
         await pilot.resize_terminal(*SMALL)
