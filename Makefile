@@ -6,8 +6,8 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
-# The suite on both cores (pytest-xdist); PYTEST_WORKERS=0 runs it in one process.
-PYTEST_WORKERS ?= 2
+# PYTEST_WORKERS=2 runs the suite on both cores (pytest-xdist); 0 (the default, as CI runs it) in one process.
+PYTEST_WORKERS ?= 0
 
 .PHONY: demo test check venv system-deps screenshots bench clean
 
