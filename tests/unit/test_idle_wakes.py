@@ -4,23 +4,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from engine.rules import Rule, RuleBook, RuleState, Severity
+from engine.rules import Rule, RuleBook, RuleState
 from tests.fakes import T0
+from tests.unit.test_rules import rule
 
 SEC = timedelta(seconds=1)
 
 
 def probe_rule() -> Rule:
     """``avail < 99 for 30s``, 15 s of freshness: a probe's rule."""
-    return Rule(
+    return rule(
         name="avail",
         subject="probe:web.availability",
         op="<",
         threshold=99.0,
         window=30 * SEC,
-        severity=Severity.CRITICAL,
         fresh_for=15 * SEC,
-        unit="%",
     )
 
 
